@@ -1,0 +1,488 @@
+"""The Python environment a run sees: interpreter, installed distributions, numerics variables.
+
+Everything here is read from the file system and ``os.environ`` without importing the packages it
+describes, and nothing raises into the caller: a part that cannot be read is recorded as
+``unavailable(reason)`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from reprokit._capture import unavailable
+from reprokit._redact import REDACTED, is_secret_name, is_secret_value, strip_url_credentials
+
+TYPE_CHECKING = False  # the typing module costs ~2 ms to import; annotations alone don't need it
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+__all__ = [
+    "capture_environment",
+    "imported_distributions",
+    "module_distributions",
+    "numerics_variables",
+]
+
+# -- environment variables ---------------------------------------------------------------------
+
+# Variables that change what a run computes (thread counts, determinism switches, device
+# visibility, distributed layout). Everything else in the environment is left out: it is mostly
+# personal (paths, shells, credentials) and recording it would leak more than it explains.
+_EXACT_VARIABLES = frozenset(
+    {
+        "PYTHONHASHSEED",
+        "RANK",
+        "LOCAL_RANK",
+        "GROUP_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "NODE_RANK",
+        "SLURM_JOB_ID",
+        "SLURM_ARRAY_JOB_ID",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_PROCID",
+        "SLURM_LOCALID",
+        "SLURM_NODEID",
+        "SLURM_NTASKS",
+        "CUDA_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "OMP_NUM_THREADS",
+    }
+)
+_PREFIX_VARIABLES = (
+    "CUDA_",
+    "CUBLAS_",
+    "CUBLASLT_",
+    "CUDNN_",
+    "NCCL_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "TF_",
+    "XLA_",
+    "JAX_",
+    "TORCH_",
+    "PYTORCH_",
+    "NVIDIA_TF32_",
+    "KMP_",
+    "BLIS_",
+    "VECLIB_",
+)
+# Inside the allowed prefixes, still leave out what says where machines are rather than how they
+# compute (JAX_COORDINATOR_ADDRESS, NCCL_COMM_ID...), and Terraform's settings, which share
+# TensorFlow's TF_ prefix; its TF_VAR_* inputs routinely carry secrets under harmless names.
+_EXCLUDED_PREFIXES = (
+    "TF_VAR_",
+    "TF_CLI_",
+    "TF_TOKEN_",
+    "TF_LOG",
+    "TF_DATA_DIR",
+    "TF_WORKSPACE",
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "TF_PLUGIN_CACHE",
+    "TF_REGISTRY_",
+    "TF_STATE_",
+    "TF_IGNORE",
+    "TF_APPEND_USER_AGENT",
+)
+_EXCLUDED_SUFFIXES = ("_ADDR", "_ADDRESS", "_HOST", "_HOSTS", "_HOSTNAME", "_PORT", "_COMM_ID")
+
+
+def _allowed_variable(name: str) -> bool:
+    if name in _EXACT_VARIABLES:
+        return True
+    if not name.startswith(_PREFIX_VARIABLES):
+        return False
+    return not (name.startswith(_EXCLUDED_PREFIXES) or name.endswith(_EXCLUDED_SUFFIXES))
+
+
+def numerics_variables(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """The allowlisted numerics variables of ``environ`` (default ``os.environ``), sorted, and the
+    names whose values were replaced by ``REDACTED`` because the name or value looks secret."""
+    source = os.environ if environ is None else environ
+    variables: dict[str, str] = {}
+    redacted: list[str] = []
+    for name in sorted(n for n in source if isinstance(n, str) and _allowed_variable(n)):
+        value = source.get(name)
+        if value is None:
+            continue  # removed by another thread since the listing
+        if is_secret_name(name) or is_secret_value(value):
+            variables[name] = REDACTED
+            redacted.append(name)
+        else:
+            variables[name] = str(value)
+    return variables, redacted
+
+
+# -- installed distributions -------------------------------------------------------------------
+
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+def _canonical(name: str) -> str:
+    """PEP 503 normalized form, the key two spellings of one distribution name share."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+class _Dist:
+    """One metadata folder (or egg-info file) found on sys.path."""
+
+    __slots__ = ("name", "key", "version", "path", "kind")
+
+    def __init__(self, name: str, version: str, path: str, kind: str) -> None:
+        self.name = name
+        self.key = _canonical(name)
+        self.version = version
+        self.path = path
+        self.kind = kind  # "dist-info", "egg-info" (a folder) or "egg-info-file"
+
+
+# The last scan, kept so module_distributions() describes the same distributions that
+# capture_environment() listed without walking sys.path again.
+_SCAN: list[_Dist] | None = None
+
+
+def _read_headers(path: str) -> tuple[str | None, str | None]:
+    """Name and Version from a METADATA/PKG-INFO file, reading only its header block."""
+    name = version = None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                break  # the body (long description) follows the first blank line
+            if name is None and line[:5].lower() == "name:":
+                name = line[5:].strip()
+            elif version is None and line[:8].lower() == "version:":
+                version = line[8:].strip()
+            if name is not None and version is not None:
+                break
+    return name, version
+
+
+def _dist_from_entry(directory: str, entry_name: str, is_dir: bool) -> _Dist | None:
+    path = os.path.join(directory, entry_name)
+    if entry_name.endswith(".dist-info"):
+        if not is_dir:
+            return None
+        kind, stem, metadata = "dist-info", entry_name[: -len(".dist-info")], "METADATA"
+        parts = stem.split("-")
+        # Installers escape "-" to "_" in both name and version, so exactly one "-" is the norm.
+        if len(parts) == 2 and parts[0] and parts[1]:
+            return _Dist(parts[0], parts[1], path, kind)
+    elif entry_name.endswith(".egg-info"):
+        kind = "egg-info" if is_dir else "egg-info-file"
+        stem = entry_name[: -len(".egg-info")]
+        metadata = "PKG-INFO"
+        parts = stem.split("-")  # Name-Version[-pyX.Y]; "Name.egg-info" for develop installs
+        if len(parts) >= 2 and parts[0] and parts[1][:1].isdigit():
+            return _Dist(parts[0], parts[1], path, kind)
+    else:
+        return None
+    # An odd folder name: only now pay for opening this one distribution's metadata.
+    header_file = os.path.join(path, metadata) if is_dir else path
+    name, version = _read_headers(header_file)
+    if not name:
+        return None  # importlib.metadata would not report a nameless distribution either
+    return _Dist(name, version or unavailable("no Version in metadata"), path, kind)
+
+
+def _scan_distributions(paths: Iterable[Any] | None = None) -> list[_Dist]:
+    """Every distribution visible on ``paths`` (default sys.path), first occurrence winning."""
+    found: dict[str, _Dist] = {}
+    seen_dirs: set[str] = set()
+    for entry in list(sys.path if paths is None else paths):
+        try:
+            directory = os.fspath(entry)
+        except TypeError:
+            continue
+        if not isinstance(directory, str):
+            continue
+        directory = directory or "."  # "" on sys.path is the current directory
+        if directory in seen_dirs:
+            continue
+        seen_dirs.add(directory)
+        try:
+            # Missing folders, zip files and other non-directories are normal sys.path entries.
+            with os.scandir(directory) as entries:
+                candidates = [
+                    (item.name, item.is_dir())
+                    for item in entries
+                    if item.name.endswith((".dist-info", ".egg-info"))
+                ]
+        except OSError:
+            continue
+        for entry_name, is_dir in candidates:
+            try:
+                dist = _dist_from_entry(directory, entry_name, is_dir)
+            except Exception:  # one unreadable entry must not hide the others
+                continue
+            if dist is not None and dist.key not in found:
+                found[dist.key] = dist
+    return sorted(found.values(), key=lambda d: d.key)
+
+
+def _clean_url(url: str) -> str:
+    """The URL without userinfo, and with secret-looking query parameters (signed URLs) redacted."""
+    url = strip_url_credentials(url)
+    base, sep, rest = url.partition("?")
+    if not sep:
+        return REDACTED if is_secret_value(url) else url
+    query, hash_sep, fragment = rest.partition("#")
+    params = []
+    for param in query.split("&"):
+        key, eq, value = param.partition("=")
+        if eq and (is_secret_name(key) or is_secret_value(value)):
+            param = f"{key}={REDACTED}"
+        params.append(param)
+    cleaned = f"{base}?{'&'.join(params)}{hash_sep}{fragment}"
+    return REDACTED if is_secret_value(cleaned) else cleaned
+
+
+def _direct_url(dist: _Dist) -> dict[str, Any] | None:
+    """The PEP 610 record of how ``dist`` was installed, or None for an ordinary index install."""
+    if dist.kind != "dist-info":
+        return None
+    path = os.path.join(dist.path, "direct_url.json")
+    if not os.path.isfile(path):
+        return None
+    import json  # only paid by environments that have direct installs
+
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    dir_info = data.get("dir_info") or {}
+    vcs_info = data.get("vcs_info") or {}
+    return {
+        "url": _clean_url(str(data.get("url", ""))),
+        "editable": bool(dir_info.get("editable", False)),
+        "vcs": vcs_info.get("vcs"),
+        "commit": vcs_info.get("commit_id"),
+    }
+
+
+def _python() -> dict[str, Any]:
+    import platform
+
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "virtualenv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+    }
+
+
+def capture_environment() -> dict[str, Any]:
+    """The per-process environment record: python, packages, direct installs, numerics variables.
+
+    Keys: ``python``, ``packages`` ({name: version}), ``direct`` ({name: {url, editable, vcs,
+    commit}}), ``variables`` and, only when something was hidden, ``redacted_variables``. Any part
+    that fails is recorded as ``unavailable(reason)``; the function itself never raises.
+    """
+    global _SCAN
+    result: dict[str, Any] = {}
+    try:
+        result["python"] = _python()
+    except Exception as exc:
+        result["python"] = unavailable(exc)
+
+    dists: list[_Dist] | None = None
+    try:
+        dists = _scan_distributions()
+        _SCAN = dists
+        result["packages"] = {d.name: d.version for d in dists}
+    except Exception as exc:
+        result["packages"] = unavailable(exc)
+
+    if dists is None:
+        result["direct"] = unavailable("packages could not be listed")
+    else:
+        direct: dict[str, Any] = {}
+        for dist in dists:
+            try:
+                info = _direct_url(dist)
+            except Exception as exc:  # one unreadable direct_url.json spoils only its own entry
+                info = unavailable(exc)
+            if info is not None:
+                direct[dist.name] = info
+        result["direct"] = direct
+
+    try:
+        variables, redacted = numerics_variables()
+        result["variables"] = variables
+        if redacted:
+            result["redacted_variables"] = redacted
+    except Exception as exc:
+        result["variables"] = unavailable(exc)
+    return result
+
+
+# -- which distribution provides which module --------------------------------------------------
+
+_EXTENSION_SUFFIXES = (".so", ".pyd")
+_NOT_MODULES = ("__pycache__", "__init__")
+
+
+def _module_name(component: str, is_dir: bool) -> str | None:
+    """The importable name a RECORD path component stands for, or None if it is not a module."""
+    if is_dir:
+        name = component
+    elif component.endswith(".py"):
+        name = component[:-3]
+    elif component.endswith(_EXTENSION_SUFFIXES):
+        name = component.split(".", 1)[0]  # foo.cpython-311-x86_64-linux-gnu.so -> foo
+    else:
+        return None
+    # __editable__ finders are imported by a .pth at startup for every editable install; keying
+    # them would make each such distribution look imported by every program.
+    if not name.isidentifier() or name in _NOT_MODULES or name.startswith("__editable__"):
+        return None
+    return name
+
+
+# The first one or two path components of each RECORD line ("pkg/" or "mod.py", optionally
+# CSV-quoted). findall + set runs in C, ~2.5x faster than a Python loop over lines, which
+# matters for RECORDs with tens of thousands of lines (torch). Kept as strings so importing
+# reprokit does not compile them; re caches them on first use.
+_RECORD_TOP = r'(?m)^"?([^/,"\r\n]+)(/?)'
+_RECORD_CHILD = r'(?m)^"?([^/,"\r\n]+)/([^/,"\r\n]+)(/?)'
+
+
+def _read_record(dist: _Dist) -> str:
+    if dist.kind != "dist-info":
+        return ""  # egg-info has installed-files.txt at best, with paths relative to itself
+    with open(os.path.join(dist.path, "RECORD"), "rb") as handle:
+        return handle.read().decode("utf-8", "replace")
+
+
+def _record_tops(dist: _Dist) -> set[str]:
+    """Top-level modules and packages listed in ``dist``'s RECORD."""
+    tops = set()
+    for first, slash in set(re.findall(_RECORD_TOP, _read_record(dist))):
+        name = _module_name(first, bool(slash))
+        if name is not None:
+            tops.add(name)
+    return tops
+
+
+def _record_children(dist: _Dist, top: str) -> set[str]:
+    """Modules and packages directly inside package ``top`` according to ``dist``'s RECORD."""
+    children = set()
+    for first, second, slash in set(re.findall(_RECORD_CHILD, _read_record(dist))):
+        if first == top:
+            name = _module_name(second, bool(slash))
+            if name is not None:
+                children.add(name)
+    return children
+
+
+def _top_level_txt(dist: _Dist) -> set[str] | None:
+    if dist.kind == "egg-info-file":
+        return None
+    try:
+        with open(os.path.join(dist.path, "top_level.txt"), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    names = {line.strip().split("/", 1)[0] for line in lines}
+    return {name for name in names if name.isidentifier()}
+
+
+# {top-level module: distributions providing it, sys.path order} and, for top-level names shared
+# by several distributions (namespace packages such as nvidia.* or google.*), {top: {child: dist}}.
+_Index = tuple[dict[str, tuple[str, ...]], dict[str, dict[str, str]]]
+_INDEX: _Index | None = None
+
+
+def _build_index() -> _Index:
+    dists = _SCAN if _SCAN is not None else _scan_distributions()
+    owners: dict[str, list[_Dist]] = {}
+    for dist in dists:
+        try:
+            tops = _top_level_txt(dist) or _record_tops(dist)
+        except Exception:
+            tops = set()
+        if not tops:
+            # Nothing listed (e.g. an editable install that only ships a .pth): the usual
+            # convention is a module named like the distribution.
+            tops = {_NORMALIZE.sub("_", dist.name).lower()}
+        for top in tops:
+            owners.setdefault(top, []).append(dist)
+
+    # Children are only needed to tell apart the providers of a shared namespace, so only those
+    # few RECORDs are read a second time.
+    shared: dict[str, dict[str, str]] = {}
+    for top, providers in owners.items():
+        if len(providers) < 2:
+            continue
+        for dist in providers:
+            try:
+                children = _record_children(dist, top)
+            except Exception:
+                continue
+            for child in sorted(children):
+                shared.setdefault(top, {}).setdefault(child, dist.name)
+    modules = {top: tuple(d.name for d in providers) for top, providers in owners.items()}
+    return modules, shared
+
+
+def _index() -> _Index:
+    global _INDEX
+    if _INDEX is None:
+        # Computed once per process on first use: reading every RECORD costs milliseconds, which
+        # a program that never asks should not pay. A race only computes it twice.
+        try:
+            _INDEX = _build_index()
+        except Exception:
+            _INDEX = ({}, {})
+    return _INDEX
+
+
+def module_distributions() -> dict[str, str]:
+    """{top-level import name: distribution name} for the distributions on sys.path.
+
+    Built once per process from ``top_level.txt`` or else RECORD. Where several distributions
+    share a top-level name (namespace packages), that key names the first one on sys.path and
+    ``"top.child"`` keys name the provider of each child package.
+    """
+    modules, shared = _index()
+    mapping = {top: providers[0] for top, providers in modules.items()}
+    for top, children in shared.items():
+        mapping.update({f"{top}.{child}": dist for child, dist in children.items()})
+    return mapping
+
+
+def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
+    """Sorted names of the distributions whose modules are imported (or among ``modules``)."""
+    try:
+        index, shared = _index()
+        if modules is None:
+            names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
+            present: Mapping[str, object] | set[str] = sys.modules
+        else:
+            given = [m for m in modules if isinstance(m, str)]
+            present = {".".join(m.split(".", 2)[:2]) for m in given}
+            names = {m.partition(".")[0] for m in given}
+        found: set[str] = set()
+        for name in names:
+            if "." in name:
+                continue  # a package's top level is in sys.modules whenever a submodule is
+            providers = index.get(name)
+            if providers is None:
+                continue
+            if len(providers) == 1:
+                found.add(providers[0])
+                continue
+            # A shared namespace: credit the providers of the imported children; if none match,
+            # the name itself was provided twice (e.g. two builds of one package), so list both.
+            children = shared.get(name, {})
+            matched = {dist for child, dist in children.items() if f"{name}.{child}" in present}
+            found.update(matched or providers)
+        return sorted(found, key=str.lower)
+    except Exception:
+        return []

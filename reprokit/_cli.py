@@ -1,0 +1,480 @@
+"""The ``reprokit`` command: parse, call the library, print, map to an exit code.
+
+stdout carries data only (tables, manifests, JSON); narration and errors go to stderr.
+Exit codes: 0 success/intact, 1 a verdict of difference (tampered), 2 could not do it,
+3 an internal error (a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from reprokit._errors import ReprokitError
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+def _json(data: Any) -> None:
+    _out(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from reprokit._store import Store
+
+    return Store.at(args.store)
+
+
+# -- ls ------------------------------------------------------------------------------------------
+
+
+def _short_commit(code: Any) -> str:
+    if not isinstance(code, dict):
+        return "-"
+    commit = code.get("commit")
+    text = commit[:8] if isinstance(commit, str) else code.get("kind", "-")
+    return text + ("+dirty" if code.get("dirty") else "")
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = []
+    for entry in _store(args).entries():
+        m = entry.manifest
+        if m is None:
+            rows.append(
+                {
+                    "id": entry.id,
+                    "name": None,
+                    "status": entry.state,
+                    "started": None,
+                    "commit": None,
+                    "dirty": None,
+                    "duration_s": None,
+                }
+            )
+            continue
+        run, code = m.run, m.code
+        rows.append(
+            {
+                "id": m.id,
+                "name": run.get("name"),
+                "status": run.get("status"),
+                "started": run.get("started"),
+                "commit": code.get("commit"),
+                "dirty": code.get("dirty"),
+                "duration_s": run.get("duration_s"),
+                "parent": run.get("parent"),
+            }
+        )
+    if args.json:
+        _json({"schema": 1, "runs": rows})
+        return 0
+    if not rows:
+        _err(f"no runs in {_store(args).root}")
+        return 0
+    table = [("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION")]
+    for r in rows:
+        code = {"commit": r["commit"], "dirty": r["dirty"]} if r["commit"] or r["dirty"] else None
+        started = (r["started"] or "-")[:19].replace("T", " ")
+        table.append(
+            (
+                r["id"],
+                r["name"] or "-",
+                r["status"],
+                started,
+                _short_commit(code) if code else "-",
+                _duration(r["duration_s"]),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        _out("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+# -- show ----------------------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    m = store.load(args.ref)
+    if args.json:
+        _json(m.to_dict())
+        return 0
+    if args.yaml:
+        _out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
+        return 0
+    from reprokit._manifest import dump_yaml
+
+    run, code = m.run, m.code
+    lines = [
+        f"run       {m.id}  ({run.get('name') or '-'})",
+        f"status    {run.get('status')}",
+        f"started   {run.get('started')}   duration {_duration(run.get('duration_s'))}",
+        f"entry     {_entry_text(run.get('entry') or {})}",
+        f"code      {_short_commit(code)}  branch {code.get('branch') or '-'}  "
+        f"digest {code.get('digest', '-')}",
+        f"seed      {m.seeds.get('seed')}  replayable {run.get('replayable')}",
+    ]
+    if run.get("parent"):
+        lines.append(f"parent    {run['parent']}")
+    if run.get("error"):
+        err = run["error"]
+        lines.append(f"error     {err.get('type')}: {err.get('message')}")
+    for reason in run.get("not_replayable_because") or []:
+        lines.append(f"not replayable: {reason}")
+    _out("\n".join(lines))
+    for title, value in (("params", m.params), ("outputs", m.outputs)):
+        if value:
+            _out(f"\n{title}:")
+            _out("".join(f"  {line}\n" for line in dump_yaml(dict(value)).splitlines()))
+    return 0
+
+
+def _entry_text(entry: dict) -> str:
+    if entry.get("kind") == "function":
+        return f"{entry.get('module')}.{entry.get('qualname')}"
+    argv = entry.get("argv") or []
+    return " ".join(str(a) for a in argv)
+
+
+# -- diff ----------------------------------------------------------------------------------------
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from reprokit._api import diff
+
+    report = diff(args.a, args.b, store=args.store)
+    if args.json:
+        _json(report.to_dict())
+        return 0
+    _out(f"--- {report.a}\n+++ {report.b}")
+    for section, content in report.sections.items():
+        if not content:
+            _out(f"{section}: same")
+            continue
+        _out(f"{section}:")
+        if isinstance(content, list):
+            for item in content:
+                _out(f"  {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
+        elif section == "packages":
+            for item in content.get("added", []):
+                _out(f"  + {item['name']} {item['version']}")
+            for item in content.get("removed", []):
+                _out(f"  - {item['name']} {item['version']}")
+            for item in content.get("changed", []):
+                _out(f"  ~ {item['name']} {item['a']} -> {item['b']}")
+        elif section == "code":
+            for item in content.get("fields", []):
+                _out(f"  {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
+            files = content.get("files")
+            if isinstance(files, list):
+                for f in files:
+                    _out(f"  {f['change']:>9}  {f['path']}")
+            elif files:
+                _out(f"  files: {files}")
+    return 0
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from reprokit._api import verify
+    from reprokit._errors import TamperedError
+
+    try:
+        report = verify(args.ref, store=args.store)
+    except TamperedError as exc:
+        if args.json:
+            _json(
+                {
+                    "schema": 1,
+                    "run": exc.run_id,
+                    "intact": False,
+                    "problem": str(exc),
+                    "path": exc.path,
+                }
+            )
+        _err(f"tampered: {exc}")
+        return 1
+    if args.json:
+        _json(report.to_dict())
+    else:
+        _out(
+            f"intact: {report.run_id} ({report.files} files, {report.objects} objects; "
+            f"manifest sha256 {report.manifest_sha256[:16]}, ledger head {report.ledger_head[:16]})"
+        )
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reprokit._redact import redact_argv
+    from reprokit._run import Run, describe_output
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ReprokitError(
+            "nothing to run: give a command after --, e.g. reprokit run -- python train.py"
+        )
+    argv, redacted = redact_argv(command)
+    entry: dict[str, Any] = {"kind": "command", "argv": argv}
+    if redacted:
+        entry["redacted"] = redacted
+    r = Run(
+        args.name or Path(command[0]).name,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        store=args.store,
+        entry=entry,
+        start_dir=Path.cwd(),
+    )
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r.start()
+    for w in caught:
+        _err(str(w.message))
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", str(r.seed))
+    env.setdefault("REPROKIT_SEED", str(r.seed))
+    if r.id:
+        env["REPROKIT_PARENT"] = r.id
+    if r.store is not None:
+        env["REPROKIT_STORE"] = str(Path(r.store.root).resolve())
+    try:
+        child = subprocess.Popen(command, env=env)
+    except OSError as exc:
+        r.finish("failed", error=exc, exit_code=None)
+        raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            child.send_signal(signum)
+        except OSError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    root = Path(r._cached.get("_root") or Path.cwd())
+    outputs = []
+    for path in args.output:
+        p = Path(path)
+        if p.exists():
+            outputs.append(describe_output(p, root))
+        else:
+            outputs.append({"path": path, "missing": True})
+    if outputs:
+        r._outputs["declared"] = outputs
+    if code < 0:
+        status = "interrupted" if -code in (signal.SIGINT, signal.SIGTERM) else "failed"
+    else:
+        status = "completed" if code == 0 else "failed"
+    r.finish(status, exit_code=code)
+    if not args.quiet and r.id:
+        _err(f"reprokit: recorded run {r.id} ({status}, exit code {code})")
+    return 128 - code if code < 0 else code
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def templates_dir() -> Path:
+    """Where the shipped templates are: inside the package when installed, else the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise ReprokitError("reprokit's templates are missing from this installation")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from reprokit._capture.git import GitError, git
+
+    if shutil.which("git") is None:
+        raise ReprokitError("the demo needs git, which is not on PATH")
+    folder = Path(tempfile.mkdtemp(prefix="reprokit-demo-"))
+    shutil.copyfile(templates_dir() / "demo" / "train.py", folder / "train.py")
+    env_id = {
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@example.com",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@example.com",
+    }
+    try:
+        git(["init", "-q"], folder)
+        git(["add", "train.py"], folder)
+        git(
+            ["commit", "-q", "-m", "demo: a tiny training loop"],
+            folder,
+            env={**os.environ, **env_id},
+        )
+    except GitError as exc:
+        raise ReprokitError(f"could not set up the demo repository: {exc}") from None
+    # An uncommitted change: the manifest must capture it exactly.
+    text = (folder / "train.py").read_text().replace("lr: float = 0.05", "lr: float = 0.1")
+    (folder / "train.py").write_text(text)
+    _err(f"reprokit demo: example repository in {folder}")
+    _err("reprokit demo: running `python train.py` (one tracked call of train())")
+    env = {k: v for k, v in os.environ.items() if k != "REPROKIT_STORE"}
+    proc = subprocess.run(
+        [sys.executable, "train.py"], cwd=folder, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise ReprokitError(
+            f"the demo training script failed: {proc.stderr.strip().splitlines()[-1:]}"
+        )
+    _err(f"reprokit demo: train() returned {proc.stdout.strip()}")
+    ns = argparse.Namespace(store=str(folder / ".reprokit"), json=False, yaml=False, ref="latest")
+    cmd_show(ns)
+    _out("")
+    cmd_verify(ns)
+    _err(f"reprokit demo: look around with `cd {folder} && reprokit ls`")
+    return 0
+
+
+# -- wiring --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reprokit import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        help="store folder (default: $REPROKIT_STORE, else .reprokit "
+        "at the git repository root or in the current folder)",
+    )
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument("-q", "--quiet", action="store_true", help="no narration on stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="reprokit",
+        parents=[common],
+        description="Record ML runs as immutable, tamper-evident manifests; check them later.",
+    )
+    parser.add_argument("--version", action="version", version=f"reprokit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ls", parents=[common], help="list runs, newest first")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", parents=[common], help="show one run's manifest")
+    p.add_argument("ref", help="run id, unique prefix or suffix, or 'latest'")
+    p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
+    p.add_argument("--yaml", action="store_true", help="the manifest file as written")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("diff", parents=[common], help="what differs between two runs")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "verify", parents=[common], help="check a run against its digests (exit 1 if tampered)"
+    )
+    p.add_argument("ref")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run", parents=[common], help="record any command as a run: run -- CMD ...")
+    p.add_argument("--name", help="run name (default: the command's name)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed (default: drawn); the child gets "
+        "PYTHONHASHSEED and REPROKIT_SEED set to it unless already set",
+    )
+    p.add_argument("--deterministic", action="store_true", help="ask for deterministic mode")
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or folder the command writes, hashed when it ends (repeatable)",
+    )
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="record a small example run in a temporary repository and show it",
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ReprokitError as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        _err(f"reprokit: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("reprokit: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        _err(
+            f"reprokit: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)"
+        )
+        return 3

@@ -1,0 +1,69 @@
+"""The exceptions reprokit raises on purpose.
+
+ReprokitError                 base of everything below
+ ├── RunNotFound              no run matches a reference (.ref)
+ ├── AmbiguousRun             a prefix matches several runs (.ref, .matches)
+ ├── ManifestError            a manifest cannot be read: corrupt, hostile, wrong schema (.path)
+ ├── StoreError               the store cannot be written or read (.path)
+ ├── TamperedError            a sealed run no longer matches its digests (.run_id, .path)
+ └── NotReplayable            a run lacks what re-execution needs (.run_id, .reason)
+
+ReprokitWarning (UserWarning)   issued instead of raising into the user's program
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ReprokitError(Exception):
+    """Base of every error reprokit raises on purpose; the CLI maps it to exit code 2."""
+
+    exit_code = 2
+
+
+class RunNotFound(ReprokitError):
+    def __init__(self, ref: str, store: Path | str | None = None) -> None:
+        where = f" in store {store}" if store else ""
+        super().__init__(f"no run matches {ref!r}{where}")
+        self.ref = ref
+
+
+class AmbiguousRun(ReprokitError):
+    def __init__(self, ref: str, matches: list[str]) -> None:
+        shown = ", ".join(matches[:8]) + (", ..." if len(matches) > 8 else "")
+        super().__init__(f"run {ref!r} is ambiguous: matches {shown}")
+        self.ref = ref
+        self.matches = matches
+
+
+class ManifestError(ReprokitError):
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class StoreError(ReprokitError):
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class TamperedError(ReprokitError):
+    exit_code = 1
+
+    def __init__(self, message: str, run_id: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.path = path
+
+
+class NotReplayable(ReprokitError):
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id} is not replayable: {reason}")
+        self.run_id = run_id
+        self.reason = reason
+
+
+class ReprokitWarning(UserWarning):
+    """Something about a run the user should know: not recorded, not replayable, redacted."""

@@ -1,0 +1,765 @@
+"""Runs: ``@track``, ``run()`` and ``Run`` drive capture -> manifest -> store.
+
+Per process, the code, environment and hardware are captured once and their manifest blocks
+rendered once; a run re-captures code only when a module file it depends on changed on disk.
+Whatever goes wrong inside reprokit turns into a warning: the user's function always runs and
+returns (or raises) exactly what it would have without us.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from reprokit._capture import unavailable
+from reprokit._capture.params import Params, bind_call, record_params
+from reprokit._capture.seeds import check_seed, draw_seed, seed_everything
+from reprokit._digest import fingerprint_exact, sha256_file
+from reprokit._errors import ReprokitError, ReprokitWarning
+from reprokit._redact import redact_argv
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
+_SMALL_VALUE_BYTES = 4096
+_INLINE_CHECKPOINT = 64  # numbers kept inline in a checkpoint record, for divergence sizes
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"reprokit: {message}", ReprokitWarning, stacklevel=4)
+
+
+# -- per-process capture cache -------------------------------------------------------------------
+
+
+class _ProcessCapture:
+    """Code, environment and hardware of this process, captured once and rendered once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.code: dict[Path, tuple[tuple, Any, str]] = {}  # start dir -> (signature, cap, text)
+        self.env: dict[str, Any] | None = None
+        self.env_text: str | None = None
+        self.hardware_text: str | None = None
+        self._module_count = -1
+        self._module_files: dict[str, list[str]] = {}
+
+    def environment(self) -> dict[str, Any]:
+        if self.env is None:
+            try:
+                from reprokit._capture.environment import capture_environment
+
+                self.env = capture_environment()
+            except Exception as exc:
+                self.env = {"error": unavailable(exc)}
+        return self.env
+
+    def environment_text(self, imported: list[str]) -> str:
+        from reprokit._manifest import dump_section, dump_yaml
+
+        if self.env_text is None:
+            self.env_text = dump_section("environment", self.environment())
+        extra = dump_yaml({"imported": imported}) if imported else "imported: []\n"
+        return self.env_text + "".join(f"  {line}\n" for line in extra.splitlines())
+
+    def hardware(self) -> str:
+        if self.hardware_text is None:
+            from reprokit._manifest import dump_section
+
+            try:
+                from reprokit._capture.hardware import capture_hardware
+
+                hw: Any = capture_hardware()
+            except Exception as exc:
+                hw = unavailable(exc)
+            self.hardware_text = dump_section("hardware", hw)
+        return self.hardware_text
+
+    def _files_under(self, root: Path) -> list[str]:
+        # Recomputed only when the set of imported modules grew.
+        key = str(root)
+        if len(sys.modules) != self._module_count or key not in self._module_files:
+            prefix = key + os.sep
+            files = []
+            for mod in list(sys.modules.values()):
+                f = getattr(mod, "__file__", None)
+                if f and f.startswith(prefix):
+                    files.append(f)
+            self._module_count = len(sys.modules)
+            self._module_files = {key: sorted(files)}
+        return self._module_files[key]
+
+    def _signature(self, root: Path | None) -> tuple:
+        if root is None:
+            return ()
+        sig = []
+        for f in [*self._files_under(root), str(root / ".git" / "index"), str(root / ".git/HEAD")]:
+            try:
+                st = os.stat(f)
+                sig.append((f, st.st_mtime_ns, st.st_size))
+            except OSError:
+                sig.append((f, None, None))
+        return tuple(sig)
+
+    def code_for(self, start: Path, entry: Path | None) -> tuple[Any, str, bool]:
+        """(CodeCapture, rendered block, changed) for code started from ``start``."""
+        from reprokit._capture.git import capture_code
+        from reprokit._manifest import dump_section
+
+        key = start
+        cached = self.code.get(key)
+        if cached is not None:
+            sig = self._signature(cached[1].root)
+            if sig == cached[0]:
+                return cached[1], cached[2], False
+        cap = capture_code(start, entry)
+        changed = cached is not None
+        if changed:
+            cap.section["changed_during_process"] = (
+                "a source file changed on disk after this process started: the code that ran "
+                "is the code imported at start and may differ from the recorded tree"
+            )
+        text = dump_section("code", cap.section)
+        self.code[key] = (self._signature(cap.root), cap, text)
+        return cap, text, changed
+
+
+_process = _ProcessCapture()
+
+
+# -- the Run -------------------------------------------------------------------------------------
+
+
+class Run:
+    """One recorded run. Use it through ``@track`` or ``with reprokit.run(...) as run``."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        params: Mapping[str, Any] | Any = None,
+        seed: int | None = None,
+        deterministic: bool = False,
+        store: Any = None,
+        entry: dict[str, Any] | None = None,
+        start_dir: Path | None = None,
+        entry_file: Path | None = None,
+    ) -> None:
+        self.name = name
+        self._params = Params()
+        if params is not None:
+            self._params.update(record_params(params))
+        self._seed_given = seed
+        self.seed: int = 0
+        self.deterministic = deterministic
+        self._store_arg = store
+        self._entry = dict(entry or {})
+        self._start_dir = start_dir or Path.cwd()
+        self._entry_file = entry_file
+        self.id: str | None = None
+        self.dir: Path | None = None
+        self.parent: str | None = None
+        self.status = "created"
+        self.store: Any = None
+        self._lock = threading.Lock()
+        self._metrics_fh: Any = None
+        self._metrics: dict[str, dict[str, Any]] = {}
+        self._ckpt_fh: Any = None
+        self._ckpt_count = 0
+        self._artifacts: list[dict[str, Any]] = []
+        self._outputs: dict[str, Any] = {}
+        self._token: contextvars.Token | None = None
+        self._recording = False
+        self._cached: dict[str, str] = {}
+        self._extra_run: dict[str, Any] = {}
+        self._replayable_problems: list[str] = []
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The recorded params, as plain values."""
+        return dict(self._params.values)
+
+    def log_params(self, params: Mapping[str, Any] | Any = None, **more: Any) -> None:
+        """Add hyperparameters (a mapping, a config object, or keyword arguments)."""
+        if params is not None:
+            self._params.update(record_params(params))
+        if more:
+            self._params.update(record_params(more))
+
+    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
+        """Append ``value`` to the series ``name`` (kept in order, streamed to disk)."""
+        try:
+            number = (
+                float(value) if not isinstance(value, int) or isinstance(value, bool) else value
+            )
+        except (TypeError, ValueError):
+            _warn(f"metric {name!r}: {type(value).__name__} is not a number; not logged")
+            return
+        with self._lock:
+            series = self._metrics.setdefault(name, {"count": 0, "last": None, "last_step": None})
+            if step is None:
+                step = series["count"]
+            series["count"] += 1
+            series["last"] = number
+            series["last_step"] = step
+            if self._recording:
+                if self._metrics_fh is None:
+                    self._metrics_fh = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
+                self._metrics_fh.write(
+                    json.dumps({"name": name, "step": step, "value": number}) + "\n"
+                )
+
+    def checkpoint(self, name: str, value: Any) -> str:
+        """Record the fingerprint of an intermediate value; returns it. Finds divergence later."""
+        fp, exact = fingerprint_exact(value)
+        record: dict[str, Any] = {"index": self._ckpt_count, "name": name, "fingerprint": fp}
+        if not exact:
+            record["exact"] = False
+        summary = _numeric_summary(value)
+        if summary is not None:
+            record.update(summary)
+        with self._lock:
+            record["index"] = self._ckpt_count
+            self._ckpt_count += 1
+            if self._recording:
+                if self._ckpt_fh is None:
+                    self._ckpt_fh = open(self.dir / "checkpoints.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
+                self._ckpt_fh.write(json.dumps(record) + "\n")
+        return fp
+
+    def log_artifact(self, path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
+        """Hash a file or folder the run produced (``copy=True`` also keeps a copy in the run)."""
+        p = Path(path)
+        if not p.exists():
+            raise ReprokitError(f"artifact {os.fspath(path)!r} does not exist")
+        record = describe_output(p, self._root_for_paths())
+        if copy and self._recording and self.dir is not None:
+            dest = self.dir / "artifacts" / _safe_rel(record["path"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if p.is_dir():
+                shutil.copytree(p, dest, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(p, dest)
+            record["copy"] = dest.relative_to(self.dir).as_posix()
+        with self._lock:
+            self._artifacts.append(record)
+        return record
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _root_for_paths(self) -> Path:
+        cap = self._cached.get("_root")
+        return Path(cap) if cap else Path.cwd()
+
+    def start(self) -> Run:
+        """Capture, create the run folder and make this the active run. Never raises."""
+        self._started = time.time()
+        self._t0 = time.perf_counter()
+        parent = _current.get()
+        self.parent = parent.id if parent is not None else os.environ.get("REPROKIT_PARENT")
+        try:
+            self._seed_and_capture()
+            self._recording = True
+        except Exception as exc:
+            self._recording = False
+            _warn(f"this run is not recorded: {exc}")
+        self.status = "running"
+        self._token = _current.set(self)
+        return self
+
+    def _seed_and_capture(self) -> None:
+        from reprokit._store import Store, default_store_path
+
+        seed = self._seed_given
+        if seed is None and os.environ.get("REPROKIT_SEED", "").isdigit():
+            seed = int(os.environ["REPROKIT_SEED"])
+        self.seed = check_seed(seed) if seed is not None else draw_seed()
+        self._seeds = seed_everything(self.seed, self.deterministic)
+        self._seeds["source"] = "given" if seed is not None else "drawn"
+        cap, text, _ = _process.code_for(self._start_dir, self._entry_file)
+        self._code = cap
+        self._cached["code"] = text
+        if cap.root is not None:
+            self._cached["_root"] = str(cap.root)
+        if self._store_arg is not None:
+            self.store = Store.at(self._store_arg)
+        elif os.environ.get("REPROKIT_STORE"):
+            self.store = Store.at(None)
+        elif cap.section.get("kind") == "git" and cap.root is not None:
+            self.store = Store.at(cap.root / ".reprokit")
+        else:
+            self.store = Store.at(default_store_path(Path.cwd()))
+        self.id, self.dir = self.store.new_run_dir()
+        for digest, blob in cap.blobs.items():
+            self.store.put_object(digest, blob)
+
+    def finish(
+        self,
+        status: str = "completed",
+        *,
+        error: BaseException | None = None,
+        result: Any = None,
+        has_result: bool = False,
+        exit_code: int | None = None,
+    ) -> None:
+        """Seal the run. Failures here become a warning; the user's program goes on."""
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # finished from another context (threads, generators)
+                _current.set(None)
+            self._token = None
+        self.status = status
+        if not self._recording:
+            return
+        self._recording = False
+        try:
+            self._seal(status, error, result, has_result, exit_code)
+        except Exception as exc:
+            if self.store is not None and self.id is not None:
+                try:
+                    self.store.discard(self.id)
+                except Exception:
+                    pass
+            _warn(f"run {self.id} was not recorded: {exc}")
+
+    def _seal(
+        self,
+        status: str,
+        error: BaseException | None,
+        result: Any,
+        has_result: bool,
+        exit_code: int | None,
+    ) -> None:
+        from reprokit._capture.environment import imported_distributions
+        from reprokit._manifest import render
+        from reprokit._store import digest_folder
+
+        ended = time.time()
+        duration = time.perf_counter() - self._t0
+        for fh in (self._metrics_fh, self._ckpt_fh):
+            if fh is not None:
+                fh.close()
+        self._metrics_fh = self._ckpt_fh = None
+
+        root = self._code.root
+        cwd = Path.cwd()
+        try:
+            rel_cwd = cwd.relative_to(root).as_posix() if root else str(cwd)
+        except ValueError:
+            rel_cwd = str(cwd)
+        run: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "status": status,
+            "started": _utc(self._started),
+            "ended": _utc(ended),
+            "duration_s": round(duration, 6),
+            "entry": self._entry,
+            "cwd": rel_cwd,
+            "parent": self.parent,
+            "pid": os.getpid(),
+        }
+        run.update(self._extra_run)
+        if error is not None:
+            run["error"] = {
+                "type": f"{type(error).__module__}.{type(error).__qualname__}",
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(error)),
+            }
+        problems = list(self._replayable_problems) + list(self._params.problems)
+        if self._code.section.get("kind", "").startswith("unavailable") or "error" in (
+            self._code.section
+        ):
+            problems.append("the code could not be captured")
+        problems.extend(self._code.section.get("incomplete", []))
+        run["replayable"] = not problems
+        if problems:
+            run["not_replayable_because"] = problems
+
+        outputs: dict[str, Any] = dict(self._outputs)
+        if has_result:
+            outputs["return"] = describe_value(result)
+        if exit_code is not None:
+            outputs["exit_code"] = exit_code
+        if self._metrics:
+            outputs["metrics"] = {
+                name: dict(series) for name, series in sorted(self._metrics.items())
+            }
+        if self._ckpt_count:
+            outputs["checkpoints"] = {"count": self._ckpt_count, "file": "checkpoints.jsonl"}
+        if self._artifacts:
+            outputs["artifacts"] = self._artifacts
+
+        params = dict(self._params.values)
+        seeds = dict(self._seeds)
+        sections: dict[str, Any] = {"run": run, "params": params, "seeds": seeds}
+        if self._params.redacted:
+            run["redacted_params"] = sorted(set(self._params.redacted))
+        if self._params.types:
+            run["param_types"] = self._params.types
+        sections["outputs"] = outputs
+        sections["digests"] = digest_folder(self.dir)  # type: ignore[arg-type]
+        cached = {
+            "code": self._cached["code"],
+            "environment": _process.environment_text(imported_distributions()),
+            "hardware": _process.hardware(),
+        }
+        self.store.seal(self.id, render(sections, cached))
+
+    # -- context manager -------------------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        if self.status == "created":
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.finish(*_status_of(exc), error=_error_of(exc))
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.name!r} {self.status}>"
+
+
+def _status_of(exc: BaseException | None) -> tuple[str]:
+    if exc is None:
+        return ("completed",)
+    if isinstance(exc, KeyboardInterrupt):
+        return ("interrupted",)
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return ("completed",)
+    return ("failed",)
+
+
+def _error_of(exc: BaseException | None) -> BaseException | None:
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+        return None
+    return exc
+
+
+def _safe_rel(rel: str) -> str:
+    parts = [p for p in Path(rel).parts if p not in ("..", "/", "\\") and not Path(p).anchor]
+    return "/".join(parts) or "artifact"
+
+
+def describe_output(path: Path, root: Path) -> dict[str, Any]:
+    """Size and sha256 of a file, or of every file in a folder, with paths relative to root."""
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = os.fspath(path)
+    if path.is_dir():
+        files = []
+        total = 0
+        for dirpath, dirs, names in os.walk(path):
+            dirs.sort()
+            for n in sorted(names):
+                f = Path(dirpath) / n
+                digest, size = sha256_file(f)
+                files.append(
+                    {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
+                )
+                total += size
+        return {"path": rel, "kind": "folder", "size": total, "files": files}
+    digest, size = sha256_file(path)
+    return {"path": rel, "kind": "file", "size": size, "sha256": digest}
+
+
+def describe_value(value: Any) -> dict[str, Any]:
+    """Fingerprint of a value, plus the value itself when it is small plain data."""
+    fp, exact = fingerprint_exact(value)
+    out: dict[str, Any] = {"type": f"{type(value).__module__}.{type(value).__qualname__}"}
+    out["fingerprint"] = fp
+    if not exact:
+        out["exact"] = False
+    plain = record_params({"v": value})
+    if not plain.problems and not plain.redacted:
+        try:
+            size = len(json.dumps(plain.values["v"], default=str))
+        except (TypeError, ValueError):
+            size = _SMALL_VALUE_BYTES + 1
+        if size <= _SMALL_VALUE_BYTES:
+            out["value"] = plain.values["v"]
+    summary = _numeric_summary(value)
+    if summary is not None and "value" not in out:
+        out.update(summary)
+    return out
+
+
+def _numeric_summary(value: Any) -> dict[str, Any] | None:
+    """Inline numbers (small) or summary statistics (large) of numeric values, for tolerances."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return {"value": value}
+    module = type(value).__module__
+    if module == "numpy" or module.startswith("torch"):
+        try:
+            if module.startswith("torch"):
+                value = value.detach().cpu()
+                if not (value.is_floating_point() or value.dtype.is_signed):
+                    return None
+                value = value.double().numpy()
+            import numpy as np
+
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "iuf":
+                return None
+            if arr.size <= _INLINE_CHECKPOINT:
+                return {"values": arr.astype(float).ravel().tolist(), "shape": list(arr.shape)}
+            a = arr.astype(np.float64)
+            return {
+                "shape": list(arr.shape),
+                "stats": {
+                    "mean": float(a.mean()),
+                    "std": float(a.std()),
+                    "min": float(a.min()),
+                    "max": float(a.max()),
+                    "l2": float(np.sqrt((a * a).sum())),
+                },
+            }
+        except Exception:
+            return None
+    if (
+        isinstance(value, (list, tuple))
+        and 0 < len(value) <= _INLINE_CHECKPOINT
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        return {"values": [float(v) for v in value]}
+    return None
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def current_run() -> Run | None:
+    """The active run of this thread/task, or None."""
+    return _current.get()
+
+
+def _active() -> Run:
+    r = _current.get()
+    if r is None:
+        raise ReprokitError("no active run: call this inside @reprokit.track or reprokit.run()")
+    return r
+
+
+def log_metric(name: str, value: Any, step: int | None = None) -> None:
+    """``current_run().log_metric(...)``."""
+    _active().log_metric(name, value, step)
+
+
+def log_params(params: Mapping[str, Any] | Any = None, **more: Any) -> None:
+    """``current_run().log_params(...)``."""
+    _active().log_params(params, **more)
+
+
+def log_artifact(path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
+    """``current_run().log_artifact(...)``."""
+    return _active().log_artifact(path, copy)
+
+
+def checkpoint(name: str, value: Any) -> str:
+    """``current_run().checkpoint(...)``; outside a run it only returns the fingerprint."""
+    r = _current.get()
+    if r is None:
+        return fingerprint_exact(value)[0]
+    return r.checkpoint(name, value)
+
+
+def _script_entry() -> tuple[dict[str, Any], Path | None, list[str]]:
+    argv, redacted = redact_argv(list(sys.argv))
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    entry: dict[str, Any] = {"kind": "script", "argv": argv, "executable": sys.executable}
+    problems = []
+    if redacted:
+        entry["redacted"] = redacted
+    if not file or not sys.argv or sys.argv[0] in ("", "-c", "-"):
+        problems.append("the process was started from python -c, stdin or an interactive shell")
+        return entry, None, problems
+    path = Path(file).resolve()
+    entry["file"] = str(path)
+    return entry, path, problems
+
+
+@contextmanager
+def run(
+    name: str | None = None,
+    params: Mapping[str, Any] | Any = None,
+    seed: int | None = None,
+    *,
+    deterministic: bool = False,
+    store: Any = None,
+) -> Iterator[Run]:
+    """Record the enclosed block as one run; yields the ``Run``.
+
+    The block's exception, if any, is re-raised unchanged after the run is sealed as failed.
+    """
+    entry, file, problems = _script_entry()
+    r = Run(
+        name,
+        params=params,
+        seed=seed,
+        deterministic=deterministic,
+        store=store,
+        entry=entry,
+        entry_file=file,
+        start_dir=Path.cwd(),
+    )
+    r._replayable_problems.extend(problems)
+    r.start()
+    try:
+        yield r
+    except BaseException as exc:
+        r.finish(*_status_of(exc), error=_error_of(exc))
+        raise
+    else:
+        r.finish("completed")
+
+
+def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], Path | None, list[str]]:
+    qualname = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+    module = getattr(func, "__module__", None)
+    entry: dict[str, Any] = {"kind": "function", "module": module, "qualname": qualname}
+    problems = []
+    try:
+        src = inspect.getsourcefile(func)
+    except TypeError:
+        src = None
+    path = Path(src).resolve() if src else None
+    if path is not None:
+        entry["file"] = str(path)
+    else:
+        problems.append("the function has no source file")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        problems.append(f"{qualname} is defined inside another function and cannot be re-imported")
+    argv, redacted = redact_argv(list(sys.argv))
+    entry["argv"] = argv
+    if redacted:
+        entry["redacted"] = redacted
+    return entry, path, problems
+
+
+def _is_method(func: Callable[..., Any]) -> bool:
+    try:
+        first = next(iter(inspect.signature(func).parameters))
+    except (StopIteration, TypeError, ValueError):
+        return False
+    return first == "self"
+
+
+@overload
+def track(func: F) -> F: ...
+@overload
+def track(
+    func: None = None,
+    *,
+    name: str | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    store: Any = None,
+) -> Callable[[F], F]: ...
+
+
+def track(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    store: Any = None,
+) -> Any:
+    """Record every call of the decorated function as a run (plain, method or ``async def``).
+
+    Params are bound from the signature with defaults applied. The function returns and raises
+    exactly what it did before.
+    """
+    if func is None:
+        return functools.partial(
+            track, name=name, seed=seed, deterministic=deterministic, store=store
+        )
+    if seed is not None:
+        check_seed(seed)
+    info: dict[str, Any] = {}
+
+    def make_run(args: tuple, kwargs: dict) -> Run | None:
+        try:
+            if not info:
+                info["entry"], info["file"], info["problems"] = _function_entry(func)
+                if _is_method(func):
+                    info["problems"].append("a method: replay would need the instance")
+            values = bind_call(func, args, kwargs)
+            run_seed = seed
+            if run_seed is None and isinstance(values.get("seed"), int):
+                run_seed = values["seed"]
+            file = info["file"]
+            r = Run(
+                name or getattr(func, "__name__", None),
+                params=values,
+                seed=run_seed,
+                deterministic=deterministic,
+                store=store,
+                entry=info["entry"],
+                entry_file=file,
+                start_dir=file.parent if file is not None else Path.cwd(),
+            )
+            r._replayable_problems.extend(info["problems"])
+            for problem in r._params.problems:
+                _warn(f"{problem}; the run is marked not replayable")
+            return r.start()
+        except Exception as exc:  # never break the user's call
+            _warn(f"this call is not recorded: {exc}")
+            return None
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            r = make_run(args, kwargs)
+            if r is None:
+                return await func(*args, **kwargs)
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                r.finish(*_status_of(exc), error=_error_of(exc))
+                raise
+            r.finish("completed", result=result, has_result=True)
+            return result
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        r = make_run(args, kwargs)
+        if r is None:
+            return func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            r.finish(*_status_of(exc), error=_error_of(exc))
+            raise
+        r.finish("completed", result=result, has_result=True)
+        return result
+
+    return wrapper

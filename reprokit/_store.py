@@ -1,0 +1,435 @@
+"""The plain-file store: write-once run folders, a content-addressed object area, a ledger.
+
+Layout of a store folder (``.reprokit/`` at the repository root by default)::
+
+    .gitignore                 "*": the store never makes the working tree dirty
+    runs/<id>/                 one folder per run; ``manifest.yaml`` is its commit point
+    objects/<ab>/<sha256>      blobs shared by runs (source patches, snapshots), named by content
+    active/<id>                "this run is in progress" markers: pid and host
+    ledger                     append-only, hash-chained list of sealed manifests' digests
+
+Every file operation of the store lives in this module. The three an object-store backend
+would need are ``put_if_absent``, ``get`` and ``list``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprokit._digest import sha256_file
+from reprokit._errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
+from reprokit._manifest import Manifest
+
+MANIFEST = "manifest.yaml"
+STORE_DIRNAME = ".reprokit"
+_GENESIS = "0" * 64
+_RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]{3}-[0-9a-f]{6}$")
+_SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id sortable by start time and unique across processes: time + random suffix."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+
+
+def default_store_path(start: Path | None = None) -> Path:
+    """The store a run in ``start`` uses: $REPROKIT_STORE, else .reprokit at the repository root."""
+    env = os.environ.get("REPROKIT_STORE")
+    if env:
+        return Path(env).expanduser().resolve()
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder / STORE_DIRNAME
+    return start / STORE_DIRNAME
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """A run folder as listed: its id, and its manifest when sealed (None otherwise)."""
+
+    id: str
+    path: Path
+    state: str  # "sealed", "running", "incomplete" or "corrupt"
+    manifest: Manifest | None = None
+    error: str | None = None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """A store folder. Creating the object does not touch the disk; writing does, lazily."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+        self.objects = self.root / "objects"
+        self.active = self.root / "active"
+        self.ledger = self.root / "ledger"
+        self._ready = False
+
+    @classmethod
+    def at(cls, store: Store | Path | str | None = None, start: Path | None = None) -> Store:
+        """The store given, or the default one for ``start``."""
+        if isinstance(store, Store):
+            return store
+        return cls(Path(store).expanduser() if store is not None else default_store_path(start))
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the store's folders and its .gitignore (idempotent)."""
+        if self._ready:
+            return
+        try:
+            for folder in (self.runs, self.objects, self.active):
+                folder.mkdir(parents=True, exist_ok=True)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                self.put_if_absent(
+                    ignore, b"# written by reprokit: the store stays out of git\n*\n"
+                )
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create store {self.root}: {exc.strerror}", self.root
+            ) from None
+        self._ready = True
+
+    def new_run_dir(self, run_id: str | None = None) -> tuple[str, Path]:
+        """Create an empty, unique run folder and an "in progress" marker; return (id, folder)."""
+        self.ensure()
+        for _ in range(100):
+            rid = run_id or new_run_id()
+            path = self.runs / rid
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if run_id:
+                    raise StoreError(f"run {run_id} already exists", path) from None
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
+            with contextlib.suppress(OSError):
+                (self.active / rid).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+            return rid, path
+        raise StoreError("could not find a free run id", self.runs)  # pragma: no cover
+
+    def put_if_absent(self, path: Path, data: bytes) -> bool:
+        """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
+
+        Temp file in the same folder, fsync, then a hard link as the create-if-absent commit
+        (falling back to O_EXCL where links are not supported).
+        """
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                return self._put_excl(path, data)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _put_excl(path: Path, data: bytes) -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+
+    def put_object(self, digest: str, content: bytes | Path) -> None:
+        """Keep a blob under its sha256 (no-op when the store already has it)."""
+        self.ensure()
+        target = self.object_path(digest)
+        if target.exists():
+            return
+        target.parent.mkdir(exist_ok=True)
+        data = content.read_bytes() if isinstance(content, Path) else content
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise StoreError(f"object content does not match its name {digest}", target)
+        if self.put_if_absent(target, data):
+            with contextlib.suppress(OSError):
+                os.chmod(target, 0o444)
+
+    def object_path(self, digest: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ManifestError(f"bad object name {digest!r}")
+        return self.objects / digest[:2] / digest
+
+    def seal(self, run_id: str, manifest_text: str) -> Path:
+        """Commit a run: ledger entry, then its manifest (create-if-absent), then read-only files.
+
+        The ledger is written first so that a crash in between leaves at worst a ledger entry
+        for a run that never appeared, never a manifest the ledger does not vouch for.
+        """
+        folder = self.runs / run_id
+        data = manifest_text.encode("utf-8")
+        self._append_ledger(run_id, hashlib.sha256(data).hexdigest())
+        if not self.put_if_absent(folder / MANIFEST, data):
+            raise StoreError(f"run {run_id} is already sealed", folder)
+        for path in _files_under(folder):
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o444)
+        self.release(run_id)
+        return folder
+
+    def release(self, run_id: str) -> None:
+        """Drop the "in progress" marker of a run."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.active / run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Remove an unsealed run's folder (used when sealing failed half-way)."""
+        import shutil
+
+        folder = self.runs / run_id
+        if (folder / MANIFEST).exists():
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        self.release(run_id)
+
+    def _append_ledger(self, run_id: str, manifest_sha256: str) -> None:
+        fd = os.open(self.ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _lock(fd)
+            size = os.fstat(fd).st_size
+            prev, seq = _GENESIS, 0
+            if size:
+                tail = os.pread(fd, min(size, 4096), max(0, size - 4096)).decode("ascii", "replace")
+                last = tail.rstrip("\n").rsplit("\n", 1)[-1].split()
+                if len(last) == 4:
+                    seq, prev = int(last[0]) + 1, last[3]
+            chain = _chain(prev, run_id, manifest_sha256)
+            os.write(fd, f"{seq} {run_id} {manifest_sha256} {chain}\n".encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def run_ids(self) -> list[str]:
+        """Every run folder's id, oldest first (sealed or not)."""
+        try:
+            names = os.listdir(self.runs)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.runs}: {exc.strerror}", self.runs) from None
+        return sorted(n for n in names if not n.startswith("."))
+
+    def entry(self, run_id: str) -> RunEntry:
+        """The run folder ``run_id`` with its state and (when sealed) its manifest."""
+        folder = self.runs / run_id
+        mpath = folder / MANIFEST
+        if mpath.exists():
+            try:
+                return RunEntry(run_id, folder, "sealed", Manifest.load(mpath))
+            except ManifestError as exc:
+                return RunEntry(run_id, folder, "corrupt", error=str(exc))
+        return RunEntry(run_id, folder, "running" if self._alive(run_id) else "incomplete")
+
+    def entries(self) -> Iterator[RunEntry]:
+        """Every run, newest first."""
+        for rid in reversed(self.run_ids()):
+            yield self.entry(rid)
+
+    def _alive(self, run_id: str) -> bool:
+        try:
+            pid_s, host = (self.active / run_id).read_text().split()
+        except (OSError, ValueError):
+            return False
+        if host != socket.gethostname():
+            return True  # another machine's run: assume it is still going
+        try:
+            os.kill(int(pid_s), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+        return True
+
+    def resolve(self, ref: str) -> str:
+        """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
+        if not ref or not _SAFE_REF.match(ref) or ref in (".", ".."):
+            raise RunNotFound(ref, self.root) if ref else RunNotFound("", self.root)
+        ids = self.run_ids()
+        if ref == "latest":
+            sealed = [i for i in ids if (self.runs / i / MANIFEST).exists()]
+            if not sealed:
+                raise RunNotFound("latest", self.root)
+            return sealed[-1]
+        if ref in ids:
+            return ref
+        matches = [i for i in ids if i.startswith(ref)] or [i for i in ids if i.endswith(ref)]
+        if not matches:
+            raise RunNotFound(ref, self.root)
+        if len(matches) > 1:
+            raise AmbiguousRun(ref, matches)
+        return matches[0]
+
+    def load(self, ref: str) -> Manifest:
+        """The sealed manifest of the run ``ref`` names."""
+        rid = self.resolve(ref)
+        entry = self.entry(rid)
+        if entry.state == "corrupt":
+            raise ManifestError(entry.error or "corrupt manifest", self.runs / rid / MANIFEST)
+        if entry.manifest is None:
+            raise RunNotFound(f"{ref} (run {rid} is {entry.state}, not sealed)", self.root)
+        return entry.manifest
+
+    def ledger_entries(self) -> list[tuple[int, str, str, str]]:
+        """The ledger's lines as (seq, run id, manifest sha256, chain)."""
+        try:
+            text = self.ledger.read_text("ascii")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TamperedError(f"ledger unreadable: {exc}", path=str(self.ledger)) from None
+        out = []
+        for n, line in enumerate(text.splitlines()):
+            parts = line.split()
+            if len(parts) != 4 or not parts[0].isdigit():
+                raise TamperedError(f"ledger line {n + 1} is malformed", path="ledger")
+            out.append((int(parts[0]), parts[1], parts[2], parts[3]))
+        return out
+
+    def verify(self, ref: str) -> dict[str, object]:
+        """Check a sealed run against its digests and the ledger; raise TamperedError naming
+        the first file that does not match. Returns a summary of what was checked."""
+        rid = self.resolve(ref)
+        folder = self.runs / rid
+        mpath = folder / MANIFEST
+        if not mpath.exists():
+            raise TamperedError(f"run {rid} has no manifest (not sealed)", rid, MANIFEST)
+        raw = mpath.read_bytes()
+        actual = hashlib.sha256(raw).hexdigest()
+        entries = self.ledger_entries()
+        prev = _GENESIS
+        recorded = None
+        for i, (seq, lrid, digest, chain) in enumerate(entries):
+            if seq != i or chain != _chain(prev, lrid, digest):
+                raise TamperedError(
+                    f"ledger chain broken at line {i + 1} (run {lrid})", rid, "ledger"
+                )
+            prev = chain
+            if lrid == rid:
+                recorded = digest
+        if recorded is None:
+            raise TamperedError(f"run {rid} is not in the store's ledger", rid, "ledger")
+        if recorded != actual:
+            raise TamperedError(f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST)
+        try:
+            manifest = Manifest.from_bytes(raw, mpath)
+        except ManifestError as exc:
+            raise TamperedError(str(exc), rid, MANIFEST) from None
+        if manifest.id != rid:
+            raise TamperedError(f"manifest id {manifest.id} does not match folder {rid}", rid)
+        expected = dict(manifest.digests)
+        present = {p.relative_to(folder).as_posix(): p for p in _files_under(folder)}
+        present.pop(MANIFEST, None)
+        for rel in sorted(set(present) | set(expected)):
+            if rel not in expected:
+                raise TamperedError(f"{rid}/{rel} was added after sealing", rid, rel)
+            if rel not in present:
+                raise TamperedError(f"{rid}/{rel} is missing", rid, rel)
+            if sha256_file(present[rel])[0] != expected[rel]:
+                raise TamperedError(f"{rid}/{rel} was modified after sealing", rid, rel)
+        objects = referenced_objects(manifest)
+        for digest in objects:
+            path = self.object_path(digest)
+            if not path.exists():
+                raise TamperedError(f"object {digest[:12]} ({path.name}) is missing", rid)
+            if sha256_file(path)[0] != digest:
+                raise TamperedError(f"object {digest[:12]} was modified", rid, str(path))
+        return {
+            "run": rid,
+            "manifest_sha256": actual,
+            "files": len(expected) + 1,
+            "objects": len(objects),
+            "ledger_head": prev,
+        }
+
+
+def referenced_objects(manifest: Manifest) -> list[str]:
+    """The store objects a manifest relies on (source patch, snapshot files)."""
+    code = manifest.code
+    found = []
+    patch = code.get("patch")
+    if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
+        found.append(patch["sha256"])
+    files = code.get("files")
+    if isinstance(files, dict):
+        found.extend(v for v in files.values() if isinstance(v, str))
+    return sorted(set(found))
+
+
+def _chain(prev: str, run_id: str, digest: str) -> str:
+    return hashlib.sha256(f"{prev} {run_id} {digest}".encode()).hexdigest()
+
+
+def _files_under(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: O_APPEND writes of one line suffice there
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def digest_folder(folder: Path) -> dict[str, str]:
+    """sha256 of every file in a run folder, by relative POSIX path (manifest excluded)."""
+    out = {}
+    for path in _files_under(folder):
+        rel = path.relative_to(folder).as_posix()
+        if rel != MANIFEST:
+            out[rel] = sha256_file(path)[0]
+    return dict(sorted(out.items()))
