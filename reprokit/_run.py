@@ -275,11 +275,15 @@ class Run:
         """Capture, create the run folder and make this the active run. Never raises."""
         self._started = time.time()
         self._t0 = time.perf_counter()
+        self._capture_s = 0.0
         parent = _current.get()
         self.parent = parent.id if parent is not None else os.environ.get("REPROKIT_PARENT")
         try:
             self._seed_and_capture()
             self._recording = True
+            # The run's duration is the user's code; capture time is recorded on its own.
+            now = time.perf_counter()
+            self._capture_s, self._t0 = now - self._t0, now
         except Exception as exc:
             self._recording = False
             _warn(f"this run is not recorded: {exc}")
@@ -375,6 +379,7 @@ class Run:
             "started": _utc(self._started),
             "ended": _utc(ended),
             "duration_s": round(duration, 6),
+            "capture_s": round(self._capture_s, 6),
             "entry": self._entry,
             "cwd": rel_cwd,
             "parent": self.parent,
