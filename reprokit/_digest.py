@@ -52,7 +52,11 @@ class _Encoder:
             self._blob(b"e", _qualname(obj).encode())
             self.encode(obj.value)
         elif isinstance(obj, int):
-            self._blob(b"i", str(int(obj)).encode())
+            n = int(obj)
+            if n.bit_length() < 10_000:
+                self._blob(b"i", str(n).encode())
+            else:  # str() refuses ints this long (CPython's digit limit); hex does not
+                self._blob(b"x", hex(n).encode())
         elif isinstance(obj, float):
             self.sink.update(b"f" + struct.pack(">d", obj))
         elif isinstance(obj, complex):
@@ -66,12 +70,24 @@ class _Encoder:
         elif isinstance(obj, os.PathLike):
             self._blob(b"p", os.fspath(obj).encode("utf-8", "surrogatepass"))
         elif hasattr(obj, "__dataclass_fields__") and not isinstance(obj, type):
-            self._blob(b"D", _qualname(obj).encode())
-            self.encode({f: getattr(obj, f) for f in obj.__dataclass_fields__})
+            if id(obj) in self._active:
+                self.exact = False
+                self.sink.update(b"C")
+                return
+            self._active.add(id(obj))
+            try:
+                self._blob(b"D", _qualname(obj).encode())
+                self.encode({f: getattr(obj, f) for f in obj.__dataclass_fields__})
+            finally:
+                self._active.discard(id(obj))
         else:
             # No faithful encoding: fall back to type and repr, and say so.
             self.exact = False
-            self._blob(b"R", f"{_qualname(obj)}:{obj!r}".encode("utf-8", "backslashreplace"))
+            try:
+                text = repr(obj)
+            except Exception as exc:
+                text = f"<repr raised {type(exc).__name__}>"
+            self._blob(b"R", f"{_qualname(obj)}:{text}".encode("utf-8", "backslashreplace"))
 
     def _container(self, obj: Any) -> None:
         key = id(obj)
@@ -87,11 +103,10 @@ class _Encoder:
                     self.encode(item)
             elif isinstance(obj, dict):
                 # Order-independent: sort entries by the digest of their encoded key.
-                entries = sorted((self._sub(k), v) for k, v in _items(obj))
+                entries = sorted((self._sub(k), self._sub(v)) for k, v in obj.items())
                 self._len(b"d", len(entries))
-                for kdigest, value in entries:
-                    self.sink.update(kdigest)
-                    self.encode(value)
+                for kdigest, vdigest in entries:
+                    self.sink.update(kdigest + vdigest)
             else:
                 parts = sorted(self._sub(item) for item in obj)
                 self._len(b"S", len(parts))
@@ -118,7 +133,8 @@ class _Encoder:
         arr = np.ascontiguousarray(arr)
         head = f"{arr.dtype.str}|{','.join(map(str, arr.shape))}".encode()
         self._blob(b"A", head)
-        self._blob(b"a", memoryview(arr).cast("B") if arr.size else b"")
+        # A uint8 view works for every dtype (memoryview refuses datetime64, for one).
+        self._blob(b"a", memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")
 
     def _torch(self, obj: Any) -> None:
         import torch
@@ -134,10 +150,6 @@ class _Encoder:
             return
         raw = t.reshape(-1).view(torch.uint8).numpy()
         self._blob(b"a", memoryview(raw).cast("B"))
-
-
-def _items(obj: dict) -> Any:
-    return obj.items()
 
 
 def _qualname(obj: Any) -> str:

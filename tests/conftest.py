@@ -69,7 +69,9 @@ def run_python(
     )
 
 
-def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m reprokit ARGS`` in ``cwd``."""
     return subprocess.run(
         [sys.executable, "-m", "reprokit", *args],

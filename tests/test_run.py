@@ -30,10 +30,30 @@ def only_run(store: Path) -> reprokit.Manifest:
 def test_public_names_are_pinned():
     assert reprokit.__all__ == sorted(reprokit.__all__)
     assert set(reprokit.__all__) == {
-        "AmbiguousRun", "Manifest", "ManifestError", "NotReplayable", "ReprokitError",
-        "ReprokitWarning", "Run", "RunNotFound", "StoreError", "TamperedError", "__version__",
-        "checkpoint", "current_run", "derive_seed", "diff", "fingerprint", "load",
-        "log_artifact", "log_metric", "log_params", "run", "seed_everything", "track", "verify",
+        "AmbiguousRun",
+        "Manifest",
+        "ManifestError",
+        "NotReplayable",
+        "ReprokitError",
+        "ReprokitWarning",
+        "Run",
+        "RunNotFound",
+        "StoreError",
+        "TamperedError",
+        "__version__",
+        "checkpoint",
+        "current_run",
+        "derive_seed",
+        "diff",
+        "fingerprint",
+        "load",
+        "log_artifact",
+        "log_metric",
+        "log_params",
+        "run",
+        "seed_everything",
+        "track",
+        "verify",
     }
 
 
@@ -206,7 +226,10 @@ def test_an_unrecordable_param_warns_and_marks_the_run_not_replayable(store, tmp
     def train(handle):
         return 1
 
-    with open(tmp_path / "f.txt", "w") as fh, pytest.warns(reprokit.ReprokitWarning, match="handle"):
+    with (
+        open(tmp_path / "f.txt", "w") as fh,
+        pytest.warns(reprokit.ReprokitWarning, match="handle"),
+    ):
         assert train(fh) == 1
     m = only_run(store)
     assert m.params["handle"]["unrecorded"].endswith("TextIOWrapper")
@@ -277,7 +300,11 @@ def test_script_runs_record_argv_with_secrets_redacted(repo):
     assert proc.returncode == 0, proc.stderr
     m = reprokit.load("latest", store=repo / ".reprokit")
     assert m.run["entry"]["argv"][1:] == [
-        "--lr", "0.1", "--api-key=<redacted>", "--token", "<redacted>",
+        "--lr",
+        "0.1",
+        "--api-key=<redacted>",
+        "--token",
+        "<redacted>",
     ]
     raw = (repo / ".reprokit" / "runs" / m.id / "manifest.yaml").read_text()
     assert "hunter2" not in raw and "tok123" not in raw

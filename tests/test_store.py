@@ -170,8 +170,11 @@ def test_sixteen_processes_sealing_at_once_lose_nothing(repo):
     for _ in range(16):
         procs.append(
             subprocess.Popen(
-                [sys.executable, "job.py", "10"], cwd=repo, env=clean_env(),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                [sys.executable, "job.py", "10"],
+                cwd=repo,
+                env=clean_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         )
     for p in procs:

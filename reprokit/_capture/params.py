@@ -6,6 +6,7 @@ import enum
 import inspect
 import math
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,18 +33,30 @@ class Params:
         self.types.update(other.types)
 
 
-_signatures: dict[Any, inspect.Signature | None] = {}
+_signatures: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+
+
+def signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
+    """``inspect.signature(func)``, cached per function object (not per code object: closures
+    and ``functools.wraps`` wrappers share code but not signatures)."""
+    try:
+        return _signatures[func]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: inspect.Signature | None = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None
+    try:
+        _signatures[func] = sig
+    except TypeError:  # not weak-referenceable: fine, just not cached
+        pass
+    return sig
 
 
 def bind_call(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by parameter name, defaults applied, ``self``/``cls`` left out."""
-    key = getattr(func, "__code__", func)
-    if key not in _signatures:
-        try:
-            _signatures[key] = inspect.signature(func)
-        except (TypeError, ValueError):
-            _signatures[key] = None
-    sig = _signatures[key]
+    sig = signature_of(func)
     if sig is None:
         return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
     try:
@@ -126,12 +139,24 @@ def record_params(values: Mapping[str, Any] | Any) -> Params:
     return out
 
 
+def _leaf_name(path: str) -> str:
+    """The setting name a value sits under: ``creds.api_key[0]`` -> ``api_key``."""
+    return path.split("[", 1)[0].rsplit(".", 1)[-1]
+
+
 def _plain(value: Any, path: str, out: Params) -> Any:
-    leaf = path.rsplit(".", 1)[-1]
-    if isinstance(value, str) or value is None or isinstance(value, bool):
-        if isinstance(value, str) and (is_secret_name(leaf) or is_secret_value(value)):
-            out.redacted.append(path)
-            return REDACTED
+    if value is None or isinstance(value, bool):
+        return value
+    secret_name = is_secret_name(_leaf_name(path))
+    is_scalar = (
+        isinstance(value, (str, bytes, bytearray, int, float))
+        or type(value).__module__ == "numpy"
+        and not hasattr(value, "shape")
+    )
+    if (secret_name and is_scalar) or is_secret_value(value):
+        out.redacted.append(path)
+        return REDACTED
+    if isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and type(value).__module__ == "builtins":
         return value

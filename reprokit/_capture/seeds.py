@@ -20,7 +20,9 @@ def draw_seed() -> int:
 
 def check_seed(seed: Any) -> int:
     """``seed`` as an int, or ReprokitError naming what was wrong with it."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or type(seed).__name__ == "bool_":
+        raise ReprokitError(f"seed must be an integer in 0..{MAX_SEED}, got a bool {seed!r}")
+    if not isinstance(seed, int):
         try:
             import operator
 

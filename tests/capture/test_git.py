@@ -158,7 +158,10 @@ def test_submodule_commits_are_recorded_and_dirty_content_is_flagged(tmp_path):
     repo = make_repo(tmp_path / "main", {"main.py": "M = 1\n"})
     subprocess.run(
         ["git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib"],
-        cwd=repo, env=clean_env(), check=True, capture_output=True,
+        cwd=repo,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
     )
     git(repo, "commit", "-q", "-m", "add submodule")
     clean = capture_code(repo).section

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import reprokit
-from tests.conftest import cli, clean_env, git, run_python
+from tests.conftest import clean_env, cli, git, run_python
 
 TRAIN = """
 import reprokit, random
@@ -116,8 +116,21 @@ def test_run_records_a_command_and_passes_its_exit_code_through(repo):
         "sys.exit(3)\n"
     )
     (repo / "cmd.py").write_text(script)
-    proc = cli(repo, "run", "--name", "c", "--seed", "17", "--output", "out", "--",
-               sys.executable, "cmd.py", "--token", "abc123")
+    proc = cli(
+        repo,
+        "run",
+        "--name",
+        "c",
+        "--seed",
+        "17",
+        "--output",
+        "out",
+        "--",
+        sys.executable,
+        "cmd.py",
+        "--token",
+        "abc123",
+    )
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "17"
     m = reprokit.load("latest", store=repo / ".reprokit")
