@@ -1,37 +1,16 @@
 """reprokit: record ML runs as immutable, tamper-evident manifests, and check them later.
 
 Map of the package: ``_capture/`` describes a run's world (code, params, seeds, environment,
-hardware); ``_manifest`` and ``_digest`` define the record and what "same" means; ``_store``
-keeps sealed runs write-once; ``_run`` drives capture -> manifest -> store for ``@track`` and
-``run()``; ``_api`` holds the verbs (load, verify, diff); ``_cli`` only calls the library.
+hardware); ``_yaml``/``_manifest`` and ``_digest`` define the record and what "same" means;
+``_store`` keeps sealed runs write-once; ``_run`` drives capture -> manifest -> store for
+``@track`` and ``run()``; ``_api`` holds the verbs (load, verify, diff); ``_cli`` only calls them.
+
+Names load on first use, so ``import reprokit`` costs next to nothing.
 """
 
 from __future__ import annotations
 
-from reprokit._api import diff, load, verify
-from reprokit._capture.seeds import derive_seed, seed_everything
-from reprokit._digest import fingerprint
-from reprokit._errors import (
-    AmbiguousRun,
-    ManifestError,
-    NotReplayable,
-    ReprokitError,
-    ReprokitWarning,
-    RunNotFound,
-    StoreError,
-    TamperedError,
-)
-from reprokit._manifest import Manifest
-from reprokit._run import (
-    Run,
-    checkpoint,
-    current_run,
-    log_artifact,
-    log_metric,
-    log_params,
-    run,
-    track,
-)
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
 __version__ = "0.1.0"
 
@@ -61,3 +40,71 @@ __all__ = [
     "track",
     "verify",
 ]
+
+_WHERE = {
+    "diff": "reprokit._api",
+    "load": "reprokit._api",
+    "verify": "reprokit._api",
+    "derive_seed": "reprokit._capture.seeds",
+    "seed_everything": "reprokit._capture.seeds",
+    "fingerprint": "reprokit._digest",
+    "AmbiguousRun": "reprokit._errors",
+    "ManifestError": "reprokit._errors",
+    "NotReplayable": "reprokit._errors",
+    "ReprokitError": "reprokit._errors",
+    "ReprokitWarning": "reprokit._errors",
+    "RunNotFound": "reprokit._errors",
+    "StoreError": "reprokit._errors",
+    "TamperedError": "reprokit._errors",
+    "Manifest": "reprokit._manifest",
+    "Run": "reprokit._run",
+    "checkpoint": "reprokit._run",
+    "current_run": "reprokit._run",
+    "log_artifact": "reprokit._run",
+    "log_metric": "reprokit._run",
+    "log_params": "reprokit._run",
+    "run": "reprokit._run",
+    "track": "reprokit._run",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reprokit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from reprokit._api import diff, load, verify
+    from reprokit._capture.seeds import derive_seed, seed_everything
+    from reprokit._digest import fingerprint
+    from reprokit._errors import (
+        AmbiguousRun,
+        ManifestError,
+        NotReplayable,
+        ReprokitError,
+        ReprokitWarning,
+        RunNotFound,
+        StoreError,
+        TamperedError,
+    )
+    from reprokit._manifest import Manifest
+    from reprokit._run import (
+        Run,
+        checkpoint,
+        current_run,
+        log_artifact,
+        log_metric,
+        log_params,
+        run,
+        track,
+    )

@@ -126,7 +126,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.yaml:
         _out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
         return 0
-    from reprokit._manifest import dump_yaml
+    from reprokit._yaml import dump as dump_yaml
 
     run, code = m.run, m.code
     lines = [

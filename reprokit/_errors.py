@@ -13,7 +13,9 @@ ReprokitWarning (UserWarning)   issued instead of raising into the user's progra
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ReprokitError(Exception):

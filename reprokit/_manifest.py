@@ -2,82 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from reprokit._errors import ManifestError
+from reprokit._yaml import SCHEMA, SECTIONS, dump, dump_section, render
 
-SCHEMA = 1
-SECTIONS = (
-    "schema",
-    "run",
-    "code",
-    "params",
-    "seeds",
-    "outputs",
-    "environment",
-    "hardware",
-    "digests",
-)
+__all__ = ["SCHEMA", "SECTIONS", "Manifest", "dump", "dump_section", "render"]
+
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
-
-_dumper: Any = None
-
-
-def _get_dumper() -> Any:
-    global _dumper
-    if _dumper is None:
-        import yaml
-
-        base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-        class _Dumper(base):  # type: ignore[valid-type,misc]
-            # Shared objects are written out in full: a manifest never holds anchors or aliases,
-            # so a reader can refuse every alias it meets.
-            def ignore_aliases(self, data: Any) -> bool:
-                return True
-
-        _dumper = _Dumper
-    return _dumper
-
-
-def dump_yaml(data: Any) -> str:
-    """Return ``data`` as block-style YAML (C dumper when available, no anchors, key order kept)."""
-    import yaml
-
-    return yaml.dump(
-        data,
-        Dumper=_get_dumper(),
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=120,
-    )
-
-
-def dump_section(key: str, value: Any) -> str:
-    """Return one top-level ``key: value`` block; sections are joined as plain text."""
-    return dump_yaml({key: value})
-
-
-def render(sections: Mapping[str, Any], cached: Mapping[str, str] | None = None) -> str:
-    """Return the manifest text: ``schema: 1`` first, sections in their fixed order.
-
-    ``cached`` holds already-rendered blocks (code, environment, hardware are the same for every
-    run of a process, so rendering them once keeps a sweep cheap).
-    """
-    parts = [f"schema: {SCHEMA}\n"]
-    cached = cached or {}
-    for key in SECTIONS[1:]:
-        if key in cached:
-            parts.append(cached[key])
-        elif key in sections:
-            parts.append(dump_section(key, sections[key]))
-    return "".join(parts)
 
 
 def _safe_load(data: bytes, path: Path | str | None) -> Any:
@@ -104,12 +39,20 @@ def _safe_load(data: bytes, path: Path | str | None) -> Any:
         raise ManifestError("manifest nests too deeply", path) from None
 
 
-@dataclass(frozen=True)
 class Manifest:
     """A sealed run's manifest, read-only. ``data`` holds every section as plain values."""
 
-    data: Mapping[str, Any]
-    path: Path | None = None
+    __slots__ = ("data", "path")
+
+    def __init__(self, data: Mapping[str, Any], path: Path | None = None) -> None:
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "path", path)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Manifest is read-only")
+
+    def __repr__(self) -> str:
+        return f"<Manifest {self.id} {self.status}>"
 
     @classmethod
     def from_bytes(cls, raw: bytes, path: Path | None = None) -> Manifest:
@@ -190,4 +133,14 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready copy of the manifest."""
-        return json.loads(json.dumps(dict(self.data), default=str))
+        import json
+
+        return json.loads(json.dumps(dict(self.data), default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        import base64
+
+        return {"base64": base64.b64encode(value).decode("ascii")}
+    return str(value)

@@ -8,17 +8,16 @@ REDACTED = "<redacted>"
 
 # Names of settings whose values are credentials. Matched case-insensitively on the whole name,
 # so "AUTHOR" and "TOKENIZER_NAME" stay visible while "GITHUB_TOKEN" and "db_password" do not.
-_SECRET_NAME = re.compile(
+_SECRET_NAME_RE = (
     r"(^|[_\-.])("
     r"api[_\-]?key|apikey|token|access[_\-]?token|auth[_\-]?token|secret|client[_\-]?secret|"
     r"passw(or)?d|pwd|passphrase|credentials?|private[_\-]?key|access[_\-]?key|secret[_\-]?key|"
     r"session[_\-]?key|bearer|auth|cookie|signature"
-    r")($|[_\-.])",
-    re.IGNORECASE,
+    r")($|[_\-.])"
 )
 
 # Values that are credentials whatever they are called.
-_SECRET_VALUE = re.compile(
+_SECRET_VALUE_RE = (
     r"(AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
     r"|glpat-[A-Za-z0-9_\-]{20,}"  # GitLab
@@ -31,22 +30,36 @@ _SECRET_VALUE = re.compile(
     r"|[a-z][a-z0-9+.\-]*://[^/\s:@]*:[^/\s@]+@"  # URL with user:password@
 )
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@")
+_URL_USERINFO_RE = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@"
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _re(name: str) -> re.Pattern[str]:
+    # Compiled on first use: importing reprokit must stay cheap.
+    pat = _compiled.get(name)
+    if pat is None:
+        source = {
+            "name": _SECRET_NAME_RE,
+            "value": _SECRET_VALUE_RE,
+            "url": _URL_USERINFO_RE,
+        }[name]
+        pat = _compiled[name] = re.compile(source, re.IGNORECASE if name == "name" else 0)
+    return pat
 
 
 def is_secret_name(name: str) -> bool:
     """True when a setting called ``name`` probably holds a credential."""
-    return bool(_SECRET_NAME.search(name.replace(" ", "_")))
+    return bool(_re("name").search(name.replace(" ", "_")))
 
 
 def is_secret_value(value: object) -> bool:
     """True when ``value`` looks like a credential, whatever it is called."""
-    return isinstance(value, str) and bool(_SECRET_VALUE.search(value))
+    return isinstance(value, str) and bool(_re("value").search(value))
 
 
 def strip_url_credentials(url: str) -> str:
     """``https://user:token@host/x`` -> ``https://host/x``; other text is returned unchanged."""
-    return _URL_USERINFO.sub(r"\g<scheme>", url)
+    return _re("url").sub(r"\g<scheme>", url)
 
 
 def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:

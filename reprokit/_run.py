@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
-import json
 import os
-import shutil
 import sys
 import threading
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar, overload
 
 from reprokit._capture import unavailable
 from reprokit._capture.params import Params, bind_call, record_params
@@ -32,15 +24,22 @@ from reprokit._digest import fingerprint_exact, sha256_file
 from reprokit._errors import ReprokitError, ReprokitWarning
 from reprokit._redact import redact_argv
 
-F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
 _SMALL_VALUE_BYTES = 4096
+_CO_COROUTINE = 0x80
 _INLINE_CHECKPOINT = 64  # numbers kept inline in a checkpoint record, for divergence sizes
 
 
 def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    """ISO 8601 UTC with milliseconds (without importing datetime)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
 def _warn(message: str) -> None:
@@ -73,7 +72,8 @@ class _ProcessCapture:
         return self.env
 
     def environment_text(self, imported: list[str]) -> str:
-        from reprokit._manifest import dump_section, dump_yaml
+        from reprokit._yaml import dump as dump_yaml
+        from reprokit._yaml import dump_section
 
         if self.env_text is None:
             self.env_text = dump_section("environment", self.environment())
@@ -82,7 +82,7 @@ class _ProcessCapture:
 
     def hardware(self) -> str:
         if self.hardware_text is None:
-            from reprokit._manifest import dump_section
+            from reprokit._yaml import dump_section
 
             try:
                 from reprokit._capture.hardware import capture_hardware
@@ -122,7 +122,7 @@ class _ProcessCapture:
     def code_for(self, start: Path, entry: Path | None) -> tuple[Any, str, bool]:
         """(CodeCapture, rendered block, changed) for code started from ``start``."""
         from reprokit._capture.git import capture_code
-        from reprokit._manifest import dump_section
+        from reprokit._yaml import dump_section
 
         key = start
         cached = self.code.get(key)
@@ -224,9 +224,12 @@ class Run:
             series["last_step"] = step
             if self._recording:
                 if self._metrics_fh is None:
+                    import json
+
+                    self._json = json
                     self._metrics_fh = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
                 self._metrics_fh.write(
-                    json.dumps({"name": name, "step": step, "value": number}) + "\n"
+                    self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
                 )
 
     def checkpoint(self, name: str, value: Any) -> str:
@@ -243,8 +246,11 @@ class Run:
             self._ckpt_count += 1
             if self._recording:
                 if self._ckpt_fh is None:
+                    import json
+
+                    self._json = json
                     self._ckpt_fh = open(self.dir / "checkpoints.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
-                self._ckpt_fh.write(json.dumps(record) + "\n")
+                self._ckpt_fh.write(self._json.dumps(record) + "\n")
         return fp
 
     def log_artifact(self, path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
@@ -256,6 +262,8 @@ class Run:
         if copy and self._recording and self.dir is not None:
             dest = self.dir / "artifacts" / _safe_rel(record["path"])
             dest.parent.mkdir(parents=True, exist_ok=True)
+            import shutil
+
             if p.is_dir():
                 shutil.copytree(p, dest, dirs_exist_ok=True)
             else:
@@ -356,8 +364,8 @@ class Run:
         exit_code: int | None,
     ) -> None:
         from reprokit._capture.environment import imported_distributions
-        from reprokit._manifest import render
         from reprokit._store import digest_folder
+        from reprokit._yaml import render
 
         ended = time.time()
         duration = time.perf_counter() - self._t0
@@ -387,6 +395,8 @@ class Run:
         }
         run.update(self._extra_run)
         if error is not None:
+            import traceback
+
             run["error"] = {
                 "type": f"{type(error).__module__}.{type(error).__qualname__}",
                 "message": str(error),
@@ -440,7 +450,8 @@ class Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.finish(*_status_of(exc), error=_error_of(exc))
+        if self.status == "running":
+            self.finish(*_status_of(exc), error=_error_of(exc))
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name!r} {self.status}>"
@@ -499,11 +510,9 @@ def describe_value(value: Any) -> dict[str, Any]:
         out["exact"] = False
     plain = record_params({"v": value})
     if not plain.problems and not plain.redacted:
-        try:
-            size = len(json.dumps(plain.values["v"], default=str))
-        except (TypeError, ValueError):
-            size = _SMALL_VALUE_BYTES + 1
-        if size <= _SMALL_VALUE_BYTES:
+        from reprokit._yaml import dump
+
+        if len(dump({"v": plain.values["v"]})) <= _SMALL_VALUE_BYTES:
             out["value"] = plain.values["v"]
     summary = _numeric_summary(value)
     if summary is not None and "value" not in out:
@@ -608,7 +617,6 @@ def _script_entry() -> tuple[dict[str, Any], Path | None, list[str]]:
     return entry, path, problems
 
 
-@contextmanager
 def run(
     name: str | None = None,
     params: Mapping[str, Any] | Any = None,
@@ -616,10 +624,11 @@ def run(
     *,
     deterministic: bool = False,
     store: Any = None,
-) -> Iterator[Run]:
-    """Record the enclosed block as one run; yields the ``Run``.
+) -> Run:
+    """A run for a ``with`` block: ``with reprokit.run("exp") as run: ...``.
 
-    The block's exception, if any, is re-raised unchanged after the run is sealed as failed.
+    Entering the block captures and starts the run; leaving it seals the run (``failed`` with
+    the traceback when the block raised; the exception is re-raised unchanged).
     """
     entry, file, problems = _script_entry()
     r = Run(
@@ -633,14 +642,7 @@ def run(
         start_dir=Path.cwd(),
     )
     r._replayable_problems.extend(problems)
-    r.start()
-    try:
-        yield r
-    except BaseException as exc:
-        r.finish(*_status_of(exc), error=_error_of(exc))
-        raise
-    else:
-        r.finish("completed")
+    return r
 
 
 def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], Path | None, list[str]]:
@@ -648,11 +650,9 @@ def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], Path | No
     module = getattr(func, "__module__", None)
     entry: dict[str, Any] = {"kind": "function", "module": module, "qualname": qualname}
     problems = []
-    try:
-        src = inspect.getsourcefile(func)
-    except TypeError:
-        src = None
-    path = Path(src).resolve() if src else None
+    code = getattr(inspect_unwrap(func), "__code__", None)
+    src = code.co_filename if code is not None else None
+    path = Path(src).resolve() if src and os.path.isfile(src) else None
     if path is not None:
         entry["file"] = str(path)
     else:
@@ -666,25 +666,32 @@ def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], Path | No
     return entry, path, problems
 
 
+def inspect_unwrap(func: Any) -> Any:
+    """The innermost function behind ``functools.wraps`` layers."""
+    seen = 0
+    while hasattr(func, "__wrapped__") and seen < 100:
+        func, seen = func.__wrapped__, seen + 1
+    return func
+
+
 def _is_method(func: Callable[..., Any]) -> bool:
-    try:
-        first = next(iter(inspect.signature(func).parameters))
-    except (StopIteration, TypeError, ValueError):
-        return False
-    return first == "self"
+    code = getattr(inspect_unwrap(func), "__code__", None)
+    return bool(code is not None and code.co_argcount and code.co_varnames[0] == "self")
 
 
-@overload
-def track(func: F) -> F: ...
-@overload
-def track(
-    func: None = None,
-    *,
-    name: str | None = None,
-    seed: int | None = None,
-    deterministic: bool = False,
-    store: Any = None,
-) -> Callable[[F], F]: ...
+if TYPE_CHECKING:
+
+    @overload
+    def track(func: F) -> F: ...
+    @overload
+    def track(
+        func: None = None,
+        *,
+        name: str | None = None,
+        seed: int | None = None,
+        deterministic: bool = False,
+        store: Any = None,
+    ) -> Callable[[F], F]: ...
 
 
 def track(
@@ -737,7 +744,8 @@ def track(
             _warn(f"this call is not recorded: {exc}")
             return None
 
-    if inspect.iscoroutinefunction(func):
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_flags & _CO_COROUTINE:
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

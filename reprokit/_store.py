@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
-import secrets
-import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit._digest import sha256_file
 from reprokit._errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
-from reprokit._manifest import Manifest
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from reprokit._manifest import Manifest
 
 MANIFEST = "manifest.yaml"
 STORE_DIRNAME = ".reprokit"
@@ -41,7 +42,7 @@ def new_run_id(now: float | None = None) -> str:
     """A run id sortable by start time and unique across processes: time + random suffix."""
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{os.urandom(3).hex()}"
 
 
 def default_store_path(start: Path | None = None) -> Path:
@@ -56,15 +57,33 @@ def default_store_path(start: Path | None = None) -> Path:
     return start / STORE_DIRNAME
 
 
-@dataclass(frozen=True)
 class RunEntry:
-    """A run folder as listed: its id, and its manifest when sealed (None otherwise)."""
+    """A run folder as listed: its id, state and, when sealed, its manifest."""
 
-    id: str
-    path: Path
-    state: str  # "sealed", "running", "incomplete" or "corrupt"
-    manifest: Manifest | None = None
-    error: str | None = None
+    __slots__ = ("id", "path", "state", "manifest", "error")
+
+    def __init__(
+        self,
+        id: str,
+        path: Path,
+        state: str,  # "sealed", "running", "incomplete" or "corrupt"
+        manifest: Manifest | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.id, self.path, self.state = id, path, state
+        self.manifest, self.error = manifest, error
+
+    def __repr__(self) -> str:
+        return f"RunEntry({self.id!r}, {self.state!r})"
+
+
+def _hostname() -> str:
+    try:
+        return os.uname().nodename
+    except AttributeError:  # pragma: no cover - Windows
+        import platform
+
+        return platform.node()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -136,7 +155,7 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
             with contextlib.suppress(OSError):
-                (self.active / rid).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+                (self.active / rid).write_text(f"{os.getpid()} {_hostname()}\n")
             return rid, path
         raise StoreError("could not find a free run id", self.runs)  # pragma: no cover
 
@@ -146,7 +165,7 @@ class Store:
         Temp file in the same folder, fsync, then a hard link as the create-if-absent commit
         (falling back to O_EXCL where links are not supported).
         """
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -186,6 +205,8 @@ class Store:
             return
         target.parent.mkdir(exist_ok=True)
         data = content.read_bytes() if isinstance(content, Path) else content
+        import hashlib
+
         if hashlib.sha256(data).hexdigest() != digest:
             raise StoreError(f"object content does not match its name {digest}", target)
         if self.put_if_absent(target, data):
@@ -203,6 +224,8 @@ class Store:
         The ledger is written first so that a crash in between leaves at worst a ledger entry
         for a run that never appeared, never a manifest the ledger does not vouch for.
         """
+        import hashlib
+
         folder = self.runs / run_id
         data = manifest_text.encode("utf-8")
         self._append_ledger(run_id, hashlib.sha256(data).hexdigest())
@@ -260,6 +283,8 @@ class Store:
 
     def entry(self, run_id: str) -> RunEntry:
         """The run folder ``run_id`` with its state and (when sealed) its manifest."""
+        from reprokit._manifest import Manifest
+
         folder = self.runs / run_id
         mpath = folder / MANIFEST
         if mpath.exists():
@@ -279,7 +304,7 @@ class Store:
             pid_s, host = (self.active / run_id).read_text().split()
         except (OSError, ValueError):
             return False
-        if host != socket.gethostname():
+        if host != _hostname():
             return True  # another machine's run: assume it is still going
         try:
             os.kill(int(pid_s), 0)
@@ -337,6 +362,10 @@ class Store:
     def verify(self, ref: str) -> dict[str, object]:
         """Check a sealed run against its digests and the ledger; raise TamperedError naming
         the first file that does not match. Returns a summary of what was checked."""
+        import hashlib
+
+        from reprokit._manifest import Manifest
+
         rid = self.resolve(ref)
         folder = self.runs / rid
         mpath = folder / MANIFEST
@@ -405,6 +434,8 @@ def referenced_objects(manifest: Manifest) -> list[str]:
 
 
 def _chain(prev: str, run_id: str, digest: str) -> str:
+    import hashlib
+
     return hashlib.sha256(f"{prev} {run_id} {digest}".encode()).hexdigest()
 
 

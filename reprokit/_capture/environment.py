@@ -266,11 +266,17 @@ def _direct_url(dist: _Dist) -> dict[str, Any] | None:
 
 
 def _python() -> dict[str, Any]:
-    import platform
-
+    # What platform.python_version()/python_implementation() say, without importing platform.
+    v = sys.version_info
+    version = f"{v.major}.{v.minor}.{v.micro}"
+    if v.releaselevel != "final":
+        version += {"alpha": "a", "beta": "b", "candidate": "rc"}.get(v.releaselevel, "") + str(
+            v.serial
+        )
+    names = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
     return {
-        "version": platform.python_version(),
-        "implementation": platform.python_implementation(),
+        "version": version,
+        "implementation": names.get(sys.implementation.name, sys.implementation.name),
         "executable": sys.executable,
         "prefix": sys.prefix,
         "virtualenv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),

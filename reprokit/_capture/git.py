@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from reprokit._capture import unavailable
+from reprokit._capture import unavailable, which
 from reprokit._redact import strip_url_credentials
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from typing import Any
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -43,14 +43,20 @@ class GitError(Exception):
     """A git command failed; carries git's own first line of complaint."""
 
 
-@dataclass
 class CodeCapture:
     """What the code collector found: the manifest section and the blobs the store must keep."""
 
-    section: dict[str, Any]
-    # sha256 -> bytes to store, or a Path whose content is to be stored.
-    blobs: dict[str, bytes | Path] = field(default_factory=dict)
-    root: Path | None = None
+    __slots__ = ("section", "blobs", "root")
+
+    def __init__(
+        self,
+        section: dict[str, Any],
+        blobs: dict[str, bytes | Path] | None = None,
+        root: Path | None = None,
+    ) -> None:
+        self.section = section
+        self.blobs = blobs if blobs is not None else {}  # sha256 -> bytes, or a file to store
+        self.root = root
 
 
 def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -87,6 +93,20 @@ def git(
     return proc.stdout
 
 
+def _spawn(args: list[str], cwd: Path | str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["git", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _collect(proc: subprocess.Popen[bytes]) -> bytes:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        message = err.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(message[-1] if message else f"git exited {proc.returncode}")
+    return out
+
+
 def find_repo(start: Path | str) -> tuple[Path, Path] | None:
     """Return ``(work tree root, index path)`` of the repository holding ``start``, or None."""
     try:
@@ -96,22 +116,18 @@ def find_repo(start: Path | str) -> tuple[Path, Path] | None:
     lines = out.decode("utf-8", "surrogateescape").splitlines()
     if len(lines) < 2 or not lines[0]:
         return None  # a bare repository or inside .git: no work tree to capture
-    root = Path(lines[0])
-    index = Path(lines[1])
-    if not index.is_absolute():
-        index = Path(start) / index
-    return root, index
+    return Path(lines[0]), Path(start, lines[1])
 
 
-@dataclass
 class _Status:
-    commit: str | None = None
-    branch: str | None = None
-    staged: list[str] = field(default_factory=list)
-    unstaged: list[str] = field(default_factory=list)
-    untracked: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # paths gone from the work tree
-    submodules: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.commit: str | None = None
+        self.branch: str | None = None
+        self.staged: list[str] = []
+        self.unstaged: list[str] = []
+        self.untracked: list[str] = []
+        self.removed: list[str] = []  # paths gone from the work tree
+        self.submodules: list[dict[str, Any]] = []
 
 
 def _parse_status(raw: bytes) -> _Status:
@@ -165,40 +181,48 @@ def _listed(paths: list[str]) -> dict[str, Any]:
 
 
 def capture_git(
-    root: Path,
-    index: Path,
+    start: Path,
     *,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
-) -> CodeCapture:
-    """Capture the repository at ``root``; raises GitError only for a broken repository."""
+) -> CodeCapture | None:
+    """Capture the repository holding ``start``; None when ``start`` is not in one.
+
+    The four read-only queries run side by side (each git process costs milliseconds).
+    Raises GitError for a repository git itself cannot read.
+    """
     env = _git_env()
-    status_proc = subprocess.Popen(
-        ["git", "status", "--porcelain=v2", "--branch", "-z", "-uall", "--ignore-submodules=none"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    rev = _spawn(
+        ["rev-parse", "--show-toplevel", "--git-path", "index", "--git-common-dir"], start, env
     )
-    remotes_proc = subprocess.Popen(
-        ["git", "config", "-z", "--get-regexp", r"^remote\..*\.url$"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+    status = _spawn(
+        ["status", "--porcelain=v2", "--branch", "-z", "-uall", "--ignore-submodules=none"],
+        start,
+        env,
     )
-    out, err = status_proc.communicate()
-    if status_proc.returncode != 0:
-        raise GitError(err.decode("utf-8", "replace").strip() or "git status failed")
-    st = _parse_status(out)
-    remotes = _parse_remotes(remotes_proc.communicate()[0])
+    remotes = _spawn(["config", "-z", "--get-regexp", r"^remote\..*\.url$"], start, env)
+    head_tree = _spawn(["rev-parse", "-q", "--verify", "HEAD^{tree}"], start, env)
+    try:
+        lines = _collect(rev).decode("utf-8", "surrogateescape").splitlines()
+    except GitError:
+        for proc in (status, remotes, head_tree):
+            proc.communicate()
+        return None
+    if len(lines) < 3 or not lines[0]:
+        for proc in (status, remotes, head_tree):
+            proc.communicate()
+        return None  # a bare repository or inside .git: no work tree to capture
+    root, index, common = Path(lines[0]), Path(start, lines[1]), Path(start, lines[2])
+    st = _parse_status(_collect(status))
+    remote_urls = _parse_remotes(remotes.communicate()[0])  # no remotes: git exits 1, fine
+    tree_out, _ = head_tree.communicate()
 
     section: dict[str, Any] = {
         "kind": "git",
         "commit": st.commit,
         "branch": st.branch,
         "detached": st.branch is None and st.commit is not None,
-        "remotes": remotes,
+        "remotes": remote_urls,
     }
     cap = CodeCapture(section=section, root=root)
 
@@ -213,23 +237,16 @@ def capture_git(
             skipped.append({"path": rel, "size": None, "reason": f"unreadable: {exc.strerror}"})
             continue
         if size > max_file_bytes:
-            skipped.append(
-                {
-                    "path": rel,
-                    "size": size,
-                    "reason": f"larger than {max_file_bytes} bytes per file",
-                }
-            )
+            reason = f"larger than {max_file_bytes} bytes per file"
+            skipped.append({"path": rel, "size": size, "reason": reason})
         elif total + size > max_total_bytes:
-            skipped.append(
-                {"path": rel, "size": size, "reason": f"over {max_total_bytes} bytes per run"}
-            )
+            reason = f"over {max_total_bytes} bytes per run"
+            skipped.append({"path": rel, "size": size, "reason": reason})
         else:
             included.append(rel)
             total += size
 
-    dirty = bool(st.staged or st.unstaged or st.untracked)
-    section["dirty"] = dirty
+    section["dirty"] = bool(st.staged or st.unstaged or st.untracked)
     section["changes"] = {
         "staged": _listed(st.staged),
         "unstaged": _listed(st.unstaged),
@@ -247,17 +264,24 @@ def capture_git(
             ]
 
     if st.commit is not None and not st.staged and not st.unstaged and not included:
-        tree = git(["rev-parse", f"{st.commit}^{{tree}}"], root, env=env).decode().strip()
+        tree = tree_out.decode().strip()
         snapshot = st.commit
     else:
-        tree = _write_tree(root, index, st, included, env)
-        snapshot = _snapshot_commit(root, tree, st.commit, env)
+        tree = _write_tree(root, index, common, st, included, env)
         base = st.commit or EMPTY_TREE
-        patch = git(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env=env)
+        args = ["commit-tree", tree, "-m", "reprokit snapshot of an uncommitted working tree"]
+        if st.commit:
+            args += ["-p", st.commit]
+        commit_proc = _spawn(args, root, dict(env, **_IDENTITY))
+        diff_proc = _spawn(
+            ["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env
+        )
+        snapshot = _collect(commit_proc).decode().strip()
+        patch = _collect(diff_proc)
         digest = hashlib.sha256(patch).hexdigest()
         cap.blobs[digest] = patch
         section["patch"] = {"sha256": digest, "size": len(patch), "base": base}
-    _keep_alive(root, snapshot, env)
+    _keep_alive(root, common, snapshot, env)
     section["tree"] = tree
     section["snapshot"] = snapshot
     section["digest"] = f"git-tree:{tree}"
@@ -275,13 +299,18 @@ def _parse_remotes(raw: bytes) -> dict[str, str]:
     return dict(sorted(remotes.items()))
 
 
-def _write_tree(root: Path, index: Path, st: _Status, included: list[str], env: dict) -> str:
+def _write_tree(
+    root: Path, index: Path, common: Path, st: _Status, included: list[str], env: dict
+) -> str:
     """Write the work tree's state as a tree object without touching the user's index."""
-    tmpdir = tempfile.mkdtemp(prefix="reprokit-index-")
+    tmp_index = common / f"reprokit-index-{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        tmp_index = Path(tmpdir) / "index"
-        if index.exists():
-            shutil.copyfile(index, tmp_index)
+        try:
+            data = index.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if data:
+            tmp_index.write_bytes(data)
         ienv = dict(env, GIT_INDEX_FILE=str(tmp_index))
         paths = set(st.unstaged) | set(st.removed) | set(included)
         if st.commit is None:
@@ -296,24 +325,17 @@ def _write_tree(root: Path, index: Path, st: _Status, included: list[str], env: 
             )
         return git(["write-tree"], root, env=ienv).decode().strip()
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        for leftover in (tmp_index, tmp_index.with_name(tmp_index.name + ".lock")):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
 
-def _snapshot_commit(root: Path, tree: str, parent: str | None, env: dict) -> str:
-    args = ["commit-tree", tree, "-m", "reprokit snapshot of an uncommitted working tree"]
-    if parent:
-        args += ["-p", parent]
-    return git(args, root, env=dict(env, **_IDENTITY)).decode().strip()
-
-
-def _keep_alive(root: Path, commit: str, env: dict) -> None:
+def _keep_alive(root: Path, common: Path, commit: str, env: dict) -> None:
     """Point a ref at ``commit`` so gc keeps it after branches move or are deleted."""
     ref = SNAPSHOT_REF + commit
-    try:
-        common = git(["rev-parse", "--git-common-dir"], root, env=env).decode().strip()
-    except GitError:
-        common = ""
-    if common and (root / common / ref).exists():
+    if (common / ref).exists():
         return
     git(["update-ref", ref, commit], root, env=env)
 
@@ -376,18 +398,19 @@ def capture_code(
     local modules imported from its folder.
     """
     try:
-        repo = find_repo(start) if shutil.which("git") else None
-        if repo is not None:
-            root, index = repo
+        has_git = which("git") is not None
+        if has_git:
             try:
-                return capture_git(
-                    root, index, max_file_bytes=max_file_bytes, max_total_bytes=max_total_bytes
+                cap = capture_git(
+                    start, max_file_bytes=max_file_bytes, max_total_bytes=max_total_bytes
                 )
             except GitError as exc:
-                return CodeCapture(section={"kind": "git", "error": unavailable(exc)}, root=root)
+                return CodeCapture(section={"kind": "git", "error": unavailable(exc)})
+            if cap is not None:
+                return cap
         base = (entry.parent if entry else start).resolve()
         cap = capture_snapshot(entry, local_modules(base), base)
-        if not shutil.which("git"):
+        if not has_git:
             cap.section["note"] = "git not found on PATH: snapshot of the entry file and modules"
         return cap
     except Exception as exc:  # a collector never breaks the user's run

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
-from typing import Any
 
-from reprokit._capture import unavailable
+from reprokit._capture import unavailable, which
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # CPU flags that change floating-point results or which kernels a numerics library picks.
 # x86 names as in /proc/cpuinfo "flags"; ARM names as in /proc/cpuinfo "Features".
@@ -307,9 +310,7 @@ def _gpu_info() -> tuple[list[dict[str, Any]] | str, str]:
     except Exception:
         # No pynvml, or no driver behind it: nvidia-smi may still answer.
         pass
-    import shutil
-
-    smi = shutil.which("nvidia-smi")
+    smi = which("nvidia-smi")
     if smi is None:
         return [], "none"
     return _gpus_from_smi(smi), "nvidia-smi"

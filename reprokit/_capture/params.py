@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import enum
-import inspect
 import math
 import os
-import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 from reprokit._redact import REDACTED, is_secret_name, is_secret_value
 
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 _MAX_ARRAY = 1000  # elements of a numpy array recorded inline as a hyperparameter
 _MAX_REPR = 200
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
 
 
-@dataclass
 class Params:
     """Plain params plus what could not be recorded faithfully and what was redacted."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # "lr: <reason>", one per unfaithful value
-    redacted: list[str] = field(default_factory=list)
-    types: dict[str, str] = field(default_factory=dict)  # top-level configs converted from objects
+    __slots__ = ("values", "problems", "redacted", "types")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.problems: list[str] = []  # "lr: <reason>", one per value not recorded faithfully
+        self.redacted: list[str] = []
+        self.types: dict[str, str] = {}  # top-level configs converted from objects
 
     def update(self, other: Params) -> None:
         self.values.update(other.values)
@@ -33,37 +37,91 @@ class Params:
         self.types.update(other.types)
 
 
-_signatures: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+class _WrongCall(Exception):
+    pass
 
 
-def signature_of(func: Callable[..., Any]) -> inspect.Signature | None:
-    """``inspect.signature(func)``, cached per function object (not per code object: closures
-    and ``functools.wraps`` wrappers share code but not signatures)."""
-    try:
-        return _signatures[func]
-    except (KeyError, TypeError):
-        pass
-    try:
-        sig: inspect.Signature | None = inspect.signature(func)
-    except (TypeError, ValueError):
-        sig = None
-    try:
-        _signatures[func] = sig
-    except TypeError:  # not weak-referenceable: fine, just not cached
-        pass
-    return sig
+def _as_passed(args: tuple, kwargs: dict) -> dict[str, Any]:
+    return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
 
 
 def bind_call(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """The call's arguments by parameter name, defaults applied, ``self``/``cls`` left out."""
-    sig = signature_of(func)
-    if sig is None:
-        return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+    """The call's arguments by parameter name, defaults applied, ``self``/``cls`` left out.
+
+    Plain functions are bound from their code object (``inspect`` costs more to import than a
+    whole recorded run may take); other callables go through ``inspect.signature``. A call that
+    does not fit the signature is recorded as passed: the function itself will raise.
+    """
+    if hasattr(func, "__func__") and hasattr(func, "__self__"):  # a bound method
+        args, func = (func.__self__, *args), func.__func__
+    while hasattr(func, "__wrapped__") and not hasattr(func, "__signature__"):
+        func = func.__wrapped__  # as inspect.signature does: the innermost signature counts
+    code = getattr(func, "__code__", None)
     try:
+        if code is None or type(func).__name__ != "function":
+            return _bind_with_inspect(func, args, kwargs)
+        out = _bind_code(code, func.__defaults__ or (), func.__kwdefaults__ or {}, args, kwargs)
+    except _WrongCall:
+        return _as_passed(args, kwargs)
+    first = code.co_varnames[0] if code.co_argcount else None
+    if first in ("self", "cls"):
+        out.pop(first, None)
+    return out
+
+
+def _bind_code(code: Any, defaults: tuple, kwdefaults: dict, args: tuple, kwargs: dict) -> dict:
+    names = code.co_varnames
+    npos, nkw = code.co_argcount, code.co_kwonlyargcount
+    positional, kwonly = names[:npos], names[npos : npos + nkw]
+    extra_i = npos + nkw
+    varargs = names[extra_i] if code.co_flags & _CO_VARARGS else None
+    varkw = names[extra_i + (1 if varargs else 0)] if code.co_flags & _CO_VARKEYWORDS else None
+    bound: dict[str, Any] = {}
+    if len(args) > npos and varargs is None:
+        raise _WrongCall
+    for name, value in zip(positional, args, strict=False):
+        bound[name] = value
+    rest: dict[str, Any] = {}
+    settable = set(positional[code.co_posonlyargcount :]) | set(kwonly)
+    for key, value in kwargs.items():
+        if key in settable:
+            if key in bound:
+                raise _WrongCall
+            bound[key] = value
+        elif varkw is not None:
+            rest[key] = value
+        else:
+            raise _WrongCall
+    first_default = npos - len(defaults)
+    out: dict[str, Any] = {}
+    for i, name in enumerate(positional):
+        if name in bound:
+            out[name] = bound[name]
+        elif i >= first_default:
+            out[name] = defaults[i - first_default]
+        else:
+            raise _WrongCall
+    if varargs is not None:
+        out[varargs] = list(args[npos:])
+    for name in kwonly:
+        if name in bound:
+            out[name] = bound[name]
+        elif name in kwdefaults:
+            out[name] = kwdefaults[name]
+        else:
+            raise _WrongCall
+    out.update(rest)
+    return out
+
+
+def _bind_with_inspect(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
         bound = sig.bind(*args, **kwargs)
-    except TypeError:
-        # The call itself is wrong; the function will raise it. Record what was passed.
-        return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+    except (TypeError, ValueError):
+        raise _WrongCall from None
     bound.apply_defaults()
     out: dict[str, Any] = {}
     for i, (name, value) in enumerate(bound.arguments.items()):
