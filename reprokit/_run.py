@@ -9,13 +9,11 @@ returns (or raises) exactly what it would have without us.
 from __future__ import annotations
 
 import contextvars
-import functools
 import os
 import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 from reprokit._capture import unavailable
 from reprokit._capture.params import Params, bind_call, record_params
@@ -27,6 +25,7 @@ from reprokit._redact import redact_argv
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
     from typing import Any, TypeVar, overload
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -54,12 +53,12 @@ class _ProcessCapture:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.code: dict[Path, tuple[tuple, Any, str]] = {}  # start dir -> (signature, cap, text)
+        self.code: dict[str, _CodeCache] = {}  # start folder -> capture
         self.env: dict[str, Any] | None = None
         self.env_text: str | None = None
         self.hardware_text: str | None = None
         self._module_count = -1
-        self._module_files: dict[str, list[str]] = {}
+        self._modules_under: dict[str, list[str]] = {}
 
     def environment(self) -> dict[str, Any]:
         if self.env is None:
@@ -93,53 +92,99 @@ class _ProcessCapture:
             self.hardware_text = dump_section("hardware", hw)
         return self.hardware_text
 
-    def _files_under(self, root: Path) -> list[str]:
-        # Recomputed only when the set of imported modules grew.
-        key = str(root)
-        if len(sys.modules) != self._module_count or key not in self._module_files:
-            prefix = key + os.sep
+    def _module_files(self, root: str) -> list[str]:
+        """Files of imported modules under ``root``; recomputed only when more were imported."""
+        if len(sys.modules) != self._module_count or root not in self._modules_under:
+            prefix = root + os.sep
             files = []
             for mod in list(sys.modules.values()):
                 f = getattr(mod, "__file__", None)
                 if f and f.startswith(prefix):
                     files.append(f)
             self._module_count = len(sys.modules)
-            self._module_files = {key: sorted(files)}
-        return self._module_files[key]
+            self._modules_under = {root: files}
+        return self._modules_under[root]
 
-    def _signature(self, root: Path | None) -> tuple:
-        if root is None:
-            return ()
-        sig = []
-        for f in [*self._files_under(root), str(root / ".git" / "index"), str(root / ".git/HEAD")]:
+    def _changed(self, cached: _CodeCache) -> tuple[bool, bool]:
+        """(anything changed, a module file changed) since ``cached`` was captured."""
+        if cached.cap.root is None:
+            return False, False
+        root = cached.cap.root
+        module_changed = False
+        for f in self._module_files(root):
             try:
                 st = os.stat(f)
-                sig.append((f, st.st_mtime_ns, st.st_size))
             except OSError:
-                sig.append((f, None, None))
-        return tuple(sig)
+                continue
+            known = cached.stats.get(f)
+            if known is None:
+                # Imported after the capture: it changed only if written after it.
+                if st.st_mtime_ns > cached.when_ns:
+                    module_changed = True
+                else:
+                    cached.stats[f] = (st.st_mtime_ns, st.st_size)
+            elif known != (st.st_mtime_ns, st.st_size):
+                module_changed = True
+        if module_changed:
+            return True, True
+        return _git_state(root) != cached.git_state, False
 
-    def code_for(self, start: Path, entry: Path | None) -> tuple[Any, str, bool]:
-        """(CodeCapture, rendered block, changed) for code started from ``start``."""
+    def code_for(self, start: str, entry: str | None) -> tuple[Any, str]:
+        """(CodeCapture, rendered block) for code started from ``start``; captured once per
+        process, again only when a module file or the repository's index/HEAD changed."""
         from reprokit._capture.git import capture_code
         from reprokit._yaml import dump_section
 
-        key = start
-        cached = self.code.get(key)
+        cached = self.code.get(start)
+        module_changed = False
         if cached is not None:
-            sig = self._signature(cached[1].root)
-            if sig == cached[0]:
-                return cached[1], cached[2], False
+            changed, module_changed = self._changed(cached)
+            if not changed:
+                return cached.cap, cached.text
+        when = time.time_ns()
         cap = capture_code(start, entry)
-        changed = cached is not None
-        if changed:
+        if module_changed:
             cap.section["changed_during_process"] = (
-                "a source file changed on disk after this process started: the code that ran "
-                "is the code imported at start and may differ from the recorded tree"
+                "a source file changed on disk after this process imported it: the code that ran "
+                "may differ from the recorded tree"
             )
+        stats = {}
+        if cap.root is not None:
+            for f in self._module_files(cap.root):
+                try:
+                    st = os.stat(f)
+                    stats[f] = (st.st_mtime_ns, st.st_size)
+                except OSError:
+                    pass
         text = dump_section("code", cap.section)
-        self.code[key] = (self._signature(cap.root), cap, text)
-        return cap, text, changed
+        git_state = _git_state(cap.root) if cap.root is not None else None
+        self.code[start] = _CodeCache(cap, text, when, stats, git_state)
+        return cap, text
+
+
+class _CodeCache:
+    __slots__ = ("cap", "text", "when_ns", "stats", "git_state")
+
+    def __init__(self, cap: Any, text: str, when_ns: int, stats: dict, git_state: Any) -> None:
+        self.cap, self.text, self.when_ns, self.stats, self.git_state = (
+            cap,
+            text,
+            when_ns,
+            stats,
+            git_state,
+        )
+
+
+def _git_state(root: str) -> tuple:
+    """Stat data of the files a commit, checkout or ``git add`` rewrites."""
+    out = []
+    for name in ("index", "HEAD"):
+        try:
+            st = os.stat(os.path.join(root, ".git", name))
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 _process = _ProcessCapture()
@@ -160,8 +205,8 @@ class Run:
         deterministic: bool = False,
         store: Any = None,
         entry: dict[str, Any] | None = None,
-        start_dir: Path | None = None,
-        entry_file: Path | None = None,
+        start_dir: str | None = None,
+        entry_file: str | None = None,
     ) -> None:
         self.name = name
         self._params = Params()
@@ -172,10 +217,10 @@ class Run:
         self.deterministic = deterministic
         self._store_arg = store
         self._entry = dict(entry or {})
-        self._start_dir = start_dir or Path.cwd()
+        self._start_dir = start_dir or os.getcwd()
         self._entry_file = entry_file
         self.id: str | None = None
-        self.dir: Path | None = None
+        self._dir: str | None = None
         self.parent: str | None = None
         self.status = "created"
         self.store: Any = None
@@ -193,6 +238,15 @@ class Run:
         self._replayable_problems: list[str] = []
 
     # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path | None:
+        """The run's folder in the store (None when the run is not being recorded)."""
+        if self._dir is None:
+            return None
+        from pathlib import Path
+
+        return Path(self._dir)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -227,7 +281,8 @@ class Run:
                     import json
 
                     self._json = json
-                    self._metrics_fh = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
+                    path = os.path.join(self._dir, "metrics.jsonl")  # type: ignore[arg-type]
+                    self._metrics_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
                 self._metrics_fh.write(
                     self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
                 )
@@ -249,18 +304,22 @@ class Run:
                     import json
 
                     self._json = json
-                    self._ckpt_fh = open(self.dir / "checkpoints.jsonl", "a", encoding="utf-8")  # type: ignore[operator]  # noqa: SIM115
+                    path = os.path.join(self._dir, "checkpoints.jsonl")  # type: ignore[arg-type]
+                    self._ckpt_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
                 self._ckpt_fh.write(self._json.dumps(record) + "\n")
         return fp
 
     def log_artifact(self, path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
         """Hash a file or folder the run produced (``copy=True`` also keeps a copy in the run)."""
+        from pathlib import Path
+
         p = Path(path)
         if not p.exists():
             raise ReprokitError(f"artifact {os.fspath(path)!r} does not exist")
-        record = describe_output(p, self._root_for_paths())
-        if copy and self._recording and self.dir is not None:
-            dest = self.dir / "artifacts" / _safe_rel(record["path"])
+        record = describe_output(p, Path(self._root_for_paths()))
+        if copy and self._recording and self._dir is not None:
+            run_dir = Path(self._dir)
+            dest = run_dir / "artifacts" / _safe_rel(record["path"])
             dest.parent.mkdir(parents=True, exist_ok=True)
             import shutil
 
@@ -268,16 +327,15 @@ class Run:
                 shutil.copytree(p, dest, dirs_exist_ok=True)
             else:
                 shutil.copyfile(p, dest)
-            record["copy"] = dest.relative_to(self.dir).as_posix()
+            record["copy"] = dest.relative_to(run_dir).as_posix()
         with self._lock:
             self._artifacts.append(record)
         return record
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _root_for_paths(self) -> Path:
-        cap = self._cached.get("_root")
-        return Path(cap) if cap else Path.cwd()
+    def _root_for_paths(self) -> str:
+        return self._cached.get("_root") or os.getcwd()
 
     def start(self) -> Run:
         """Capture, create the run folder and make this the active run. Never raises."""
@@ -308,7 +366,7 @@ class Run:
         self.seed = check_seed(seed) if seed is not None else draw_seed()
         self._seeds = seed_everything(self.seed, self.deterministic)
         self._seeds["source"] = "given" if seed is not None else "drawn"
-        cap, text, _ = _process.code_for(self._start_dir, self._entry_file)
+        cap, text = _process.code_for(self._start_dir, self._entry_file)
         self._code = cap
         self._cached["code"] = text
         if cap.root is not None:
@@ -318,10 +376,10 @@ class Run:
         elif os.environ.get("REPROKIT_STORE"):
             self.store = Store.at(None)
         elif cap.section.get("kind") == "git" and cap.root is not None:
-            self.store = Store.at(cap.root / ".reprokit")
+            self.store = Store.at(os.path.join(cap.root, ".reprokit"))
         else:
-            self.store = Store.at(default_store_path(Path.cwd()))
-        self.id, self.dir = self.store.new_run_dir()
+            self.store = Store.at(default_store_path(os.getcwd()))
+        self.id, self._dir = self.store.new_run_dir()
         for digest, blob in cap.blobs.items():
             self.store.put_object(digest, blob)
 
@@ -375,11 +433,10 @@ class Run:
         self._metrics_fh = self._ckpt_fh = None
 
         root = self._code.root
-        cwd = Path.cwd()
-        try:
-            rel_cwd = cwd.relative_to(root).as_posix() if root else str(cwd)
-        except ValueError:
-            rel_cwd = str(cwd)
+        cwd = os.getcwd()
+        rel_cwd = cwd
+        if root and (cwd == root or cwd.startswith(root + os.sep)):
+            rel_cwd = os.path.relpath(cwd, root).replace(os.sep, "/")
         run: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -434,7 +491,7 @@ class Run:
         if self._params.types:
             run["param_types"] = self._params.types
         sections["outputs"] = outputs
-        sections["digests"] = digest_folder(self.dir)  # type: ignore[arg-type]
+        sections["digests"] = digest_folder(self._dir)  # type: ignore[arg-type]
         cached = {
             "code": self._cached["code"],
             "environment": _process.environment_text(imported_distributions()),
@@ -474,12 +531,16 @@ def _error_of(exc: BaseException | None) -> BaseException | None:
 
 
 def _safe_rel(rel: str) -> str:
+    from pathlib import Path
+
     parts = [p for p in Path(rel).parts if p not in ("..", "/", "\\") and not Path(p).anchor]
     return "/".join(parts) or "artifact"
 
 
 def describe_output(path: Path, root: Path) -> dict[str, Any]:
     """Size and sha256 of a file, or of every file in a folder, with paths relative to root."""
+    from pathlib import Path
+
     try:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -601,7 +662,7 @@ def checkpoint(name: str, value: Any) -> str:
     return r.checkpoint(name, value)
 
 
-def _script_entry() -> tuple[dict[str, Any], Path | None, list[str]]:
+def _script_entry() -> tuple[dict[str, Any], str | None, list[str]]:
     argv, redacted = redact_argv(list(sys.argv))
     main = sys.modules.get("__main__")
     file = getattr(main, "__file__", None)
@@ -612,8 +673,8 @@ def _script_entry() -> tuple[dict[str, Any], Path | None, list[str]]:
     if not file or not sys.argv or sys.argv[0] in ("", "-c", "-"):
         problems.append("the process was started from python -c, stdin or an interactive shell")
         return entry, None, problems
-    path = Path(file).resolve()
-    entry["file"] = str(path)
+    path = os.path.realpath(file)
+    entry["file"] = path
     return entry, path, problems
 
 
@@ -639,22 +700,22 @@ def run(
         store=store,
         entry=entry,
         entry_file=file,
-        start_dir=Path.cwd(),
+        start_dir=os.getcwd(),
     )
     r._replayable_problems.extend(problems)
     return r
 
 
-def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], Path | None, list[str]]:
+def _function_entry(func: Callable[..., Any]) -> tuple[dict[str, Any], str | None, list[str]]:
     qualname = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
     module = getattr(func, "__module__", None)
     entry: dict[str, Any] = {"kind": "function", "module": module, "qualname": qualname}
     problems = []
     code = getattr(inspect_unwrap(func), "__code__", None)
     src = code.co_filename if code is not None else None
-    path = Path(src).resolve() if src and os.path.isfile(src) else None
+    path = os.path.realpath(src) if src and os.path.isfile(src) else None
     if path is not None:
-        entry["file"] = str(path)
+        entry["file"] = path
     else:
         problems.append("the function has no source file")
     if "<locals>" in qualname or "<lambda>" in qualname:
@@ -708,9 +769,11 @@ def track(
     exactly what it did before.
     """
     if func is None:
-        return functools.partial(
-            track, name=name, seed=seed, deterministic=deterministic, store=store
-        )
+
+        def decorate(f: Callable[..., Any]) -> Any:
+            return track(f, name=name, seed=seed, deterministic=deterministic, store=store)
+
+        return decorate
     if seed is not None:
         check_seed(seed)
     info: dict[str, Any] = {}
@@ -734,7 +797,7 @@ def track(
                 store=store,
                 entry=info["entry"],
                 entry_file=file,
-                start_dir=file.parent if file is not None else Path.cwd(),
+                start_dir=os.path.dirname(file) if file is not None else os.getcwd(),
             )
             r._replayable_problems.extend(info["problems"])
             for problem in r._params.problems:
@@ -747,7 +810,6 @@ def track(
     code = getattr(func, "__code__", None)
     if code is not None and code.co_flags & _CO_COROUTINE:
 
-        @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             r = make_run(args, kwargs)
             if r is None:
@@ -760,9 +822,8 @@ def track(
             r.finish("completed", result=result, has_result=True)
             return result
 
-        return async_wrapper
+        return _wraps(async_wrapper, func)
 
-    @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         r = make_run(args, kwargs)
         if r is None:
@@ -775,4 +836,16 @@ def track(
         r.finish("completed", result=result, has_result=True)
         return result
 
+    return _wraps(wrapper, func)
+
+
+def _wraps(wrapper: Any, func: Any) -> Any:
+    """What ``functools.wraps`` does (functools pulls in collections: milliseconds at import)."""
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__", "__annotations__"):
+        try:
+            setattr(wrapper, attr, getattr(func, attr))
+        except AttributeError:
+            pass
+    wrapper.__dict__.update(getattr(func, "__dict__", {}))
+    wrapper.__wrapped__ = func
     return wrapper

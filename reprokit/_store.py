@@ -14,12 +14,10 @@ would need are ``put_if_absent``, ``get`` and ``list``.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
 import time
-from pathlib import Path
 
 from reprokit._digest import sha256_file
 from reprokit._errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
@@ -28,14 +26,15 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't n
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from reprokit._manifest import Manifest
 
 MANIFEST = "manifest.yaml"
 STORE_DIRNAME = ".reprokit"
 _GENESIS = "0" * 64
-_RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]{3}-[0-9a-f]{6}$")
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
+_OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -45,16 +44,21 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{int(now * 1000) % 1000:03d}-{os.urandom(3).hex()}"
 
 
-def default_store_path(start: Path | None = None) -> Path:
-    """The store a run in ``start`` uses: $REPROKIT_STORE, else .reprokit at the repository root."""
+def default_store_path(start: str | os.PathLike[str] | None = None) -> str:
+    """The store a run in ``start`` uses: $REPROKIT_STORE, else .reprokit at the repository root
+    (the folder holding ``.git``), else in ``start`` itself."""
     env = os.environ.get("REPROKIT_STORE")
     if env:
-        return Path(env).expanduser().resolve()
-    start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder / STORE_DIRNAME
-    return start / STORE_DIRNAME
+        return os.path.abspath(os.path.expanduser(env))
+    folder = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
+    probe = folder
+    while True:
+        if os.path.exists(os.path.join(probe, ".git")):
+            return os.path.join(probe, STORE_DIRNAME)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return os.path.join(folder, STORE_DIRNAME)
+        probe = parent
 
 
 class RunEntry:
@@ -77,6 +81,12 @@ class RunEntry:
         return f"RunEntry({self.id!r}, {self.state!r})"
 
 
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
+
+
 def _hostname() -> str:
     try:
         return os.uname().nodename
@@ -86,86 +96,111 @@ def _hostname() -> str:
         return platform.node()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_ready: set[str] = set()  # store roots whose folders exist (checked once per process)
 
 
 class Store:
-    """A store folder. Creating the object does not touch the disk; writing does, lazily."""
+    """A store folder. Creating the object does not touch the disk; writing does, lazily.
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self.runs = self.root / "runs"
-        self.objects = self.root / "objects"
-        self.active = self.root / "active"
-        self.ledger = self.root / "ledger"
-        self._ready = False
+    The writing side (used while recording, inside the user's process) works on plain strings:
+    pathlib costs milliseconds to import. ``root``, ``runs``, ``objects``, ``ledger`` are Paths.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = os.path.abspath(os.fspath(root))
+        self._runs = os.path.join(self._root, "runs")
+        self._objects = os.path.join(self._root, "objects")
+        self._active = os.path.join(self._root, "active")
+        self._tmp = os.path.join(self._root, "tmp")
+        self._ledger = os.path.join(self._root, "ledger")
 
     @classmethod
-    def at(cls, store: Store | Path | str | None = None, start: Path | None = None) -> Store:
+    def at(
+        cls, store: Store | str | os.PathLike[str] | None = None, start: str | None = None
+    ) -> Store:
         """The store given, or the default one for ``start``."""
         if isinstance(store, Store):
             return store
-        return cls(Path(store).expanduser() if store is not None else default_store_path(start))
+        if store is not None:
+            return cls(os.path.expanduser(os.fspath(store)))
+        return cls(default_store_path(start))
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store({self._root!r})"
+
+    @property
+    def root(self) -> Path:
+        return _path(self._root)
+
+    @property
+    def runs(self) -> Path:
+        return _path(self._runs)
+
+    @property
+    def objects(self) -> Path:
+        return _path(self._objects)
+
+    @property
+    def active(self) -> Path:
+        return _path(self._active)
+
+    @property
+    def ledger(self) -> Path:
+        return _path(self._ledger)
+
+    def run_path(self, run_id: str) -> str:
+        return os.path.join(self._runs, run_id)
 
     # -- writing -------------------------------------------------------------------------------
 
     def ensure(self) -> None:
         """Create the store's folders and its .gitignore (idempotent)."""
-        if self._ready:
+        if self._root in _ready:
             return
         try:
-            for folder in (self.runs, self.objects, self.active):
-                folder.mkdir(parents=True, exist_ok=True)
-            ignore = self.root / ".gitignore"
-            if not ignore.exists():
-                self.put_if_absent(
-                    ignore, b"# written by reprokit: the store stays out of git\n*\n"
-                )
+            for folder in (self._runs, self._objects, self._active, self._tmp):
+                os.makedirs(folder, exist_ok=True)
+            ignore = os.path.join(self._root, ".gitignore")
+            if not os.path.exists(ignore):
+                note = b"# written by reprokit: the store stays out of git\n*\n"
+                self.put_if_absent(ignore, note)
         except OSError as exc:
             raise StoreError(
-                f"cannot create store {self.root}: {exc.strerror}", self.root
+                f"cannot create store {self._root}: {exc.strerror}", self._root
             ) from None
-        self._ready = True
+        _ready.add(self._root)
 
-    def new_run_dir(self, run_id: str | None = None) -> tuple[str, Path]:
+    def new_run_dir(self, run_id: str | None = None) -> tuple[str, str]:
         """Create an empty, unique run folder and an "in progress" marker; return (id, folder)."""
         self.ensure()
         for _ in range(100):
             rid = run_id or new_run_id()
-            path = self.runs / rid
+            path = os.path.join(self._runs, rid)
             try:
-                path.mkdir()
+                os.mkdir(path)
             except FileExistsError:
                 if run_id:
                     raise StoreError(f"run {run_id} already exists", path) from None
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
-            with contextlib.suppress(OSError):
-                (self.active / rid).write_text(f"{os.getpid()} {_hostname()}\n")
+            try:
+                with open(os.path.join(self._active, rid), "w") as fh:
+                    fh.write(f"{os.getpid()} {_hostname()}\n")
+            except OSError:
+                pass
             return rid, path
-        raise StoreError("could not find a free run id", self.runs)  # pragma: no cover
+        raise StoreError("could not find a free run id", self._runs)  # pragma: no cover
 
-    def put_if_absent(self, path: Path, data: bytes) -> bool:
+    def put_if_absent(self, path: str | os.PathLike[str], data: bytes) -> bool:
         """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
 
-        Temp file in the same folder, fsync, then a hard link as the create-if-absent commit
-        (falling back to O_EXCL where links are not supported).
+        Temp file in the store's tmp folder (same filesystem), fsync, then a hard link as the
+        create-if-absent commit (O_EXCL where links are not supported).
         """
-        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        path = os.fspath(path)
+        tmp_dir = self._tmp if os.path.isdir(self._tmp) else os.path.dirname(path)
+        tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -182,11 +217,13 @@ class Store:
                 return self._put_excl(path, data)
             return True
         finally:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(tmp)
+            except OSError:
+                pass
 
     @staticmethod
-    def _put_excl(path: Path, data: bytes) -> bool:
+    def _put_excl(path: str, data: bytes) -> bool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -197,28 +234,38 @@ class Store:
             os.fsync(fh.fileno())
         return True
 
-    def put_object(self, digest: str, content: bytes | Path) -> None:
+    def put_object(self, digest: str, content: bytes | str | os.PathLike[str]) -> None:
         """Keep a blob under its sha256 (no-op when the store already has it)."""
         self.ensure()
-        target = self.object_path(digest)
-        if target.exists():
+        target = self._object_str(digest)
+        if os.path.exists(target):
             return
-        target.parent.mkdir(exist_ok=True)
-        data = content.read_bytes() if isinstance(content, Path) else content
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if isinstance(content, (bytes, bytearray)):
+            data = bytes(content)
+        else:
+            with open(content, "rb") as fh:
+                data = fh.read()
         import hashlib
 
         if hashlib.sha256(data).hexdigest() != digest:
             raise StoreError(f"object content does not match its name {digest}", target)
         if self.put_if_absent(target, data):
-            with contextlib.suppress(OSError):
+            try:
                 os.chmod(target, 0o444)
+            except OSError:
+                pass
+
+    def _object_str(self, digest: str) -> str:
+        if not _OBJECT.match(digest):
+            raise ManifestError(f"bad object name {digest!r}")
+        return os.path.join(self._objects, digest[:2], digest)
 
     def object_path(self, digest: str) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ManifestError(f"bad object name {digest!r}")
-        return self.objects / digest[:2] / digest
+        """Where the object named ``digest`` lives."""
+        return _path(self._object_str(digest))
 
-    def seal(self, run_id: str, manifest_text: str) -> Path:
+    def seal(self, run_id: str, manifest_text: str) -> str:
         """Commit a run: ledger entry, then its manifest (create-if-absent), then read-only files.
 
         The ledger is written first so that a crash in between leaves at worst a ledger entry
@@ -226,34 +273,38 @@ class Store:
         """
         import hashlib
 
-        folder = self.runs / run_id
+        folder = os.path.join(self._runs, run_id)
         data = manifest_text.encode("utf-8")
         self._append_ledger(run_id, hashlib.sha256(data).hexdigest())
-        if not self.put_if_absent(folder / MANIFEST, data):
+        if not self.put_if_absent(os.path.join(folder, MANIFEST), data):
             raise StoreError(f"run {run_id} is already sealed", folder)
         for path in _files_under(folder):
-            with contextlib.suppress(OSError):
+            try:
                 os.chmod(path, 0o444)
+            except OSError:
+                pass
         self.release(run_id)
         return folder
 
     def release(self, run_id: str) -> None:
         """Drop the "in progress" marker of a run."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.active / run_id)
+        try:
+            os.unlink(os.path.join(self._active, run_id))
+        except OSError:
+            pass
 
     def discard(self, run_id: str) -> None:
         """Remove an unsealed run's folder (used when sealing failed half-way)."""
         import shutil
 
-        folder = self.runs / run_id
-        if (folder / MANIFEST).exists():
+        folder = os.path.join(self._runs, run_id)
+        if os.path.exists(os.path.join(folder, MANIFEST)):
             return
         shutil.rmtree(folder, ignore_errors=True)
         self.release(run_id)
 
     def _append_ledger(self, run_id: str, manifest_sha256: str) -> None:
-        fd = os.open(self.ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self._ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             _lock(fd)
             size = os.fstat(fd).st_size
@@ -274,7 +325,7 @@ class Store:
     def run_ids(self) -> list[str]:
         """Every run folder's id, oldest first (sealed or not)."""
         try:
-            names = os.listdir(self.runs)
+            names = os.listdir(self._runs)
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -395,7 +446,7 @@ class Store:
         if manifest.id != rid:
             raise TamperedError(f"manifest id {manifest.id} does not match folder {rid}", rid)
         expected = dict(manifest.digests)
-        present = {p.relative_to(folder).as_posix(): p for p in _files_under(folder)}
+        present = {_rel(p, folder): p for p in _files_under(folder)}
         present.pop(MANIFEST, None)
         for rel in sorted(set(present) | set(expected)):
             if rel not in expected:
@@ -439,13 +490,12 @@ def _chain(prev: str, run_id: str, digest: str) -> str:
     return hashlib.sha256(f"{prev} {run_id} {digest}".encode()).hexdigest()
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: str | os.PathLike[str]) -> list[str]:
+    """Every file below ``folder`` (strings; sorted)."""
     out = []
     for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            if not (name.startswith(".") and name.endswith(".tmp")):
-                out.append(Path(dirpath) / name)
-    return out
+        out.extend(os.path.join(dirpath, name) for name in files)
+    return sorted(out)
 
 
 def _lock(fd: int) -> None:
@@ -456,11 +506,15 @@ def _lock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX)
 
 
-def digest_folder(folder: Path) -> dict[str, str]:
+def _rel(path: str, folder: str | os.PathLike[str]) -> str:
+    return os.path.relpath(path, folder).replace(os.sep, "/")
+
+
+def digest_folder(folder: str | os.PathLike[str]) -> dict[str, str]:
     """sha256 of every file in a run folder, by relative POSIX path (manifest excluded)."""
     out = {}
     for path in _files_under(folder):
-        rel = path.relative_to(folder).as_posix()
+        rel = _rel(path, folder)
         if rel != MANIFEST:
             out[rel] = sha256_file(path)[0]
     return dict(sorted(out.items()))

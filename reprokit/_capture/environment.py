@@ -399,74 +399,105 @@ def _top_level_txt(dist: _Dist) -> set[str] | None:
     return {name for name in names if name.isidentifier()}
 
 
-# {top-level module: distributions providing it, sys.path order} and, for top-level names shared
-# by several distributions (namespace packages such as nvidia.* or google.*), {top: {child: dist}}.
-_Index = tuple[dict[str, tuple[str, ...]], dict[str, dict[str, str]]]
-_INDEX: _Index | None = None
+class _Resolver:
+    """Finds which distribution provides an imported top-level module, reading as little as it
+    can: a distribution named like the module first, then top_level.txt files (those whose names
+    contain the module's first), RECORD files last. Every answer is cached for the process."""
 
+    def __init__(self, dists: list[_Dist]) -> None:
+        self.dists = dists
+        self.by_module_name = {d.key.replace("-", "_"): d for d in dists}
+        self.tops: dict[_Dist, set[str] | None] = {}  # what each examined dist provides
+        self.answers: dict[tuple[str, bool], tuple[str, ...]] = {}
+        self.complete = False
 
-def _build_index() -> _Index:
-    dists = _SCAN if _SCAN is not None else _scan_distributions()
-    owners: dict[str, list[_Dist]] = {}
-    for dist in dists:
-        try:
-            tops = _top_level_txt(dist) or _record_tops(dist)
-        except Exception:
-            tops = set()
-        if not tops:
-            # Nothing listed (e.g. an editable install that only ships a .pth): the usual
-            # convention is a module named like the distribution.
-            tops = {_NORMALIZE.sub("_", dist.name).lower()}
-        for top in tops:
-            owners.setdefault(top, []).append(dist)
-
-    # Children are only needed to tell apart the providers of a shared namespace, so only those
-    # few RECORDs are read a second time.
-    shared: dict[str, dict[str, str]] = {}
-    for top, providers in owners.items():
-        if len(providers) < 2:
-            continue
-        for dist in providers:
+    def provided_by(self, dist: _Dist) -> set[str]:
+        tops = self.tops.get(dist)
+        if tops is None:
             try:
-                children = _record_children(dist, top)
+                tops = _top_level_txt(dist) or _record_tops(dist)
             except Exception:
-                continue
-            for child in sorted(children):
-                shared.setdefault(top, {}).setdefault(child, dist.name)
-    modules = {top: tuple(d.name for d in providers) for top, providers in owners.items()}
-    return modules, shared
+                tops = set()
+            if not tops:
+                tops = {_NORMALIZE.sub("_", dist.name).lower()}
+            self.tops[dist] = tops
+        return tops
+
+    def providers(self, module: str, every: bool = False) -> tuple[str, ...]:
+        """The distribution providing ``module`` (``every``: all of them, for namespaces)."""
+        key = (module, every)
+        cached = self.answers.get(key)
+        if cached is not None:
+            return cached
+        named = self.by_module_name.get(module.lower())
+        if not every and named is not None and module in self.provided_by(named):
+            found: tuple[str, ...] = (named.name,)
+        else:
+            lowered = module.lower()
+            ordered = sorted(self.dists, key=lambda d: lowered not in d.key)
+            hits = (d.name for d in ordered if module in self.provided_by(d))
+            first = next(hits, None)
+            found = tuple(hits) if every else ((first,) if first else ())
+            if every and first:
+                found = (first, *found)
+        self.answers[key] = found
+        return found
 
 
-def _index() -> _Index:
-    global _INDEX
-    if _INDEX is None:
-        # Computed once per process on first use: reading every RECORD costs milliseconds, which
-        # a program that never asks should not pay. A race only computes it twice.
-        try:
-            _INDEX = _build_index()
-        except Exception:
-            _INDEX = ({}, {})
-    return _INDEX
+_RESOLVER: _Resolver | None = None
+
+
+def _resolver() -> _Resolver:
+    global _RESOLVER
+    if _RESOLVER is None:
+        dists = _SCAN if _SCAN is not None else _scan_distributions()
+        _RESOLVER = _Resolver(dists)
+    return _RESOLVER
 
 
 def module_distributions() -> dict[str, str]:
-    """{top-level import name: distribution name} for the distributions on sys.path.
+    """{top-level import name: distribution name} for every distribution on sys.path.
 
-    Built once per process from ``top_level.txt`` or else RECORD. Where several distributions
-    share a top-level name (namespace packages), that key names the first one on sys.path and
-    ``"top.child"`` keys name the provider of each child package.
+    Reads every distribution's top_level.txt or RECORD (milliseconds): use
+    ``imported_distributions`` on the recording path, which looks up only what is imported.
+    Where several distributions share a top-level name (namespace packages), that key names
+    the first one on sys.path and ``"top.child"`` keys name the provider of each child package.
     """
-    modules, shared = _index()
-    mapping = {top: providers[0] for top, providers in modules.items()}
-    for top, children in shared.items():
-        mapping.update({f"{top}.{child}": dist for child, dist in children.items()})
+    res = _resolver()
+    owners: dict[str, list[_Dist]] = {}
+    for dist in res.dists:
+        for top in res.provided_by(dist):
+            owners.setdefault(top, []).append(dist)
+    mapping = {top: providers[0].name for top, providers in owners.items()}
+    for top, providers in owners.items():
+        if len(providers) > 1:
+            for dist in providers:
+                try:
+                    children = _record_children(dist, top)
+                except Exception:
+                    continue
+                for child in sorted(children):
+                    mapping.setdefault(f"{top}.{child}", dist.name)
     return mapping
+
+
+def _shared_children(top: str, providers: tuple[str, ...]) -> dict[str, str]:
+    res = _resolver()
+    out: dict[str, str] = {}
+    for dist in res.dists:
+        if dist.name in providers:
+            try:
+                for child in sorted(_record_children(dist, top)):
+                    out.setdefault(child, dist.name)
+            except Exception:
+                continue
+    return out
 
 
 def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
     """Sorted names of the distributions whose modules are imported (or among ``modules``)."""
     try:
-        index, shared = _index()
+        res = _resolver()
         if modules is None:
             names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
             present: Mapping[str, object] | set[str] = sys.modules
@@ -476,19 +507,42 @@ def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
             names = {m.partition(".")[0] for m in given}
         found: set[str] = set()
         for name in names:
-            if "." in name:
-                continue  # a package's top level is in sys.modules whenever a submodule is
-            providers = index.get(name)
-            if providers is None:
+            if "." in name or name.startswith("_") or name in _BUILTIN_NAMES:
+                continue  # submodules, private helpers and the standard library: no distribution
+            if modules is None and not _from_site(sys.modules.get(name)):
                 continue
+            module = sys.modules.get(name) if modules is None else None
+            namespace = module is None or getattr(module, "__file__", None) is None
+            providers = res.providers(name, every=namespace)
             if len(providers) == 1:
                 found.add(providers[0])
-                continue
-            # A shared namespace: credit the providers of the imported children; if none match,
-            # the name itself was provided twice (e.g. two builds of one package), so list both.
-            children = shared.get(name, {})
-            matched = {dist for child, dist in children.items() if f"{name}.{child}" in present}
-            found.update(matched or providers)
+            elif providers:
+                # A shared namespace: credit the providers of the imported children; if none
+                # match, the name itself was provided twice, so list every provider.
+                children = _shared_children(name, providers)
+                matched = {d for child, d in children.items() if f"{name}.{child}" in present}
+                found.update(matched or providers)
         return sorted(found, key=str.lower)
     except Exception:
         return []
+
+
+_BUILTIN_NAMES = frozenset(sys.builtin_module_names) | frozenset(
+    getattr(sys, "stdlib_module_names", ())
+)
+
+
+def _from_site(module: object) -> bool:
+    """Whether a module was loaded from outside the standard library (so may be installed)."""
+    if module is None:
+        return False
+    file = getattr(module, "__file__", None)
+    if file is None:
+        path = getattr(module, "__path__", None)  # a namespace package
+        return bool(path)
+    return not file.startswith(_STDLIB_PREFIXES) or "-packages" in file
+
+
+_STDLIB_PREFIXES = tuple(
+    {os.path.join(p, "lib") for p in (sys.base_prefix, sys.base_exec_prefix) if p}
+)

@@ -14,13 +14,13 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from reprokit._capture import unavailable, which
 from reprokit._redact import strip_url_credentials
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -28,15 +28,6 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
 MAX_LISTED = 1000  # paths listed per category in a manifest; the counts are always exact
 SNAPSHOT_REF = "refs/reprokit/snapshots/"
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "reprokit",
-    "GIT_AUTHOR_EMAIL": "reprokit@localhost",
-    "GIT_COMMITTER_NAME": "reprokit",
-    "GIT_COMMITTER_EMAIL": "reprokit@localhost",
-    # Fixed dates make the snapshot commit a pure function of tree and parent.
-    "GIT_AUTHOR_DATE": "1970-01-01T00:00:00+0000",
-    "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+0000",
-}
 
 
 class GitError(Exception):
@@ -51,12 +42,12 @@ class CodeCapture:
     def __init__(
         self,
         section: dict[str, Any],
-        blobs: dict[str, bytes | Path] | None = None,
-        root: Path | None = None,
+        blobs: dict[str, bytes] | None = None,
+        root: str | None = None,
     ) -> None:
         self.section = section
-        self.blobs = blobs if blobs is not None else {}  # sha256 -> bytes, or a file to store
-        self.root = root
+        self.blobs = blobs if blobs is not None else {}  # sha256 -> content to store
+        self.root = root  # the repository's (or snapshot's) root folder
 
 
 def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -107,7 +98,7 @@ def _collect(proc: subprocess.Popen[bytes]) -> bytes:
     return out
 
 
-def find_repo(start: Path | str) -> tuple[Path, Path] | None:
+def find_repo(start: str | os.PathLike[str]) -> tuple[str, str] | None:
     """Return ``(work tree root, index path)`` of the repository holding ``start``, or None."""
     try:
         out = git(["rev-parse", "--show-toplevel", "--git-path", "index"], start)
@@ -116,7 +107,7 @@ def find_repo(start: Path | str) -> tuple[Path, Path] | None:
     lines = out.decode("utf-8", "surrogateescape").splitlines()
     if len(lines) < 2 or not lines[0]:
         return None  # a bare repository or inside .git: no work tree to capture
-    return Path(lines[0]), Path(start, lines[1])
+    return lines[0], os.path.join(start, lines[1])
 
 
 class _Status:
@@ -181,7 +172,7 @@ def _listed(paths: list[str]) -> dict[str, Any]:
 
 
 def capture_git(
-    start: Path,
+    start: str | os.PathLike[str],
     *,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -192,30 +183,30 @@ def capture_git(
     Raises GitError for a repository git itself cannot read.
     """
     env = _git_env()
+    # One rev-parse answers four questions. In a repository without commits it prints the first
+    # three and fails on HEAD^{tree}; outside a repository it prints nothing.
     rev = _spawn(
-        ["rev-parse", "--show-toplevel", "--git-path", "index", "--git-common-dir"], start, env
+        ["rev-parse", "--show-toplevel", "--git-path", "index", "--git-common-dir", "HEAD^{tree}"],
+        start,
+        env,
     )
     status = _spawn(
         ["status", "--porcelain=v2", "--branch", "-z", "-uall", "--ignore-submodules=none"],
         start,
         env,
     )
-    remotes = _spawn(["config", "-z", "--get-regexp", r"^remote\..*\.url$"], start, env)
-    head_tree = _spawn(["rev-parse", "-q", "--verify", "HEAD^{tree}"], start, env)
-    try:
-        lines = _collect(rev).decode("utf-8", "surrogateescape").splitlines()
-    except GitError:
-        for proc in (status, remotes, head_tree):
-            proc.communicate()
-        return None
+    rev_out, rev_err = rev.communicate()
+    lines = rev_out.decode("utf-8", "surrogateescape").splitlines()
     if len(lines) < 3 or not lines[0]:
-        for proc in (status, remotes, head_tree):
-            proc.communicate()
-        return None  # a bare repository or inside .git: no work tree to capture
-    root, index, common = Path(lines[0]), Path(start, lines[1]), Path(start, lines[2])
+        status.communicate()
+        if b"not a git repository" in rev_err or not rev_err.strip():
+            return None  # outside a repository (or a bare one): no work tree to capture
+        raise GitError(rev_err.decode("utf-8", "replace").strip().splitlines()[-1])
+    root = lines[0]
+    index, common = os.path.join(start, lines[1]), os.path.join(start, lines[2])
+    head_tree = lines[3] if rev.returncode == 0 and len(lines) > 3 else None
     st = _parse_status(_collect(status))
-    remote_urls = _parse_remotes(remotes.communicate()[0])  # no remotes: git exits 1, fine
-    tree_out, _ = head_tree.communicate()
+    remote_urls = read_remotes(common)
 
     section: dict[str, Any] = {
         "kind": "git",
@@ -232,7 +223,7 @@ def capture_git(
     total = 0
     for rel in sorted(st.untracked):
         try:
-            size = os.lstat(root / rel).st_size
+            size = os.lstat(os.path.join(root, rel)).st_size
         except OSError as exc:
             skipped.append({"path": rel, "size": None, "reason": f"unreadable: {exc.strerror}"})
             continue
@@ -263,55 +254,72 @@ def capture_git(
                 f"uncommitted changes inside submodule {p} are not captured" for p in lost
             ]
 
-    if st.commit is not None and not st.staged and not st.unstaged and not included:
-        tree = tree_out.decode().strip()
-        snapshot = st.commit
+    if st.commit is not None and head_tree and not (st.staged or st.unstaged or included):
+        tree = head_tree
+        _keep_alive(root, common, SNAPSHOT_REF + st.commit, st.commit, env)
     else:
         tree = _write_tree(root, index, common, st, included, env)
         base = st.commit or EMPTY_TREE
-        args = ["commit-tree", tree, "-m", "reprokit snapshot of an uncommitted working tree"]
-        if st.commit:
-            args += ["-p", st.commit]
-        commit_proc = _spawn(args, root, dict(env, **_IDENTITY))
-        diff_proc = _spawn(
-            ["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env
-        )
-        snapshot = _collect(commit_proc).decode().strip()
-        patch = _collect(diff_proc)
+        patch = git(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env=env)
         digest = hashlib.sha256(patch).hexdigest()
         cap.blobs[digest] = patch
         section["patch"] = {"sha256": digest, "size": len(patch), "base": base}
-    _keep_alive(root, common, snapshot, env)
+        # The ref names the tree itself: replay needs the tree, and a commit object would cost
+        # another git process on the caller's path.
+        _keep_alive(root, common, SNAPSHOT_REF + tree, tree, env)
     section["tree"] = tree
-    section["snapshot"] = snapshot
+    section["ref"] = SNAPSHOT_REF + (tree if section["dirty"] else st.commit or tree)
     section["digest"] = f"git-tree:{tree}"
     return cap
 
 
-def _parse_remotes(raw: bytes) -> dict[str, str]:
+def read_remotes(common: str) -> dict[str, str]:
+    """{remote name: URL without credentials} from the repository's config file.
+
+    Read directly (a git process costs more than the whole parse); ``include`` directives and
+    ``insteadOf`` rewrites are not followed.
+    """
     remotes: dict[str, str] = {}
-    for rec in raw.split(b"\0"):
-        if not rec:
+    try:
+        with open(os.path.join(common, "config"), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return remotes
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
             continue
-        key, _, value = rec.decode("utf-8", "replace").partition("\n")
-        name = key[len("remote.") : -len(".url")]
-        remotes[name] = strip_url_credentials(value)
+        if line.startswith("["):
+            head = line[1:].split("]", 1)[0].strip()
+            name, _, sub = head.partition(" ")
+            section = sub.strip().strip('"') if name.lower() == "remote" and sub else None
+            continue
+        if section is not None:
+            key, _, value = line.partition("=")
+            if key.strip().lower() == "url":
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                remotes.setdefault(section, strip_url_credentials(value))
     return dict(sorted(remotes.items()))
 
 
 def _write_tree(
-    root: Path, index: Path, common: Path, st: _Status, included: list[str], env: dict
+    root: str, index: str, common: str, st: _Status, included: list[str], env: dict
 ) -> str:
     """Write the work tree's state as a tree object without touching the user's index."""
-    tmp_index = common / f"reprokit-index-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp_index = os.path.join(common, f"reprokit-index-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         try:
-            data = index.read_bytes()
+            with open(index, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             data = b""
         if data:
-            tmp_index.write_bytes(data)
-        ienv = dict(env, GIT_INDEX_FILE=str(tmp_index))
+            with open(tmp_index, "wb") as fh:
+                fh.write(data)
+        ienv = dict(env, GIT_INDEX_FILE=tmp_index)
         paths = set(st.unstaged) | set(st.removed) | set(included)
         if st.commit is None:
             paths |= set(st.staged)
@@ -325,25 +333,39 @@ def _write_tree(
             )
         return git(["write-tree"], root, env=ienv).decode().strip()
     finally:
-        for leftover in (tmp_index, tmp_index.with_name(tmp_index.name + ".lock")):
+        for leftover in (tmp_index, tmp_index + ".lock"):
             try:
-                leftover.unlink()
+                os.unlink(leftover)
             except OSError:
                 pass
 
 
-def _keep_alive(root: Path, common: Path, commit: str, env: dict) -> None:
-    """Point a ref at ``commit`` so gc keeps it after branches move or are deleted."""
-    ref = SNAPSHOT_REF + commit
-    if (common / ref).exists():
+def _keep_alive(root: str, common: str, ref: str, oid: str, env: dict) -> None:
+    """Point ``ref`` at ``oid`` so gc keeps it after branches move or are deleted.
+
+    A loose ref is a file holding the object id: writing it directly saves a git process.
+    Repositories with the reftable backend ignore loose files, so there ``update-ref`` runs.
+    """
+    path = os.path.join(common, *ref.split("/"))
+    if os.path.exists(path):
         return
-    git(["update-ref", ref, commit], root, env=env)
+    if not os.path.isdir(os.path.join(common, "reftable")):
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as fh:
+                fh.write(oid + "\n")
+            os.replace(tmp, path)
+            return
+        except OSError:
+            pass
+    git(["update-ref", ref, oid], root, env=env)
 
 
 def capture_snapshot(entry: Path | None, modules: list[Path], base: Path) -> CodeCapture:
     """Snapshot the entry file and the local modules it imported, for runs outside git."""
     files: dict[str, str] = {}
-    blobs: dict[str, bytes | Path] = {}
+    blobs: dict[str, bytes] = {}
     for path in sorted({p.resolve() for p in ([entry] if entry else []) + modules}):
         try:
             rel = path.relative_to(base).as_posix()
@@ -361,11 +383,13 @@ def capture_snapshot(entry: Path | None, modules: list[Path], base: Path) -> Cod
         "files": files,
         "digest": "sha256:" + hashlib.sha256(listing).hexdigest(),
     }
-    return CodeCapture(section=section, blobs=blobs, root=base)
+    return CodeCapture(section=section, blobs=blobs, root=str(base))
 
 
 def local_modules(base: Path) -> list[Path]:
     """Files of imported modules that live under ``base`` and outside any installed prefix."""
+    from pathlib import Path
+
     prefixes = tuple(
         str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} if p
     )
@@ -386,8 +410,8 @@ def local_modules(base: Path) -> list[Path]:
 
 
 def capture_code(
-    start: Path,
-    entry: Path | None = None,
+    start: str | os.PathLike[str],
+    entry: str | os.PathLike[str] | None = None,
     *,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -408,8 +432,11 @@ def capture_code(
                 return CodeCapture(section={"kind": "git", "error": unavailable(exc)})
             if cap is not None:
                 return cap
-        base = (entry.parent if entry else start).resolve()
-        cap = capture_snapshot(entry, local_modules(base), base)
+        from pathlib import Path
+
+        entry_path = Path(entry) if entry else None
+        base = (entry_path.parent if entry_path else Path(start)).resolve()
+        cap = capture_snapshot(entry_path, local_modules(base), base)
         if not has_git:
             cap.section["note"] = "git not found on PATH: snapshot of the entry file and modules"
         return cap

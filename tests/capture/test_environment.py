@@ -290,17 +290,28 @@ def test_imported_distributions_sees_pyyaml_only_after_import(tmp_path: Path) ->
     assert _canonical(out["modules"]["yaml"]) == "pyyaml"
 
 
-def test_module_distributions_is_computed_once() -> None:
+def test_module_distributions_maps_yaml_and_returns_a_copy() -> None:
     first = module_distributions()
-    index = environment._INDEX
-    assert index is not None
-    assert module_distributions() == first
-    assert environment._INDEX is index
     assert _canonical(first["yaml"]) == "pyyaml"
     first["yaml"] = "changed"  # callers get a copy, not the cache
     assert _canonical(module_distributions()["yaml"]) == "pyyaml"
     given = imported_distributions(["yaml.constructor", "no_such_module"])
     assert [_canonical(name) for name in given] == ["pyyaml"]
+
+
+def test_imported_distributions_reads_only_what_it_needs(tmp_path: Path) -> None:
+    # 60 distributions, one of them imported: finding it must not open every RECORD.
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(60):
+        info = site / f"pkg{i}-1.0.dist-info"
+        info.mkdir()
+        (info / "RECORD").write_text(f"pkg{i}/__init__.py,,\n")
+        (site / f"pkg{i}").mkdir()
+        (site / f"pkg{i}" / "__init__.py").write_text("")
+    resolver = environment._Resolver(environment._scan_distributions([str(site)]))
+    assert resolver.providers("pkg7") == ("pkg7",)
+    assert len(resolver.tops) == 1
 
 
 # The package __init__ is bypassed (an empty stand-in) so only this module and what it needs

@@ -74,9 +74,8 @@ def test_staged_unstaged_and_untracked_changes_are_all_in_the_tree(repo):
     assert tree_file(repo, tree, "src/model.py") == b"W = 2  # unstaged\n"
     assert tree_file(repo, tree, "helper.py") == b"def f(): return 3\n"
     assert "debug.log" not in tree_paths(repo, tree)
-    assert git(repo, "cat-file", "-t", f"refs/reprokit/snapshots/{s['snapshot']}").strip() == (
-        "commit"
-    )
+    assert s["ref"] == f"refs/reprokit/snapshots/{tree}"
+    assert git(repo, "rev-parse", s["ref"]).strip() == tree
 
 
 def test_capture_leaves_the_users_index_and_status_untouched(repo):
@@ -220,3 +219,16 @@ def test_capture_never_raises_in_a_broken_repository(repo):
     s = capture_code(repo).section
     assert isinstance(s, dict)
     assert os.path.isdir(repo)
+
+
+def test_a_dirty_snapshot_survives_gc(repo):
+    (repo / "new.py").write_text("N = 1\n")
+    tree = capture_code(repo).section["tree"]
+    git(repo, "gc", "-q", "--prune=now")
+    assert git(repo, "cat-file", "-t", tree).strip() == "tree"
+    assert "new.py" in tree_paths(repo, tree)
+
+
+def test_capture_from_a_subfolder_finds_the_repository_root(repo):
+    s = capture_code(repo / "src").section
+    assert s["kind"] == "git" and s["commit"] == git(repo, "rev-parse", "HEAD").strip()
