@@ -19,6 +19,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "NotReplayable",
+    "ReplayReport",
     "ReprokitError",
     "ReprokitWarning",
     "Run",
@@ -35,6 +36,7 @@ __all__ = [
     "log_artifact",
     "log_metric",
     "log_params",
+    "replay",
     "run",
     "seed_everything",
     "track",
@@ -64,6 +66,8 @@ _WHERE = {
     "log_metric": "reprokit._run",
     "log_params": "reprokit._run",
     "run": "reprokit._run",
+    "replay": "reprokit._replay",
+    "ReplayReport": "reprokit._replay",
     "track": "reprokit._run",
 }
 
@@ -98,6 +102,7 @@ if TYPE_CHECKING:
         TamperedError,
     )
     from reprokit._manifest import Manifest
+    from reprokit._replay import ReplayReport, replay
     from reprokit._run import (
         Run,
         checkpoint,

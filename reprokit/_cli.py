@@ -235,6 +235,127 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- replay -------------------------------------------------------------------------------------
+
+
+def _param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _fmt_num(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _describe_output(name: str, result: dict[str, Any]) -> str:
+    verdict = result["verdict"].replace("_", " ")
+    bits = []
+    if "max_abs" in result:
+        bits.append(f"max abs {_fmt_num(result['max_abs'])}, max rel {_fmt_num(result['max_rel'])}")
+    if result.get("mode") == "summary":
+        bits.append("compared by summary statistics")
+    if "first_step" in result:
+        bits.append(f"first at step {result['first_step']}")
+    div = result.get("first_divergence")
+    if div:
+        text = f"first divergence at #{div['index']} ({div.get('name')})"
+        if "max_abs" in div:
+            text += f", max abs {_fmt_num(div['max_abs'])}"
+        bits.append(text)
+    if "recorded_sha256" in result:
+        bits.append(
+            f"sha256 {str(result['recorded_sha256'])[:12]} -> {str(result['replayed_sha256'])[:12]}"
+        )
+    if "recorded" in result and "replayed" in result and name == "exit_code":
+        bits.append(f"{result['recorded']} -> {result['replayed']}")
+    if result.get("detail"):
+        bits.append(str(result["detail"]))
+    return f"  {name:<28} {verdict:<16} {'; '.join(bits)}".rstrip()
+
+
+def _print_drift(drift: dict[str, Any]) -> None:
+    if not drift:
+        _err("drift: none (same python, packages, hardware and numerics variables)")
+        return
+    _err("drift (a warning, not a failure):")
+    if "python" in drift:
+        _err(f"  python {drift['python']['recorded']} -> {drift['python']['now']}")
+    for p in (drift.get("packages") or [])[:20]:
+        mark = " (imported)" if p.get("imported") else ""
+        _err(f"  package {p['name']}: {p['recorded'] or '-'} -> {p['now'] or '-'}{mark}")
+    if len(drift.get("packages") or []) > 20:
+        _err(f"  ... {len(drift['packages']) - 20} more packages")
+    for item in drift.get("hardware") or []:
+        _err(f"  hardware {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
+    for item in drift.get("variables") or []:
+        _err(f"  variable {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from reprokit._replay import replay
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ReprokitError(f"--param expects NAME=VALUE, got {item!r}")
+        params[key] = _param_value(value)
+
+    def narrate(kind: str, data: Any) -> None:
+        if args.quiet:
+            return
+        if kind == "source":
+            if data.get("mode") == "in-place":
+                differs = data.get("differs")
+                _err(f"source: the current tree in {data['path']} (--in-place)")
+                if isinstance(differs, list) and differs:
+                    _err(f"  differs from the recorded tree in {len(differs)} file(s):")
+                    for d in differs[:20]:
+                        _err(f"    {d['change']} {d['path']}")
+                elif isinstance(differs, list):
+                    _err("  identical to the recorded tree")
+                else:
+                    _err(f"  {differs}")
+            else:
+                what = data.get("tree") or data.get("digest")
+                _err(f"source: rebuilt from the {data['mode']} ({what}), digest verified")
+                if data.get("path"):
+                    _err(f"  kept in {data['path']}")
+        elif kind == "drift":
+            _print_drift(data)
+        elif kind == "running":
+            _err(f"running in {data['cwd']}")
+
+    report = replay(
+        args.ref,
+        store=args.store,
+        rtol=args.rtol,
+        atol=args.atol,
+        in_place=args.in_place,
+        keep=args.keep,
+        params=params,
+        on_event=narrate,
+    )
+    code = 0 if report.identical else 1
+    if args.json:
+        _json(report.to_dict())
+        return code
+    label = report.verdict.replace("_", " ")
+    _out(f"verdict: {label} (run {report.run_id}, replay {report.replay_id})")
+    for run in report.runs:
+        if len(report.runs) > 1:
+            _out(f" run {run['recorded']} -> {run['replayed']}: {run['verdict']}")
+        for name, result in run.get("outputs", {}).items():
+            _out(_describe_output(name, result))
+    if report.causes:
+        _out("likely causes, most likely first:")
+        for i, cause in enumerate(report.causes, 1):
+            _out(f"  {i}. {cause}")
+    return code
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
@@ -418,6 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="re-execute a run from its recorded source and compare (exit 1 if it differs)",
+    )
+    p.add_argument("ref")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for numbers")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for numbers")
+    p.add_argument("--in-place", action="store_true", help="run the current tree instead")
+    p.add_argument("--keep", action="store_true", help="keep the rebuilt tree and say where")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="supply a param again (e.g. one redacted when recorded)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("run", parents=[common], help="record any command as a run: run -- CMD ...")
     p.add_argument("--name", help="run name (default: the command's name)")

@@ -188,6 +188,11 @@ def _git_state(root: str) -> tuple:
 
 
 _process = _ProcessCapture()
+# Runs of one process share this token; "ordinal" counts runs of one name within the process,
+# so a replayed script's runs can be matched to the recorded ones by name and order.
+_PROCESS_TOKEN = os.urandom(6).hex()
+_ordinals: dict[str | None, int] = {}
+_counter_lock = threading.Lock()
 
 
 # -- the Run -------------------------------------------------------------------------------------
@@ -214,7 +219,7 @@ class Run:
             self._params.update(record_params(params))
         self._seed_given = seed
         self.seed: int = 0
-        self.deterministic = deterministic
+        self.deterministic = deterministic or os.environ.get("REPROKIT_DETERMINISTIC") == "1"
         self._store_arg = store
         self._entry = dict(entry or {})
         self._start_dir = start_dir or os.getcwd()
@@ -344,6 +349,11 @@ class Run:
         self._capture_s = 0.0
         parent = _current.get()
         self.parent = parent.id if parent is not None else os.environ.get("REPROKIT_PARENT")
+        # A replay's child process marks its top-level runs as replays of the recorded one.
+        self._replay_of = None if parent is not None else os.environ.get("REPROKIT_REPLAY_OF")
+        with _counter_lock:
+            self._ordinal = _ordinals.get(self.name, 0)
+            _ordinals[self.name] = self._ordinal + 1
         try:
             self._seed_and_capture()
             self._recording = True
@@ -433,6 +443,10 @@ class Run:
         self._metrics_fh = self._ckpt_fh = None
 
         root = self._code.root
+        file = self._entry.get("file")
+        if root and isinstance(file, str) and file.startswith(root.rstrip(os.sep) + os.sep):
+            # Replay finds the entry inside the rebuilt tree by this path.
+            self._entry["file_rel"] = os.path.relpath(file, root).replace(os.sep, "/")
         cwd = os.getcwd()
         rel_cwd = cwd
         if root and (cwd == root or cwd.startswith(root + os.sep)):
@@ -449,6 +463,9 @@ class Run:
             "cwd": rel_cwd,
             "parent": self.parent,
             "pid": os.getpid(),
+            "process": _PROCESS_TOKEN,
+            "ordinal": self._ordinal,
+            "replay_of": self._replay_of,
         }
         run.update(self._extra_run)
         if error is not None:
@@ -498,6 +515,11 @@ class Run:
             "hardware": _process.hardware(),
         }
         self.store.seal(self.id, render(sections, cached))
+        log = os.environ.get("REPROKIT_RUN_LOG")
+        if log:
+            # A replay reads back which runs its child process sealed, in order.
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(f"{self.id}\n")
 
     # -- context manager -------------------------------------------------------------------------
 

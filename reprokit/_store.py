@@ -371,10 +371,20 @@ class Store:
             raise RunNotFound(ref, self.root) if ref else RunNotFound("", self.root)
         ids = self.run_ids()
         if ref == "latest":
-            sealed = [i for i in ids if (self.runs / i / MANIFEST).exists()]
-            if not sealed:
+            # The newest sealed run the user made: replays and their re-executions are records
+            # about an earlier run, so "latest" looks past them.
+            newest_any = None
+            for rid in reversed(ids):
+                if not os.path.exists(os.path.join(self._runs, rid, MANIFEST)):
+                    continue
+                newest_any = newest_any or rid
+                entry = self.entry(rid)
+                run = entry.manifest.run if entry.manifest is not None else {}
+                if not run.get("replay_of") and (run.get("entry") or {}).get("kind") != "replay":
+                    return rid
+            if newest_any is None:
                 raise RunNotFound("latest", self.root)
-            return sealed[-1]
+            return newest_any
         if ref in ids:
             return ref
         matches = [i for i in ids if i.startswith(ref)] or [i for i in ids if i.endswith(ref)]

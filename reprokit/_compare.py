@@ -1,0 +1,262 @@
+"""Compare what two runs produced: values, metric series, checkpoints, files, exit codes.
+
+Exact by default: two values are the same when their fingerprints are. With a tolerance,
+numbers (and the numbers kept for arrays and tensors) pass when ``|a - b| <= atol + rtol*|b|``,
+as numpy's ``isclose`` reads it. Every comparison says how far apart the two were.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+IDENTICAL = "identical"
+WITHIN = "within_tolerance"
+DIFFERENT = "different"
+MISSING = "missing"
+
+
+def _flatten_numbers(value: Any) -> list[float] | None:
+    """The numbers of a plain value in a fixed order (dict keys sorted), or None if not numeric."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, (list, tuple)):
+        out: list[float] = []
+        for item in value:
+            sub = _flatten_numbers(item)
+            if sub is None:
+                return None
+            out.extend(sub)
+        return out
+    if isinstance(value, dict):
+        out = []
+        for key in sorted(value, key=str):
+            sub = _flatten_numbers(value[key])
+            if sub is None:
+                return None
+            out.extend(sub)
+        return out
+    return None
+
+
+def numbers_of(record: dict[str, Any]) -> tuple[list[float] | None, str]:
+    """The numbers a value record keeps, and how: ``"values"`` (all of them) or ``"summary"``
+    (mean, std, min, max and L2 norm of a large array)."""
+    if "value" in record:
+        nums = _flatten_numbers(record["value"])
+        if nums is not None:
+            return nums, "values"
+    if isinstance(record.get("values"), list):
+        return _flatten_numbers(record["values"]), "values"
+    stats = record.get("stats")
+    if isinstance(stats, dict):
+        keys = ("mean", "std", "min", "max", "l2")
+        return [float(stats[k]) for k in keys if k in stats], "summary"
+    return None, "none"
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shape_of(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shape_of(v) for v in value]
+    return None
+
+
+def deviation(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Largest absolute and relative (to ``b``) differences, and the first index that differs.
+
+    -0.0 and 0.0 differ (their bits do) by zero; NaN against a number differs infinitely.
+    """
+    max_abs = max_rel = 0.0
+    first = None
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if math.isnan(x) or math.isnan(y):
+            if math.isnan(x) and math.isnan(y):
+                continue
+            diff = math.inf
+        elif x == y:
+            if math.copysign(1.0, x) == math.copysign(1.0, y):
+                continue
+            diff = 0.0  # -0.0 against 0.0
+        else:
+            diff = abs(x - y)
+        if first is None:
+            first = i
+        rel = diff / abs(y) if y and not math.isinf(y) else (math.inf if diff else 0.0)
+        max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+    return {"max_abs": max_abs, "max_rel": max_rel, "first_index": first}
+
+
+def within(a: list[float], b: list[float], rtol: float, atol: float) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if math.isnan(x) or math.isnan(y):
+            if not (math.isnan(x) and math.isnan(y)):
+                return False
+            continue
+        if math.isinf(x) or math.isinf(y):
+            if x != y:
+                return False
+            continue
+        if abs(x - y) > atol + rtol * abs(y):
+            return False
+    return True
+
+
+def compare_values(
+    recorded: dict[str, Any] | None, replayed: dict[str, Any] | None, rtol: float, atol: float
+) -> dict[str, Any]:
+    """Verdict for one value record (a return value or a checkpoint)."""
+    if recorded is None or replayed is None:
+        return {
+            "verdict": MISSING,
+            "recorded": recorded is not None,
+            "replayed": replayed is not None,
+        }
+    if recorded.get("fingerprint") == replayed.get("fingerprint"):
+        return {"verdict": IDENTICAL}
+    out: dict[str, Any] = {"verdict": DIFFERENT}
+    a, mode_a = numbers_of(recorded)
+    b, mode_b = numbers_of(replayed)
+    if (
+        a is not None
+        and b is not None
+        and mode_a == mode_b
+        and len(a) == len(b)
+        and recorded.get("shape") == replayed.get("shape")
+        and _shape_of(recorded.get("value")) == _shape_of(replayed.get("value"))
+    ):
+        out["mode"] = mode_a
+        out.update(deviation(b, a))
+        if (rtol or atol) and within(b, a, rtol, atol):
+            out["verdict"] = WITHIN
+    else:
+        if recorded.get("type") != replayed.get("type"):
+            out["detail"] = f"type {recorded.get('type')} -> {replayed.get('type')}"
+        if "value" in recorded and "value" in replayed:
+            out["recorded_value"] = recorded["value"]
+            out["replayed_value"] = replayed["value"]
+    return out
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def compare_metrics(
+    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]], rtol: float, atol: float
+) -> dict[str, dict[str, Any]]:
+    """Per metric series: verdict, length of each, first differing step, largest deviation."""
+    series_a: dict[str, list[dict[str, Any]]] = {}
+    series_b: dict[str, list[dict[str, Any]]] = {}
+    for rec in recorded:
+        series_a.setdefault(rec["name"], []).append(rec)
+    for rec in replayed:
+        series_b.setdefault(rec["name"], []).append(rec)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(series_a) | set(series_b)):
+        a, b = series_a.get(name, []), series_b.get(name, [])
+        if [p["step"] for p in a] != [p["step"] for p in b]:
+            out[name] = {
+                "verdict": DIFFERENT if a and b else MISSING,
+                "detail": f"{len(a)} recorded points, {len(b)} replayed",
+            }
+            continue
+        va = [float(p["value"]) for p in a]
+        vb = [float(p["value"]) for p in b]
+        dev = deviation(vb, va)
+        if dev["first_index"] is None:
+            out[name] = {"verdict": IDENTICAL, "points": len(a)}
+            continue
+        verdict = WITHIN if (rtol or atol) and within(vb, va, rtol, atol) else DIFFERENT
+        out[name] = {
+            "verdict": verdict,
+            "points": len(a),
+            "first_step": a[dev["first_index"]]["step"],
+            "max_abs": dev["max_abs"],
+            "max_rel": dev["max_rel"],
+        }
+    return out
+
+
+def first_divergence(
+    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]], rtol: float, atol: float
+) -> dict[str, Any] | None:
+    """Where two checkpoint streams first part: index, name and, for numbers, by how much.
+
+    With a tolerance, numeric checkpoints within it count as agreeing.
+    """
+    for i in range(max(len(recorded), len(replayed))):
+        a = recorded[i] if i < len(recorded) else None
+        b = replayed[i] if i < len(replayed) else None
+        if a is None or b is None:
+            present = a or b or {}
+            return {
+                "index": i,
+                "name": present.get("name"),
+                "detail": "stream ended early in the " + ("replay" if b is None else "record"),
+            }
+        if a.get("name") != b.get("name"):
+            return {"index": i, "name": a.get("name"), "detail": f"name {a['name']} -> {b['name']}"}
+        result = compare_values(a, b, rtol, atol)
+        if result["verdict"] in (IDENTICAL, WITHIN):
+            continue
+        out = {"index": i, "name": a.get("name")}
+        for key in ("max_abs", "max_rel", "mode"):
+            if key in result:
+                out[key] = result[key]
+        return out
+    return None
+
+
+def compare_files(
+    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per output path (files, and each file of a folder): identical or which digests differ."""
+
+    def flat(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            if rec.get("kind") == "folder":
+                for f in rec.get("files", []):
+                    out[f"{rec['path']}/{f['path']}"] = f
+            else:
+                out[rec["path"]] = rec
+        return out
+
+    a, b = flat(recorded), flat(replayed)
+    result: dict[str, dict[str, Any]] = {}
+    for path in sorted(set(a) | set(b)):
+        ra, rb = a.get(path), b.get(path)
+        if ra is None or rb is None or ra.get("missing") or rb.get("missing"):
+            result[path] = {
+                "verdict": MISSING,
+                "detail": "not in the record" if ra is None else "not produced by the replay",
+            }
+        elif ra.get("sha256") == rb.get("sha256"):
+            result[path] = {"verdict": IDENTICAL}
+        else:
+            result[path] = {
+                "verdict": DIFFERENT,
+                "recorded_sha256": ra.get("sha256"),
+                "replayed_sha256": rb.get("sha256"),
+                "recorded_size": ra.get("size"),
+                "replayed_size": rb.get("size"),
+            }
+    return result
+
+
+def worst(verdicts: list[str]) -> str:
+    """The verdict of a whole: different beats missing beats within tolerance beats identical."""
+    for v in (DIFFERENT, MISSING, WITHIN):
+        if v in verdicts:
+            return DIFFERENT if v == MISSING else v
+    return IDENTICAL
