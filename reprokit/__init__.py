@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousRun",
+    "CheckReport",
     "Manifest",
     "ManifestError",
     "NotReplayable",
@@ -24,9 +25,12 @@ __all__ = [
     "ReprokitWarning",
     "Run",
     "RunNotFound",
+    "SeedReport",
     "StoreError",
     "TamperedError",
     "__version__",
+    "across_seeds",
+    "check",
     "checkpoint",
     "current_run",
     "derive_seed",
@@ -44,6 +48,10 @@ __all__ = [
 ]
 
 _WHERE = {
+    "across_seeds": "reprokit._audit",
+    "check": "reprokit._audit",
+    "CheckReport": "reprokit._audit",
+    "SeedReport": "reprokit._audit",
     "diff": "reprokit._api",
     "load": "reprokit._api",
     "verify": "reprokit._api",
@@ -89,6 +97,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from reprokit._api import diff, load, verify
+    from reprokit._audit import CheckReport, SeedReport, across_seeds, check
     from reprokit._capture.seeds import derive_seed, seed_everything
     from reprokit._digest import fingerprint
     from reprokit._errors import (

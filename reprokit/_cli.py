@@ -356,6 +356,88 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
+# -- check and seeds ----------------------------------------------------------------------------
+
+
+def _split_command(args: argparse.Namespace) -> tuple[str | None, list[str] | None]:
+    command = getattr(args, "command_argv", None)
+    if command is not None:
+        if args.ref is not None:
+            raise ReprokitError("check takes a run or a command after --, not both")
+        return None, command
+    if args.ref is None:
+        raise ReprokitError("check needs a run (reprokit check REF) or a command after --")
+    return args.ref, None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from reprokit._audit import check
+
+    ref, command = _split_command(args)
+    report = check(
+        ref, command=command, n=args.n, outputs=args.output, seed=args.seed, store=args.store
+    )
+    code = 0 if report.deterministic else 1
+    if args.json:
+        _json(report.to_dict())
+        return code
+    verdict = "deterministic" if report.deterministic else "NOT deterministic"
+    _out(f"{verdict}: {report.n} executions of {report.target} with seed {report.seed}")
+    for name, result in report.outputs.items():
+        shown = dict(result)
+        if shown["verdict"] == "identical":
+            shown["verdict"] = "agree"
+        _out(_describe_output(name, shown))
+    if report.first_divergence:
+        d = report.first_divergence
+        _out(f"first divergence: checkpoint #{d['index']} ({d.get('name')}) of {d.get('run')}")
+    if report.suspects:
+        _out("suspects, most likely first:")
+        for i, cause in enumerate(report.suspects, 1):
+            _out(f"  {i}. {cause}")
+    return code
+
+
+def _fmt_ci(ci: Any) -> str:
+    return "-" if not ci else f"[{ci[0]:.6g}, {ci[1]:.6g}]"
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from reprokit._audit import parse_seeds, seeds
+
+    seed_list = parse_seeds(args.seeds) if args.seeds else None
+    report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
+    code = 0 if report.robust else 1
+    if args.json:
+        _json(report.to_dict())
+        return code
+    _out(f"{report.target} under {len(report.seeds)} seeds (group {report.group})")
+    header = ("RESULT", "MEAN", "STD", "MIN", "MAX", "95% CI", "CV")
+    rows = [header]
+    for name, s in report.results.items():
+        rows.append(
+            (
+                name,
+                f"{s.get('mean', float('nan')):.6g}",
+                "-" if s.get("std") is None else f"{s['std']:.3g}",
+                f"{s.get('min', float('nan')):.6g}",
+                f"{s.get('max', float('nan')):.6g}",
+                _fmt_ci(s.get("ci95")),
+                "-" if s.get("cv") is None else f"{s['cv']:.3g}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        _out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for claim, j in report.claims.items():
+        note = "; spread larger than the margin" if j["spread_exceeds_margin"] else ""
+        _out(
+            f"claim {claim}: {j['verdict']} ({j['seeds_failing']} of {len(report.seeds)} seeds "
+            f"fail; 95% CI {'holds' if j['ci_holds'] else 'does not hold'}{note})"
+        )
+    return code
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
@@ -560,6 +642,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="determinism audit: execute a run or command N times with the same seed (exit 1 "
+        "if they disagree)",
+    )
+    p.add_argument("ref", nargs="?", help="a run, or -- followed by a command")
+    p.add_argument("-n", type=int, default=2, help="executions (default 2)")
+    p.add_argument("--seed", type=int, help="seed for a command (default: drawn)")
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or folder the command writes, compared between executions",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "seeds",
+        parents=[common],
+        help="seed robustness: re-execute a run under N seeds and summarise each result",
+    )
+    p.add_argument("ref")
+    p.add_argument("-n", type=int, default=None, help="number of seeds, 0..N-1 (default 10)")
+    p.add_argument("--seeds", help="explicit seeds: 0-9 or 1,5,9")
+    p.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME>=VALUE",
+        help="a result you claim; exit 1 if the seeds do not support it",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_seeds)
+
     p = sub.add_parser("run", parents=[common], help="record any command as a run: run -- CMD ...")
     p.add_argument("--name", help="run name (default: the command's name)")
     p.add_argument(
@@ -591,7 +710,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command_argv = None
+    if "check" in argv and "--" in argv and argv.index("check") < argv.index("--"):
+        # `check -- CMD ...`: everything after -- is the command, whatever it looks like.
+        cut = argv.index("--")
+        argv, command_argv = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if command_argv is not None:
+        args.command_argv = command_argv
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2

@@ -274,7 +274,9 @@ def environment_drift(
 # -- execution -----------------------------------------------------------------------------------
 
 
-def _child_env(m: Manifest, store: Store, log: str, parent: str | None) -> dict[str, str]:
+def _child_env(
+    m: Manifest, store: Store, log: str, parent: str | None, replay_of: bool = True
+) -> dict[str, str]:
     env = dict(os.environ)
     seeds = m.seeds
     seed = seeds.get("seed")
@@ -286,7 +288,10 @@ def _child_env(m: Manifest, store: Store, log: str, parent: str | None) -> dict[
     env["PYTHONHASHSEED"] = str(hashseed if hashseed not in (None, "random") else seed)
     env["REPROKIT_SEED"] = str(seed)
     env["REPROKIT_STORE"] = str(store.root)
-    env["REPROKIT_REPLAY_OF"] = m.id
+    if replay_of:
+        env["REPROKIT_REPLAY_OF"] = m.id
+    else:
+        env.pop("REPROKIT_REPLAY_OF", None)
     env["REPROKIT_RUN_LOG"] = log
     if parent:
         env["REPROKIT_PARENT"] = parent
@@ -307,6 +312,16 @@ def _plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str
     if not os.path.isdir(cwd):
         cwd = source
     kind = entry.get("kind")
+    argv0 = (entry.get("argv") or [""])[0]
+    if (
+        kind == "function"
+        and entry.get("module") == "__main__"
+        and entry.get("file_rel")
+        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
+    ):
+        # A function of the script itself: importing the script would run its top-level code
+        # again, so the script is re-run as it was and its run matched by name and order.
+        kind = "script"
     if kind == "function":
         rel = entry.get("file_rel")
         if not rel:
@@ -368,6 +383,32 @@ def _check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, An
         raise NotReplayable(m.id, "; ".join(reasons))
     params.update(overrides)
     return params
+
+
+def execute(
+    m: Manifest,
+    store: Store,
+    source: str,
+    params: Mapping[str, Any],
+    log: str,
+    *,
+    parent: str | None,
+    replay_of: bool = True,
+    env_extra: Mapping[str, str] | None = None,
+    stdout: Any = None,
+) -> tuple[int, list[Manifest], str]:
+    """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd)."""
+    argv, extra, cwd = _plan(m, source, params)
+    env = _child_env(m, store, log, parent, replay_of)
+    env.update(extra)
+    env.update(env_extra or {})
+    try:
+        proc = subprocess.run(
+            argv, cwd=cwd, env=env, stdout=stdout if stdout is not None else sys.stderr
+        )
+    except OSError as exc:
+        raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
+    return proc.returncode, _new_runs(store, log), cwd
 
 
 def _new_runs(store: Store, log: str) -> list[Manifest]:
@@ -581,7 +622,6 @@ def replay(
         emit("drift", report.drift)
 
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
-        argv, extra, cwd = _plan(m, source, replay_params)
         from reprokit._run import Run
 
         record = Run(
@@ -597,23 +637,24 @@ def replay(
             warnings.simplefilter("ignore")
             record.start()
         record._replay_of = m.id
-        log = os.path.join(scratch, "runs.log")
-        env = _child_env(m, st, log, record.id)
-        env.update(extra)
-        emit("running", {"argv": argv if not extra else argv[:2] + ["<bootstrap>"], "cwd": cwd})
+        emit("running", {"cwd": _plan(m, source, replay_params)[2]})
         try:
-            proc = subprocess.run(
-                argv, cwd=cwd, env=env, stdout=stdout if stdout is not None else sys.stderr
+            code, new, cwd = execute(
+                m,
+                st,
+                source,
+                replay_params,
+                os.path.join(scratch, "runs.log"),
+                parent=record.id,
+                stdout=stdout,
             )
-        except OSError as exc:
+        except NotReplayable as exc:
             record.finish("failed", error=exc)
-            raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
-        report.exit_code = proc.returncode
-
-        new = _new_runs(st, log)
+            raise
+        report.exit_code = code
         kind = (m.run.get("entry") or {}).get("kind")
         if kind == "command":
-            replayed_m = _command_result(m, record, cwd, source, proc.returncode)
+            replayed_m = _command_result(m, record, cwd, source, code)
             report.runs = [_compare_command(m, replayed_m, rtol, atol)]
             new = []
         else:
@@ -649,7 +690,7 @@ def replay(
         ]
         if report.causes:
             record._outputs["causes"] = report.causes
-        record.finish("completed", exit_code=proc.returncode)
+        record.finish("completed", exit_code=code)
         report.replay_id = record.id
         return report
     finally:

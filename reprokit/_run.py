@@ -192,6 +192,8 @@ _process = _ProcessCapture()
 # so a replayed script's runs can be matched to the recorded ones by name and order.
 _PROCESS_TOKEN = os.urandom(6).hex()
 _ordinals: dict[str | None, int] = {}
+_overrides: dict[str, Any] = {}  # {"seed": s, "group": g} while across_seeds() runs a function
+_last_store_root: str | None = None  # where this process last sealed a run
 _counter_lock = threading.Lock()
 
 
@@ -350,7 +352,16 @@ class Run:
         parent = _current.get()
         self.parent = parent.id if parent is not None else os.environ.get("REPROKIT_PARENT")
         # A replay's child process marks its top-level runs as replays of the recorded one.
-        self._replay_of = None if parent is not None else os.environ.get("REPROKIT_REPLAY_OF")
+        top = parent is None
+        self._replay_of = os.environ.get("REPROKIT_REPLAY_OF") if top else None
+        # A seed-robustness sweep re-runs one run under other seeds and groups the results.
+        self._group = (_overrides.get("group") or os.environ.get("REPROKIT_GROUP")) if top else None
+        self._seed_override = None
+        if top:
+            env_seed = os.environ.get("REPROKIT_SEED_OVERRIDE", "")
+            self._seed_override = _overrides.get(
+                "seed", int(env_seed) if env_seed.isdigit() else None
+            )
         with _counter_lock:
             self._ordinal = _ordinals.get(self.name, 0)
             _ordinals[self.name] = self._ordinal + 1
@@ -370,7 +381,7 @@ class Run:
     def _seed_and_capture(self) -> None:
         from reprokit._store import Store, default_store_path
 
-        seed = self._seed_given
+        seed = self._seed_given if self._seed_override is None else self._seed_override
         if seed is None and os.environ.get("REPROKIT_SEED", "").isdigit():
             seed = int(os.environ["REPROKIT_SEED"])
         self.seed = check_seed(seed) if seed is not None else draw_seed()
@@ -466,6 +477,7 @@ class Run:
             "process": _PROCESS_TOKEN,
             "ordinal": self._ordinal,
             "replay_of": self._replay_of,
+            "group": self._group,
         }
         run.update(self._extra_run)
         if error is not None:
@@ -515,6 +527,10 @@ class Run:
             "hardware": _process.hardware(),
         }
         self.store.seal(self.id, render(sections, cached))
+        global _last_store_root
+        _last_store_root = self.store._root
+        if self._group is not None and "sealed" in _overrides:
+            _overrides["sealed"].append(self.id)
         log = os.environ.get("REPROKIT_RUN_LOG")
         if log:
             # A replay reads back which runs its child process sealed, in order.

@@ -31,6 +31,7 @@ def test_public_names_are_pinned():
     assert reprokit.__all__ == sorted(reprokit.__all__)
     assert set(reprokit.__all__) == {
         "AmbiguousRun",
+        "CheckReport",
         "Manifest",
         "ManifestError",
         "NotReplayable",
@@ -39,9 +40,12 @@ def test_public_names_are_pinned():
         "ReprokitWarning",
         "Run",
         "RunNotFound",
+        "SeedReport",
         "StoreError",
         "TamperedError",
         "__version__",
+        "across_seeds",
+        "check",
         "checkpoint",
         "current_run",
         "derive_seed",

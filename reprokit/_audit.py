@@ -1,0 +1,527 @@
+"""Determinism audits and seed-robustness reports, built on replay's re-execution.
+
+``check``: execute a run (or any command) N times with identical seeds and say, per output,
+whether the executions agree, where they first diverged and what is likely to blame.
+``seeds`` / ``across_seeds``: execute a run under N different seeds and summarise each result
+(mean, standard deviation, min, max, 95 % confidence interval, coefficient of variation), so a
+result can be told apart from luck.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from reprokit import _compare as cmp
+from reprokit._errors import ReprokitError
+from reprokit._manifest import Manifest
+from reprokit._store import Store
+
+# Two-sided 95 % quantiles of Student's t, t(0.975, df); between rows interpolated in 1/df.
+_T975 = {
+    1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060,
+    9: 2.2622, 10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314,
+    16: 2.1199, 17: 2.1098, 18: 2.1009, 19: 2.0930, 20: 2.0860, 21: 2.0796, 22: 2.0739,
+    23: 2.0687, 24: 2.0639, 25: 2.0595, 26: 2.0555, 27: 2.0518, 28: 2.0484, 29: 2.0452,
+    30: 2.0423, 40: 2.0211, 50: 2.0086, 60: 2.0003, 80: 1.9901, 100: 1.9840, 120: 1.9799,
+}  # fmt: skip
+_Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    """Student's t quantile for a two-sided 95 % interval with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError("df must be at least 1")
+    if df in _T975:
+        return _T975[df]
+    keys = sorted(_T975)
+    if df > keys[-1]:
+        lo, hi, t_lo, t_hi = keys[-1], math.inf, _T975[keys[-1]], _Z975
+    else:
+        hi = next(k for k in keys if k > df)
+        lo = max(k for k in keys if k < df)
+        t_lo, t_hi = _T975[lo], _T975[hi]
+    # Linear in 1/df: exact at both ends, within 1e-3 in between.
+    x, x_lo, x_hi = 1 / df, 1 / lo, (0.0 if math.isinf(hi) else 1 / hi)
+    return t_hi + (t_lo - t_hi) * (x - x_hi) / (x_lo - x_hi)
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """n, mean, std (n-1), min, max, 95 % CI of the mean (Student t), coefficient of variation."""
+    n = len(values)
+    out: dict[str, Any] = {"n": n, "values": values}
+    if n == 0:
+        return out
+    mean = sum(values) / n
+    out.update({"mean": mean, "min": min(values), "max": max(values)})
+    if n > 1:
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        half = t975(n - 1) * std / math.sqrt(n)
+        out.update(
+            {
+                "std": std,
+                "ci95": [mean - half, mean + half],
+                "cv": std / abs(mean) if mean else (math.inf if std else 0.0),
+            }
+        )
+    else:
+        out.update({"std": None, "ci95": None, "cv": None})
+    return out
+
+
+_CLAIM = re.compile(r"^\s*([^<>=!\s]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+|nan|inf)\s*$")
+
+
+def parse_claim(text: str) -> tuple[str, str, float]:
+    """``"acc>=0.9"`` -> ("acc", ">=", 0.9); ReprokitError for anything else."""
+    m = _CLAIM.match(text)
+    if not m:
+        raise ReprokitError(f"--claim expects NAME>=VALUE (or <=, >, <), got {text!r}")
+    try:
+        return m.group(1), m.group(2), float(m.group(3))
+    except ValueError:
+        raise ReprokitError(f"--claim value is not a number: {m.group(3)!r}") from None
+
+
+def judge_claim(summary: dict[str, Any], op: str, value: float) -> dict[str, Any]:
+    """Whether every seed, and the 95 % interval of the mean, satisfy ``result op value``."""
+    ok = {
+        ">=": lambda x: x >= value,
+        "<=": lambda x: x <= value,
+        ">": lambda x: x > value,
+        "<": lambda x: x < value,
+    }[op]
+    vals = summary.get("values") or []
+    failing = [v for v in vals if not ok(v)]
+    ci = summary.get("ci95")
+    bound = None if ci is None else (ci[0] if op in (">=", ">") else ci[1])
+    ci_holds = bound is not None and ok(bound)
+    margin = abs(summary["mean"] - value) if "mean" in summary else None
+    half = (ci[1] - ci[0]) / 2 if ci else None
+    return {
+        "claim": f"{op} {value}",
+        "seeds_failing": len(failing),
+        "ci_holds": ci_holds,
+        "spread_exceeds_margin": bool(half is not None and margin is not None and half > margin),
+        "verdict": "robust" if ci_holds and not failing else "not robust",
+    }
+
+
+def results_of(m: Manifest) -> dict[str, float]:
+    """The numbers a run produced: its return value (a number, or a mapping's numbers) and the
+    last value of each metric."""
+    out: dict[str, float] = {}
+    ret = m.outputs.get("return") or {}
+    value = ret.get("value")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out["return"] = float(value)
+    elif isinstance(value, Mapping):
+        for key, v in value.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"return.{key}"] = float(v)
+    for name, series in (m.outputs.get("metrics") or {}).items():
+        last = series.get("last") if isinstance(series, Mapping) else None
+        if isinstance(last, (int, float)) and not isinstance(last, bool):
+            out[f"metric {name}"] = float(last)
+    return out
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+
+class CheckReport:
+    """Whether N executions with identical seeds agreed, output by output."""
+
+    def __init__(self, target: str, n: int) -> None:
+        self.target = target
+        self.n = n
+        self.seed: int | None = None
+        self.executions: list[dict[str, Any]] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.first_divergence: dict[str, Any] | None = None
+        self.suspects: list[str] = []
+
+    @property
+    def deterministic(self) -> bool:
+        return all(o["verdict"] == cmp.IDENTICAL for o in self.outputs.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "target": self.target,
+            "executions": self.n,
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "outputs": self.outputs,
+            "first_divergence": self.first_divergence,
+            "suspects": self.suspects,
+            "runs": self.executions,
+        }
+
+
+class SeedReport:
+    """A result under several seeds: per result, the spread and whether claims hold."""
+
+    def __init__(self, target: str, seeds: list[int]) -> None:
+        self.target = target
+        self.seeds = seeds
+        self.group: str | None = None
+        self.runs: list[str | None] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
+
+    @property
+    def robust(self) -> bool:
+        return all(c["verdict"] == "robust" for c in self.claims.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "target": self.target,
+            "seeds": self.seeds,
+            "group": self.group,
+            "runs": self.runs,
+            "results": self.results,
+            "claims": self.claims,
+        }
+
+
+def _merge(outputs: dict[str, dict[str, Any]], compared: dict[str, Any]) -> None:
+    for name, result in compared.get("outputs", {}).items():
+        prev = outputs.get(name)
+        if prev is None or cmp.worst([prev["verdict"], result["verdict"]]) != prev["verdict"]:
+            outputs[name] = result
+
+
+def check(
+    ref: str | None = None,
+    *,
+    command: list[str] | None = None,
+    n: int = 2,
+    outputs: Iterable[str] = (),
+    seed: int | None = None,
+    store: Store | Path | str | None = None,
+    stdout: Any = None,
+) -> CheckReport:
+    """Execute a run (``ref``) or a ``command`` ``n`` times with identical seeds and compare.
+
+    The executions are recorded as runs of one group; nothing is compared with the original
+    record (that is ``replay``): only the executions with each other.
+    """
+    from reprokit._capture.seeds import check_seed, draw_seed
+    from reprokit._replay import _check_replayable, compare_runs, execute, explain, rebuild_source
+
+    if n < 2:
+        raise ReprokitError("a determinism check needs at least 2 executions (-n 2)")
+    if (ref is None) == (command is None):
+        raise ReprokitError("check needs a run or a command (reprokit check -- CMD ...)")
+    st = Store.at(store)
+    group = "check-" + os.urandom(4).hex()
+    scratch = tempfile.mkdtemp(prefix="reprokit-check-")
+    try:
+        runs: list[list[Manifest]] = []
+        files: list[list[dict[str, Any]]] = []
+        codes: list[int] = []
+        if ref is not None:
+            st.verify(ref)
+            m = st.load(ref)
+            report = CheckReport(m.id, n)
+            params = _check_replayable(m, {})
+            source = os.path.join(scratch, "source")
+            rebuild_source(m, st, source, scratch)
+            report.seed = m.seeds.get("seed")
+            for i in range(n):
+                code, new, cwd = execute(
+                    m,
+                    st,
+                    source,
+                    params,
+                    os.path.join(scratch, f"runs{i}.log"),
+                    parent=None,
+                    env_extra={"REPROKIT_GROUP": group},
+                    stdout=stdout,
+                )
+                codes.append(code)
+                runs.append([r for r in new if r.run.get("replay_of") == m.id])
+                files.append(_hash_declared(m.outputs.get("declared") or [], source))
+        else:
+            assert command is not None
+            if not command:
+                raise ReprokitError("nothing to check: give a command after --")
+            report = CheckReport(" ".join(command), n)
+            report.seed = check_seed(seed) if seed is not None else draw_seed()
+            for i in range(n):
+                log = os.path.join(scratch, f"runs{i}.log")
+                env = dict(os.environ)
+                env.update(
+                    {
+                        "PYTHONHASHSEED": str(report.seed),
+                        "REPROKIT_SEED": str(report.seed),
+                        "REPROKIT_RUN_LOG": log,
+                        "REPROKIT_GROUP": group,
+                        "REPROKIT_STORE": str(st.root),
+                    }
+                )
+                try:
+                    proc = subprocess.run(
+                        command, env=env, stdout=stdout if stdout is not None else sys.stderr
+                    )
+                except OSError as exc:
+                    raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+                codes.append(proc.returncode)
+                from reprokit._replay import _new_runs
+
+                runs.append([r for r in _new_runs(st, log) if not r.run.get("parent")])
+                declared = [{"path": p} for p in outputs]
+                files.append(_hash_declared(declared, os.getcwd()))
+        first = runs[0]
+        compared_all: list[dict[str, Any]] = []
+        for i in range(1, n):
+            if codes[i] != codes[0]:
+                report.outputs["exit_code"] = {
+                    "verdict": cmp.DIFFERENT, "recorded": codes[0], "replayed": codes[i],
+                }  # fmt: skip
+            else:
+                report.outputs.setdefault("exit_code", {"verdict": cmp.IDENTICAL})
+            for path, result in cmp.compare_files(files[0], files[i]).items():
+                _merge(report.outputs, {"outputs": {f"file {path}": result}})
+            for a in first:
+                b = next(
+                    (
+                        r
+                        for r in runs[i]
+                        if r.run.get("name") == a.run.get("name")
+                        and r.run.get("ordinal") == a.run.get("ordinal")
+                    ),
+                    None,
+                )
+                compared = compare_runs(a, b, st, 0.0, 0.0)
+                compared_all.append(compared)
+                prefix = f"{a.run.get('name')}#{a.run.get('ordinal')} " if len(first) > 1 else ""
+                _merge(
+                    report.outputs,
+                    {"outputs": {prefix + k: v for k, v in compared["outputs"].items()}},
+                )
+                div = (compared["outputs"].get("checkpoints") or {}).get("first_divergence")
+                if div and (
+                    report.first_divergence is None
+                    or div["index"] < report.first_divergence["index"]
+                ):
+                    report.first_divergence = dict(div, run=a.run.get("name"))
+        report.executions = [
+            {"exit_code": codes[i], "runs": [r.id for r in runs[i]]} for i in range(n)
+        ]
+        if not report.deterministic:
+            others = [r for rs in runs[1:] for r in rs]
+            report.suspects = explain(first * (n - 1), others, compared_all, {})
+            report.suspects.extend(_thread_suspects(first))
+            changed = [
+                k[len("file ") :]
+                for k, v in report.outputs.items()
+                if k.startswith("file ") and v["verdict"] != cmp.IDENTICAL
+            ]
+            if changed:
+                report.suspects.append(
+                    "files that differ between identical executions: "
+                    + ", ".join(changed)
+                    + " (time-dependent content such as timestamps, unseeded randomness, or "
+                    "thread timing)"
+                )
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _thread_suspects(runs: list[Manifest]) -> list[str]:
+    out = []
+    for m in runs:
+        variables = m.environment.get("variables") or {}
+        if not any(k in variables for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+            hw = m.hardware if isinstance(m.hardware, Mapping) else {}
+            if hw.get("blas") or hw.get("torch"):
+                out.append(
+                    "thread-count-dependent reductions: OMP_NUM_THREADS/MKL_NUM_THREADS are "
+                    "unset, so parallel BLAS or torch CPU sums may split work differently"
+                )
+                break
+    return out
+
+
+def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
+    from reprokit._run import describe_output
+
+    out = []
+    for rec in declared:
+        rel = rec.get("path")
+        if not rel:
+            continue
+        path = Path(rel) if os.path.isabs(rel) else Path(base, *str(rel).split("/"))
+        if path.exists():
+            out.append(describe_output(path, Path(base)))
+        else:
+            out.append({"path": rel, "missing": True})
+    return out
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-9"`` or ``"1,5,9"`` (or a mix) -> a list of seeds."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ReprokitError(f"--seeds expects e.g. 0-9 or 1,5,9, got {spec!r}") from None
+    if not seeds:
+        raise ReprokitError("--seeds names no seed")
+    return seeds
+
+
+def seeds(
+    ref: str,
+    *,
+    n: int | None = None,
+    seed_list: list[int] | None = None,
+    claims: Iterable[str] = (),
+    store: Store | Path | str | None = None,
+    stdout: Any = None,
+) -> SeedReport:
+    """Re-execute run ``ref`` under N different seeds (0..N-1 unless ``seed_list``) and summarise.
+
+    Each execution is recorded as a run; the runs share a ``group``.
+    """
+    from reprokit._capture.seeds import check_seed
+    from reprokit._replay import _check_replayable, execute, rebuild_source
+
+    chosen = list(seed_list) if seed_list else list(range(n if n is not None else 10))
+    if len(chosen) < 2:
+        raise ReprokitError("a seed-robustness report needs at least 2 seeds")
+    for s in chosen:
+        check_seed(s)
+    parsed = [parse_claim(c) for c in claims]
+    st = Store.at(store)
+    st.verify(ref)
+    m = st.load(ref)
+    base_params = _check_replayable(m, {})
+    report = SeedReport(m.id, chosen)
+    report.group = "seeds-" + os.urandom(4).hex()
+    scratch = tempfile.mkdtemp(prefix="reprokit-seeds-")
+    try:
+        source = os.path.join(scratch, "source")
+        rebuild_source(m, st, source, scratch)
+        per_seed: list[dict[str, float]] = []
+        for i, s in enumerate(chosen):
+            params = dict(base_params)
+            if "seed" in params:
+                params["seed"] = s
+            env_extra = {
+                "REPROKIT_SEED_OVERRIDE": str(s),
+                "REPROKIT_SEED": str(s),
+                "REPROKIT_GROUP": report.group,
+            }
+            _code, new, _cwd = execute(
+                m,
+                st,
+                source,
+                params,
+                os.path.join(scratch, f"runs{i}.log"),
+                parent=None,
+                replay_of=False,
+                env_extra=env_extra,
+                stdout=stdout,
+            )
+            top = next((r for r in new if r.run.get("group") == report.group), None)
+            report.runs.append(top.id if top else None)
+            per_seed.append(results_of(top) if top else {})
+        _fill(report, per_seed, parsed)
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fill(
+    report: SeedReport, per_seed: list[dict[str, float]], claims: list[tuple[str, str, float]]
+) -> None:
+    names = sorted({k for r in per_seed for k in r})
+    for name in names:
+        vals = [r[name] for r in per_seed if name in r]
+        report.results[name] = summarize(vals)
+    for name, op, value in claims:
+        key = name if name in report.results else f"metric {name}"
+        if key not in report.results and f"return.{name}" in report.results:
+            key = f"return.{name}"
+        if key not in report.results:
+            raise ReprokitError(
+                f"--claim names {name!r}, which no run produced (results: {', '.join(names)})"
+            )
+        report.claims[f"{key} {op} {value}"] = judge_claim(report.results[key], op, value)
+
+
+def across_seeds(
+    fn: Callable[..., Any],
+    seeds: Iterable[int],
+    claims: Iterable[str] = (),
+    **params: Any,
+) -> SeedReport:
+    """Call ``fn(**params)`` once per seed in this process and summarise the results.
+
+    A ``@reprokit.track``-ed ``fn`` records each call as a run of one group, seeded with that
+    seed (and given ``seed=`` when it takes a ``seed`` parameter). The return value's numbers
+    and, for tracked functions, each metric's last value are summarised.
+    """
+    from reprokit import _run
+    from reprokit._capture.seeds import check_seed
+
+    chosen = [check_seed(s) for s in seeds]
+    if len(chosen) < 2:
+        raise ReprokitError("across_seeds needs at least 2 seeds")
+    parsed = [parse_claim(c) for c in claims]
+    target = getattr(fn, "__qualname__", repr(fn))
+    report = SeedReport(target, chosen)
+    report.group = "seeds-" + os.urandom(4).hex()
+    inner = _run.inspect_unwrap(fn)
+    code = getattr(inner, "__code__", None)
+    takes_seed = (
+        code is not None and "seed" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    )
+    per_seed: list[dict[str, float]] = []
+    for s in chosen:
+        sealed: list[str] = []
+        _run._overrides.update({"seed": s, "group": report.group, "sealed": sealed})
+        try:
+            value = fn(**params, seed=s) if takes_seed else fn(**params)
+        finally:
+            _run._overrides.clear()
+        found: dict[str, float] = {}
+        if sealed:
+            from reprokit._api import load
+
+            m = load(sealed[-1], store=_run._last_store_root)
+            found = results_of(m)
+            report.runs.append(m.id)
+        else:
+            report.runs.append(None)
+            from reprokit._run import describe_value
+
+            fake = Manifest({"schema": 1, "run": {}, "outputs": {"return": describe_value(value)}})
+            found = results_of(fake)
+        per_seed.append(found)
+    _fill(report, per_seed, parsed)
+    return report
