@@ -568,12 +568,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"the demo training script failed: {proc.stderr.strip().splitlines()[-1:]}"
         )
     _err(f"reprokit demo: train() returned {proc.stdout.strip()}")
-    ns = argparse.Namespace(store=str(folder / ".reprokit"), json=False, yaml=False, ref="latest")
+    store = str(folder / ".reprokit")
+    ns = argparse.Namespace(store=store, json=False, yaml=False, ref="latest")
     cmd_show(ns)
     _out("")
     cmd_verify(ns)
+    _out("")
+    _err("reprokit demo: replaying it from the recorded source (`reprokit replay latest`)")
+    cwd = os.getcwd()
+    try:
+        os.chdir(folder)
+        replay_ns = argparse.Namespace(
+            store=store, ref="latest", rtol=0.0, atol=0.0, in_place=False, keep=False,
+            param=[], json=False, quiet=args.quiet,
+        )  # fmt: skip
+        code = cmd_replay(replay_ns)
+    finally:
+        os.chdir(cwd)
     _err(f"reprokit demo: look around with `cd {folder} && reprokit ls`")
-    return 0
+    return code
 
 
 # -- wiring --------------------------------------------------------------------------------------

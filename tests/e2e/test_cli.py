@@ -179,6 +179,7 @@ def test_demo_records_and_verifies_an_example(tmp_path):
     proc = cli(tmp_path, "demo")
     assert proc.returncode == 0, proc.stderr
     assert "status    completed" in proc.stdout and "intact: " in proc.stdout
+    assert "verdict: identical" in proc.stdout
     folder = Path(proc.stderr.split("example repository in ")[1].split()[0])
     assert git(folder, "status", "--porcelain").strip() == "M train.py"
     m = reprokit.load("latest", store=folder / ".reprokit")
