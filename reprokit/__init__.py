@@ -30,12 +30,14 @@ __all__ = [
     "TamperedError",
     "__version__",
     "across_seeds",
+    "archive",
     "check",
     "checkpoint",
     "current_run",
     "derive_seed",
     "diff",
     "fingerprint",
+    "jax_key",
     "load",
     "log_artifact",
     "log_metric",
@@ -45,9 +47,11 @@ __all__ = [
     "seed_everything",
     "track",
     "verify",
+    "worker_init_fn",
 ]
 
 _WHERE = {
+    "archive": "reprokit._archive",
     "across_seeds": "reprokit._audit",
     "check": "reprokit._audit",
     "CheckReport": "reprokit._audit",
@@ -57,6 +61,8 @@ _WHERE = {
     "verify": "reprokit._api",
     "derive_seed": "reprokit._capture.seeds",
     "seed_everything": "reprokit._capture.seeds",
+    "jax_key": "reprokit._capture.seeds",
+    "worker_init_fn": "reprokit._capture.seeds",
     "fingerprint": "reprokit._digest",
     "AmbiguousRun": "reprokit._errors",
     "ManifestError": "reprokit._errors",
@@ -97,8 +103,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from reprokit._api import diff, load, verify
+    from reprokit._archive import archive
     from reprokit._audit import CheckReport, SeedReport, across_seeds, check
-    from reprokit._capture.seeds import derive_seed, seed_everything
+    from reprokit._capture.seeds import derive_seed, jax_key, seed_everything, worker_init_fn
     from reprokit._digest import fingerprint
     from reprokit._errors import (
         AmbiguousRun,

@@ -41,11 +41,26 @@ class VerifyReport:
         }
 
 
-def verify(ref: str, store: Store | Path | str | None = None) -> VerifyReport:
-    """Check a sealed run against its digests and the store's ledger.
+def verify(
+    ref: str,
+    store: Store | Path | str | None = None,
+    *,
+    replay: bool = False,
+    venv: bool = False,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+) -> Any:
+    """Check a sealed run (or an archive file) against its digests.
 
-    Returns a report when intact; raises ``TamperedError`` naming the first file that is not.
+    For a run: returns a ``VerifyReport`` when intact. For an archive (``.tar.gz``/``.zip``):
+    checks every checksum and run, replays every run with ``replay=True`` (inside a fresh
+    virtualenv with ``venv=True``) and returns an ``ArchiveVerifyReport``. Raises
+    ``TamperedError`` naming the first file that does not match.
     """
+    from reprokit._archive import is_archive, verify_archive
+
+    if is_archive(str(ref)):
+        return verify_archive(ref, replay=replay, venv=venv, rtol=rtol, atol=atol)
     info = Store.at(store).verify(ref)
     return VerifyReport(
         run_id=str(info["run"]),

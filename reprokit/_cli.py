@@ -206,9 +206,114 @@ def _short(value: Any, limit: int = 60) -> str:
 # -- verify --------------------------------------------------------------------------------------
 
 
+def _progress(args: argparse.Namespace) -> Any:
+    """A tqdm bar factory when stderr is a terminal (and not --quiet), else None."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+
+    def start(label: str, total: int) -> Any:
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
+        return bar.update
+
+    return start
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from reprokit._archive import DEFAULT_MAX_ARTIFACT, archive
+
+    report = archive(
+        args.refs,
+        args.output,
+        store=args.store,
+        all_runs=args.all,
+        name=args.name,
+        claims=args.claims,
+        max_artifact_size=args.max_artifact_size or DEFAULT_MAX_ARTIFACT,
+        with_history=args.with_history,
+        rtol=args.rtol,
+        atol=args.atol,
+        progress=_progress(args),
+    )
+    if args.json:
+        _json(report.to_dict())
+        return 0
+    _out(
+        f"wrote {report.path}: {len(report.runs)} run(s), {report.members} files, "
+        f"{report.size} bytes"
+    )
+    for item in report.large:
+        _err(
+            f"not included (over the size limit): {item['path']} ({item['size']} bytes, "
+            f"sha256 {item['sha256'][:16]})"
+        )
+    for item in report.missing:
+        _err(f"no longer available, listed only: {item['path']} of run {item['run']}")
+    return 0
+
+
+def cmd_verify_archive(args: argparse.Namespace) -> int:
+    from reprokit._archive import verify_archive
+    from reprokit._errors import TamperedError
+
+    def narrate(kind: str, data: Any) -> None:
+        if args.quiet:
+            return
+        if kind == "verified":
+            _err(f"intact: {data.members} members, {len(data.runs)} run(s) verify")
+        elif kind == "venv":
+            _err(f"venv: {data}")
+        elif kind == "replaying":
+            _err(f"replaying {data} ...")
+
+    try:
+        report = verify_archive(
+            args.ref,
+            replay=args.replay,
+            venv=args.venv,
+            rtol=args.rtol,
+            atol=args.atol,
+            on_event=narrate,
+        )
+    except TamperedError as exc:
+        if args.json:
+            _json(
+                {
+                    "schema": 1,
+                    "archive": args.ref,
+                    "intact": False,
+                    "problem": str(exc),
+                    "path": exc.path,
+                }
+            )
+        _err(f"tampered: {exc}")
+        return 1
+    if args.json:
+        _json(report.to_dict())
+        return 0 if report.ok else 1
+    if not args.replay:
+        _out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
+        return 0
+    for r in report.replays:
+        extra = f" ({r['reason']})" if r.get("reason") else ""
+        _out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
+    good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
+    _out(f"{good} of {len(report.replays)} runs reproduced")
+    return 0 if report.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from reprokit._api import verify
+    from reprokit._archive import is_archive
     from reprokit._errors import TamperedError
+
+    if is_archive(args.ref):
+        return cmd_verify_archive(args)
+    if args.replay or args.venv:
+        raise ReprokitError("--replay and --venv apply to archives; for a run use reprokit replay")
 
     try:
         report = verify(args.ref, store=args.store)
@@ -569,7 +674,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     _err(f"reprokit demo: train() returned {proc.stdout.strip()}")
     store = str(folder / ".reprokit")
-    ns = argparse.Namespace(store=store, json=False, yaml=False, ref="latest")
+    ns = argparse.Namespace(
+        store=store, json=False, yaml=False, ref="latest", replay=False, venv=False, quiet=False
+    )
     cmd_show(ns)
     _out("")
     cmd_verify(ns)
@@ -629,11 +736,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser(
-        "verify", parents=[common], help="check a run against its digests (exit 1 if tampered)"
+        "verify",
+        parents=[common],
+        help="check a run or an archive against its digests (exit 1 if tampered)",
     )
-    p.add_argument("ref")
+    p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("--replay", action="store_true", help="archives: replay every run too")
+    p.add_argument(
+        "--venv",
+        action="store_true",
+        help="archives: replay inside a fresh virtualenv built from requirements.lock",
+    )
+    p.add_argument("--rtol", type=float, default=0.0)
+    p.add_argument("--atol", type=float, default=0.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "archive",
+        parents=[common],
+        help="pack runs, source, environment and outputs into one file for a paper",
+    )
+    p.add_argument("refs", nargs="*", metavar="REF")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the archive: .tar.gz or .zip"
+    )
+    p.add_argument("--all", action="store_true", help="every sealed run of the store")
+    p.add_argument("--name", help="the archive's top folder name")
+    p.add_argument("--claims", metavar="YAML", help="map paper claims to runs (REPRODUCE.md)")
+    p.add_argument(
+        "--max-artifact-size",
+        type=int,
+        metavar="BYTES",
+        help="copy artifacts up to this size (default 100 MB); list larger ones",
+    )
+    p.add_argument("--with-history", action="store_true", help="add a git bundle of the commits")
+    p.add_argument("--rtol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
+    p.add_argument("--atol", type=float, default=0.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser(
         "replay",

@@ -156,6 +156,40 @@ def tree_of(folder: str, repo: str | None, scratch: str) -> str:
     return tree
 
 
+def snapshot_digest(folder: str) -> str:
+    """The digest a snapshot (non-git) run records: sha256 over "sha256  path" lines."""
+    import hashlib
+
+    from reprokit._digest import sha256_file
+
+    files = {}
+    for dirpath, _dirs, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            files[os.path.relpath(p, folder).replace(os.sep, "/")] = sha256_file(p)[0]
+    listing = "".join(f"{d}  {p}\n" for p, d in sorted(files.items())).encode()
+    return "sha256:" + hashlib.sha256(listing).hexdigest()
+
+
+def check_source_dir(m: Manifest, folder: str, scratch: str) -> dict[str, Any]:
+    """Check that ``folder`` holds exactly the run's recorded source (e.g. from an archive)."""
+    code = m.code
+    if code.get("kind") == "snapshot":
+        digest = snapshot_digest(folder)
+        if digest != code.get("digest"):
+            raise NotReplayable(m.id, f"the source in {folder} does not match the recorded digest")
+        return {"mode": "archive", "digest": digest, "verified": True}
+    tree = code.get("tree")
+    if not tree:
+        raise NotReplayable(m.id, "the run's code was not captured")
+    found = tree_of(folder, None, scratch)
+    if found != tree:
+        raise NotReplayable(
+            m.id, f"the source in {folder} is tree {found[:12]}, not the recorded {tree[:12]}"
+        )
+    return {"mode": "archive", "tree": tree, "verified": True}
+
+
 def rebuild_source(m: Manifest, store: Store, dest: str, scratch: str) -> dict[str, Any]:
     """Rebuild the run's exact source tree in ``dest``; raise NotReplayable when it cannot."""
     code = m.code
@@ -166,17 +200,7 @@ def rebuild_source(m: Manifest, store: Store, dest: str, scratch: str) -> dict[s
             target = os.path.join(dest, *rel.split("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copyfile(store.object_path(digest), target)
-        from reprokit._digest import sha256_file
-
-        files = {}
-        for dirpath, _dirs, names in os.walk(dest):
-            for n in names:
-                p = os.path.join(dirpath, n)
-                files[os.path.relpath(p, dest).replace(os.sep, "/")] = sha256_file(p)[0]
-        import hashlib
-
-        listing = "".join(f"{d}  {p}\n" for p, d in sorted(files.items())).encode()
-        digest = "sha256:" + hashlib.sha256(listing).hexdigest()
+        digest = snapshot_digest(dest)
         if digest != code.get("digest"):
             raise NotReplayable(m.id, f"the rebuilt snapshot's digest {digest} does not match")
         return {"mode": "snapshot", "digest": digest, "verified": True}
@@ -396,9 +420,15 @@ def execute(
     replay_of: bool = True,
     env_extra: Mapping[str, str] | None = None,
     stdout: Any = None,
+    python: str | None = None,
 ) -> tuple[int, list[Manifest], str]:
-    """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd)."""
+    """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
+
+    ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
+    """
     argv, extra, cwd = _plan(m, source, params)
+    if python and argv and argv[0] == sys.executable:
+        argv = [python, *argv[1:]]
     env = _child_env(m, store, log, parent, replay_of)
     env.update(extra)
     env.update(env_extra or {})
@@ -590,6 +620,8 @@ def replay(
     params: Mapping[str, Any] | None = None,
     on_event: Callable[[str, Any], None] | None = None,
     stdout: Any = None,
+    source_dir: str | None = None,
+    python: str | None = None,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
@@ -610,7 +642,10 @@ def replay(
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")
     source = os.path.join(scratch, "source")
     try:
-        if in_place:
+        if source_dir is not None:
+            report.source = check_source_dir(m, source_dir, scratch)
+            source = source_dir
+        elif in_place:
             report.source = _in_place(m, st)
             source = report.source["path"]
         else:
@@ -647,6 +682,7 @@ def replay(
                 os.path.join(scratch, "runs.log"),
                 parent=record.id,
                 stdout=stdout,
+                python=python,
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)

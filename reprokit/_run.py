@@ -17,7 +17,13 @@ import warnings
 
 from reprokit._capture import unavailable
 from reprokit._capture.params import Params, bind_call, record_params
-from reprokit._capture.seeds import check_seed, draw_seed, seed_everything
+from reprokit._capture.seeds import (
+    check_seed,
+    draw_seed,
+    late_seeded,
+    reset_late_seeded,
+    seed_everything,
+)
 from reprokit._digest import fingerprint_exact, sha256_file
 from reprokit._errors import ReprokitError, ReprokitWarning
 from reprokit._redact import redact_argv
@@ -385,6 +391,7 @@ class Run:
         if seed is None and os.environ.get("REPROKIT_SEED", "").isdigit():
             seed = int(os.environ["REPROKIT_SEED"])
         self.seed = check_seed(seed) if seed is not None else draw_seed()
+        reset_late_seeded()
         self._seeds = seed_everything(self.seed, self.deterministic)
         self._seeds["source"] = "given" if seed is not None else "drawn"
         cap, text = _process.code_for(self._start_dir, self._entry_file)
@@ -514,6 +521,10 @@ class Run:
 
         params = dict(self._params.values)
         seeds = dict(self._seeds)
+        late = late_seeded()
+        if late:
+            # Libraries first imported during the run, seeded by the import hook as they loaded.
+            seeds["seeded_on_import"] = late
         sections: dict[str, Any] = {"run": run, "params": params, "seeds": seeds}
         if self._params.redacted:
             run["redacted_params"] = sorted(set(self._params.redacted))

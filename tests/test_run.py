@@ -45,12 +45,14 @@ def test_public_names_are_pinned():
         "TamperedError",
         "__version__",
         "across_seeds",
+        "archive",
         "check",
         "checkpoint",
         "current_run",
         "derive_seed",
         "diff",
         "fingerprint",
+        "jax_key",
         "load",
         "log_artifact",
         "log_metric",
@@ -60,6 +62,7 @@ def test_public_names_are_pinned():
         "seed_everything",
         "track",
         "verify",
+        "worker_init_fn",
     }
 
 
@@ -353,3 +356,24 @@ def test_manifest_records_environment_and_hardware(store):
     assert "pyyaml" in m.environment["imported"]
     assert m.hardware["cpu"]["logical_cores"] >= 1
     assert list(m.data)[0] == "schema" and m.data["schema"] == 1
+
+
+def test_a_library_imported_during_the_run_is_seeded_and_recorded(tmp_path):
+    pytest.importorskip("numpy")
+    code = (
+        "import sys, reprokit\n"
+        "assert 'numpy' not in sys.modules\n"
+        "@reprokit.track(seed=11)\n"
+        "def train():\n"
+        "    import numpy as np\n"
+        "    return float(np.random.rand())\n"
+        "print(train())\n"
+    )
+    proc = run_python(tmp_path, code)
+    assert proc.returncode == 0, proc.stderr
+    import numpy as np
+
+    np.random.seed(11)
+    assert float(proc.stdout) == float(np.random.rand())
+    m = reprokit.load("latest", store=tmp_path / ".reprokit")
+    assert m.seeds["seeded_on_import"]["numpy"]["seed"] == 11

@@ -1,0 +1,944 @@
+"""Paper archives: runs, exact source, pinned environment, outputs, RO-Crate and REPRODUCE.md
+in one deterministic file that anyone can verify and replay on a clean machine.
+
+Layout inside the archive (under one top folder)::
+
+    REPRODUCE.md              how to verify and replay; runs, claims, expected results
+    ro-crate-metadata.json    RO-Crate 1.1, Process Run Crate profile
+    requirements.lock         pinned distributions, Python version and platform
+    store/                    the runs' sealed folders, the objects they use, the ledger
+    source/<tree>/            each distinct source tree the runs ran from
+    outputs/<run>/<path>      output artifacts up to --max-artifact-size
+    CITATION.cff              when the repository has one
+    history.bundle            with --with-history
+    CHECKSUMS.sha256          sha256 of every other member (written last)
+
+Archiving the same runs twice gives byte-identical files: members are sorted, times, owners and
+modes fixed, and gzip's own timestamp zeroed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from reprokit._errors import ManifestError, ReprokitError, TamperedError
+from reprokit._manifest import Manifest
+from reprokit._store import Store, referenced_objects
+
+DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_CHUNK = 1 << 20
+PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
+RO_CRATE_11 = "https://w3id.org/ro/crate/1.1"
+
+
+class UnsafeArchive(ReprokitError):
+    """An archive whose members would escape the target folder, or that is a bomb (.member)."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class Limits:
+    """What safe extraction accepts: member count and total unpacked size."""
+
+    def __init__(self, max_members: int = 500_000, max_bytes: int = 64 * 1024**3) -> None:
+        self.max_members = max_members
+        self.max_bytes = max_bytes
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes (and reports progress of) what passes through it."""
+
+    def __init__(self, fh: BinaryIO, progress: Callable[[int], None] | None) -> None:
+        self.fh = fh
+        self.h = hashlib.sha256()
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.h.update(data)
+        if self.progress is not None and data:
+            self.progress(len(data))
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class _Writer:
+    """Deterministic tar.gz or zip writing, collecting every member's sha256."""
+
+    def __init__(self, path: str, top: str) -> None:
+        self.path = path
+        self.top = top
+        self.digests: dict[str, str] = {}
+        self.zip = path.endswith(".zip")
+        self._raw = open(path, "wb")  # noqa: SIM115 - closed in close()
+        if self.zip:
+            self._zf = zipfile.ZipFile(self._raw, "w", compression=zipfile.ZIP_DEFLATED)
+        else:
+            # filename="" and mtime=0: the gzip header carries neither a name nor a time.
+            self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
+            self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
+
+    def _name(self, rel: str) -> str:
+        return f"{self.top}/{rel}"
+
+    def _tarinfo(self, rel: str, size: int, mode: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(self._name(rel))
+        info.size, info.mode, info.mtime = size, mode, 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    def _zipinfo(self, rel: str, mode: int) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(self._name(rel), date_time=_ZIP_EPOCH)
+        info.create_system = 3  # unix, so the mode below is honoured
+        info.external_attr = mode << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        return info
+
+    def add_bytes(self, rel: str, data: bytes, mode: int = 0o644) -> None:
+        self.digests[rel] = hashlib.sha256(data).hexdigest()
+        if self.zip:
+            self._zf.writestr(self._zipinfo(rel, stat.S_IFREG | mode), data)
+        else:
+            self._tf.addfile(self._tarinfo(rel, len(data), mode), io.BytesIO(data))
+
+    def add_file(
+        self, rel: str, path: str, mode: int | None = None, progress: Callable | None = None
+    ) -> str:
+        st = os.stat(path)
+        if mode is None:
+            mode = 0o755 if st.st_mode & 0o111 else 0o644
+        with open(path, "rb") as fh:
+            reader = _Hashing(fh, progress)
+            if self.zip:
+                with self._zf.open(self._zipinfo(rel, stat.S_IFREG | mode), "w") as out:
+                    shutil.copyfileobj(reader, out, _CHUNK)
+            else:
+                self._tf.addfile(self._tarinfo(rel, st.st_size, mode), reader)
+        self.digests[rel] = reader.h.hexdigest()
+        return self.digests[rel]
+
+    def add_symlink(self, rel: str, target: str) -> None:
+        self.digests[rel] = hashlib.sha256(("symlink:" + target).encode()).hexdigest()
+        if self.zip:
+            self._zf.writestr(self._zipinfo(rel, stat.S_IFLNK | 0o777), target)
+        else:
+            info = self._tarinfo(rel, 0, 0o777)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            self._tf.addfile(info)
+
+    def close(self) -> None:
+        if self.zip:
+            self._zf.close()
+        else:
+            self._tf.close()
+            self._gz.close()
+        self._raw.close()
+
+
+# -- what goes in --------------------------------------------------------------------------------
+
+
+def _lock_lines(runs: list[Manifest]) -> str:
+    """requirements.lock: pins of every run's distributions (URL + commit for direct installs)."""
+    pins: dict[str, str] = {}
+    notes: list[str] = []
+    pythons = set()
+    for m in runs:
+        env = m.environment
+        py = env.get("python") or {}
+        pythons.add(f"{py.get('implementation', '?')} {py.get('version', '?')}")
+        direct = env.get("direct") or {}
+        for name, version in sorted((env.get("packages") or {}).items()):
+            if name.lower() == "reprokit":
+                continue  # installed on its own: `pip install reprokit`
+            d = direct.get(name) if isinstance(direct, Mapping) else None
+            if isinstance(d, Mapping) and d.get("vcs") and d.get("commit"):
+                line = f"{name} @ {d['vcs']}+{d['url']}@{d['commit']}"
+            elif isinstance(d, Mapping) and d.get("url"):
+                notes.append(
+                    f"# {name}=={version} was installed from {d['url']}"
+                    f"{' (editable)' if d.get('editable') else ''}: install it from its source"
+                )
+                continue
+            else:
+                line = f"{name}=={version}"
+            if name in pins and pins[name] != line:
+                notes.append(f"# {name}: runs differ ({pins[name]} / {line}); the first is pinned")
+                continue
+            pins[name] = line
+    hw = runs[0].hardware if runs and isinstance(runs[0].hardware, Mapping) else {}
+    os_info = hw.get("os") if isinstance(hw.get("os"), Mapping) else {}
+    header = [
+        "# requirements.lock written by reprokit archive",
+        f"# python: {', '.join(sorted(pythons))}",
+        f"# platform: {os_info.get('system', '?')} {os_info.get('machine', '?')}",
+    ]
+    return "\n".join(header + sorted(set(notes)) + [pins[k] for k in sorted(pins)]) + "\n"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _short_params(params: Mapping[str, Any]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, (dict, list)))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key_results(m: Manifest) -> str:
+    from reprokit._audit import results_of
+
+    parts = [f"{k}={v:.6g}" for k, v in results_of(m).items()]
+    text = ", ".join(parts)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _hardware(m: Manifest) -> str:
+    hw = m.hardware if isinstance(m.hardware, Mapping) else {}
+    cpu = hw.get("cpu") if isinstance(hw.get("cpu"), Mapping) else {}
+    gpus = hw.get("gpus") if isinstance(hw.get("gpus"), list) else []
+    text = str(cpu.get("model") or "?")
+    if gpus:
+        text += " + " + ", ".join(str(g.get("name")) for g in gpus if isinstance(g, Mapping))
+    return text
+
+
+def _load_claims(path: str | None, runs: list[Manifest]) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ReprokitError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ReprokitError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    items = data.get("claims") if isinstance(data, Mapping) else data
+    if not isinstance(items, list):
+        raise ReprokitError(f"{path}: expected a list of {{claim, run, result}} entries")
+    from reprokit._audit import results_of
+
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping) or "claim" not in item or "run" not in item:
+            raise ReprokitError(f"{path}: every entry needs 'claim' and 'run', got {item!r}")
+        ref = str(item["run"])
+        matches = [m for m in runs if m.id == ref] or [
+            m for m in runs if m.id.startswith(ref) or m.id.endswith(ref)
+        ]
+        if len(matches) != 1:
+            raise ReprokitError(
+                f"{path}: claim {item['claim']!r} names run {item['run']!r}, "
+                "which is not (uniquely) among the archived runs"
+            )
+        result = item.get("result")
+        value = results_of(matches[0]).get(str(result)) if result else None
+        if result and value is None:
+            value = results_of(matches[0]).get(f"return.{result}")
+        out.append(
+            {"claim": str(item["claim"]), "run": matches[0].id, "result": result, "value": value}
+        )
+    return out
+
+
+def _crate(
+    name: str,
+    runs: list[Manifest],
+    sources: Mapping[str, str],
+    outputs: Mapping[str, list[dict[str, Any]]],
+    files: list[str],
+) -> dict[str, Any]:
+    """RO-Crate 1.1 metadata with the Process Run Crate profile: one CreateAction per run."""
+    graph: list[dict[str, Any]] = [
+        {
+            "@id": "ro-crate-metadata.json",
+            "@type": "CreativeWork",
+            "conformsTo": {"@id": RO_CRATE_11},
+            "about": {"@id": "./"},
+        }
+    ]
+    published = max((str(m.run.get("ended") or m.run.get("started")) for m in runs), default="")
+    root: dict[str, Any] = {
+        "@id": "./",
+        "@type": "Dataset",
+        "name": name,
+        "description": f"{len(runs)} run(s) recorded with reprokit: source, environment, outputs",
+        "datePublished": published[:10] if published else "1970-01-01",
+        "conformsTo": [{"@id": PROCESS_RUN_CRATE}],
+        "hasPart": [{"@id": f} for f in files]
+        + [{"@id": o["path"]} for m in runs for o in outputs.get(m.id, [])],
+        "mentions": [{"@id": f"#run-{m.id}"} for m in runs],
+    }
+    graph.append(root)
+    graph.append(
+        {
+            "@id": PROCESS_RUN_CRATE,
+            "@type": "CreativeWork",
+            "name": "Process Run Crate",
+            "version": "0.5",
+        }
+    )
+    entities: dict[str, dict[str, Any]] = {}
+    for m in runs:
+        code = m.code
+        entry = m.run.get("entry") or {}
+        tool_id = f"#code-{m.id}"
+        remotes = code.get("remotes") or {}
+        tool: dict[str, Any] = {
+            "@id": tool_id,
+            "@type": "SoftwareApplication",
+            "name": entry.get("qualname") or " ".join(map(str, entry.get("argv") or [])) or m.id,
+            "version": code.get("commit") or code.get("digest"),
+            "hasPart": {"@id": sources[m.id] + "/"} if m.id in sources else None,
+        }
+        if isinstance(remotes, Mapping) and remotes:
+            tool["url"] = next(iter(remotes.values()))
+        graph.append({k: v for k, v in tool.items() if v is not None})
+        params = []
+        for key, value in m.params.items():
+            pid = f"#param-{m.id}-{key}"
+            params.append({"@id": pid})
+            graph.append(
+                {
+                    "@id": pid,
+                    "@type": "PropertyValue",
+                    "name": str(key),
+                    "value": value
+                    if isinstance(value, (int, float, str, bool))
+                    else json.dumps(value),
+                }
+            )
+        results = []
+        for out in outputs.get(m.id, []):
+            results.append({"@id": out["path"]})
+            entities[out["path"]] = {
+                "@id": out["path"],
+                "@type": "File",
+                "contentSize": str(out["size"]),
+                "sha256": out["sha256"],
+            }
+        status = m.run.get("status")
+        action = {
+            "@id": f"#run-{m.id}",
+            "@type": "CreateAction",
+            "name": f"run {m.id} ({m.run.get('name') or '-'})",
+            "instrument": {"@id": tool_id},
+            "object": params,
+            "result": results,
+            "startTime": m.run.get("started"),
+            "endTime": m.run.get("ended"),
+            "actionStatus": {
+                "@id": "http://schema.org/CompletedActionStatus"
+                if status == "completed"
+                else "http://schema.org/FailedActionStatus"
+            },
+        }
+        if status != "completed" and m.run.get("error"):
+            action["error"] = str((m.run.get("error") or {}).get("message"))
+        graph.append(action)
+    for f in files:
+        if f not in entities:
+            entities[f] = {"@id": f, "@type": "File"}
+    graph.extend(entities[k] for k in sorted(entities))
+    for src in sorted(set(sources.values())):
+        graph.append({"@id": src + "/", "@type": "Dataset", "name": f"source tree {src}"})
+    root["hasPart"] += [{"@id": s + "/"} for s in sorted(set(sources.values()))]
+    return {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
+
+
+class ArchiveReport:
+    """What ``archive`` wrote."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.runs: list[str] = []
+        self.members = 0
+        self.size = 0
+        self.large: list[dict[str, Any]] = []
+        self.missing: list[dict[str, Any]] = []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "path": self.path,
+            "runs": self.runs,
+            "members": self.members,
+            "size": self.size,
+            "not_included": self.large,
+            "missing": self.missing,
+        }
+
+
+def archive(
+    refs: Iterable[str],
+    path: str | os.PathLike[str],
+    *,
+    store: Store | Path | str | None = None,
+    all_runs: bool = False,
+    name: str | None = None,
+    claims: str | None = None,
+    max_artifact_size: int = DEFAULT_MAX_ARTIFACT,
+    with_history: bool = False,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
+) -> ArchiveReport:
+    """Pack runs for a paper into one ``.tar.gz`` or ``.zip`` file (chosen by extension).
+
+    Every run must verify first. ``progress(label, total_bytes)`` may return a callback that is
+    told how many bytes were processed (the CLI draws a bar with it).
+    """
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from reprokit import __version__
+    from reprokit._replay import rebuild_source
+
+    out_path = os.fspath(path)
+    if not out_path.endswith((".tar.gz", ".tgz", ".zip")):
+        raise ReprokitError(f"archive name must end in .tar.gz, .tgz or .zip: {out_path!r}")
+    parent = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(parent):
+        raise ReprokitError(f"cannot write {out_path}: folder {parent} does not exist")
+    st = Store.at(store)
+    ids = [st.resolve(r) for r in refs]
+    if all_runs:
+        ids += [e.id for e in st.entries() if e.manifest is not None]
+    ids = sorted(set(ids))
+    if not ids:
+        raise ReprokitError("nothing to archive: name runs, or pass --all")
+    for rid in ids:
+        st.verify(rid)
+    runs = [st.load(rid) for rid in ids]
+    top = name or f"reprokit-{ids[-1]}"
+    if not all(c.isalnum() or c in "-_." for c in top) or top.startswith("."):
+        raise ReprokitError(f"--name may use letters, digits, '-', '_' and '.', got {top!r}")
+    report = ArchiveReport(out_path)
+    report.runs = ids
+    repo_root = str(st.root.parent)
+    scratch = tempfile.mkdtemp(prefix="reprokit-archive-")
+    tmp_out = out_path + f".{os.getpid()}.partial"
+    writer = _Writer(tmp_out, top)
+    try:
+        # store/: sealed folders byte for byte, the objects they use, the ledger.
+        objects: set[str] = set()
+        for m in runs:
+            folder = st.runs / m.id
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rel = f.relative_to(folder).as_posix()
+                writer.add_file(f"store/runs/{m.id}/{rel}", str(f), mode=0o444)
+            objects.update(referenced_objects(m))
+        for digest in sorted(objects):
+            writer.add_file(
+                f"store/objects/{digest[:2]}/{digest}", str(st.object_path(digest)), mode=0o444
+            )
+        writer.add_file("store/ledger", str(st.ledger), mode=0o644)
+
+        # source/: each distinct tree once.
+        sources: dict[str, str] = {}
+        built: set[str] = set()
+        for m in runs:
+            key = str(m.code.get("tree") or m.code.get("digest") or m.id).split(":")[-1][:16]
+            sources[m.id] = f"source/{key}"
+            if key in built:
+                continue
+            built.add(key)
+            dest = os.path.join(scratch, "src", key)
+            rebuild_source(m, st, dest, scratch)
+            for dirpath, dirs, names in os.walk(dest):
+                dirs.sort()
+                for n in sorted(names):
+                    full = os.path.join(dirpath, n)
+                    rel = os.path.relpath(full, dest).replace(os.sep, "/")
+                    if os.path.islink(full):
+                        writer.add_symlink(f"source/{key}/{rel}", os.readlink(full))
+                    else:
+                        writer.add_file(f"source/{key}/{rel}", full)
+
+        # outputs/: artifacts and declared outputs, copied when small enough.
+        crate_outputs: dict[str, list[dict[str, Any]]] = {}
+        for m in runs:
+            for rec in _output_files(m):
+                entry = {
+                    "run": m.id,
+                    "path": rec["path"],
+                    "size": rec.get("size"),
+                    "sha256": rec.get("sha256"),
+                }
+                if rec.get("size") is not None and rec["size"] > max_artifact_size:
+                    report.large.append(entry)
+                    continue
+                candidates = []
+                if rec.get("copy"):
+                    candidates.append(str(st.runs / m.id / rec["copy"]))
+                candidates.append(os.path.join(repo_root, *rec["path"].split("/")))
+                src = next(
+                    (c for c in candidates if os.path.isfile(c) and _sha(c) == rec.get("sha256")),
+                    None,
+                )
+                if src is None:
+                    report.missing.append(entry)
+                    continue
+                rel = f"outputs/{m.id}/{rec['path']}"
+                cb = progress("packing " + rec["path"], rec["size"]) if progress else None
+                writer.add_file(rel, src, progress=cb)
+                crate_outputs.setdefault(m.id, []).append(
+                    {"path": rel, "size": rec["size"], "sha256": rec["sha256"]}
+                )
+
+        writer.add_bytes("requirements.lock", _lock_lines(runs).encode())
+        citation = os.path.join(repo_root, "CITATION.cff")
+        has_citation = os.path.isfile(citation)
+        if has_citation:
+            writer.add_file("CITATION.cff", citation)
+        if with_history:
+            commits = sorted({m.code["commit"] for m in runs if m.code.get("commit")})
+            if commits:
+                from reprokit._capture.git import git
+
+                bundle = os.path.join(scratch, "history.bundle")
+                # A bundle carries refs, not bare commits: name each commit for the moment.
+                refs = [f"refs/reprokit/bundle/{c}" for c in commits]
+                try:
+                    for ref, c in zip(refs, commits, strict=True):
+                        git(["update-ref", ref, c], repo_root)
+                    git(["bundle", "create", "-q", bundle, *refs], repo_root)
+                finally:
+                    for ref in refs:
+                        try:
+                            git(["update-ref", "-d", ref], repo_root)
+                        except Exception:
+                            pass
+                writer.add_file("history.bundle", bundle)
+
+        claim_rows = _load_claims(claims, runs)
+        first_py = (runs[0].environment.get("python") or {}).get("version", "?")
+        hw0 = runs[0].hardware if isinstance(runs[0].hardware, Mapping) else {}
+        os0 = hw0.get("os") if isinstance(hw0.get("os"), Mapping) else {}
+        total = sum(float(m.run.get("duration_s") or 0) for m in runs)
+        from reprokit._cli import templates_dir
+
+        env = Environment(
+            loader=FileSystemLoader(str(templates_dir())),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,  # noqa: S701 - Markdown, not HTML
+        )
+        text = env.get_template("REPRODUCE.md.j2").render(
+            name=top,
+            version=__version__,
+            filename=os.path.basename(out_path),
+            runs=[
+                {
+                    "id": m.id,
+                    "name": m.run.get("name"),
+                    "status": m.run.get("status"),
+                    "params": _short_params(m.params),
+                    "results": _key_results(m),
+                    "hardware": _hardware(m),
+                    "duration": _fmt_duration(float(m.run.get("duration_s") or 0)),
+                }
+                for m in runs
+            ],
+            claims=claim_rows,
+            tolerance={"rtol": rtol, "atol": atol},
+            total_duration=_fmt_duration(total),
+            max_artifact_size=f"{max_artifact_size / 1024 / 1024:g} MB",
+            large=report.large,
+            missing=report.missing,
+            citation=has_citation,
+            history=with_history,
+            python=first_py,
+            platform=f"{os0.get('system', '?')} {os0.get('machine', '?')}",
+        )
+        writer.add_bytes("REPRODUCE.md", text.encode())
+        files = sorted(set(writer.digests) | {"REPRODUCE.md", "CHECKSUMS.sha256"})
+        crate = _crate(top, runs, sources, crate_outputs, [f for f in files if "/" not in f])
+        writer.add_bytes(
+            "ro-crate-metadata.json", (json.dumps(crate, indent=2, sort_keys=True) + "\n").encode()
+        )
+        sums = "".join(f"{d}  {p}\n" for p, d in sorted(writer.digests.items()))
+        writer.add_bytes("CHECKSUMS.sha256", sums.encode())
+        report.members = len(writer.digests)
+        writer.close()
+        os.replace(tmp_out, out_path)
+        report.size = os.path.getsize(out_path)
+        return report
+    except BaseException:
+        writer.close()
+        if os.path.exists(tmp_out):
+            os.unlink(tmp_out)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sha(path: str) -> str:
+    from reprokit._digest import sha256_file
+
+    return sha256_file(path)[0]
+
+
+def _output_files(m: Manifest) -> list[dict[str, Any]]:
+    """Every output file a run recorded (artifacts and declared outputs, folders expanded)."""
+    out = []
+    for rec in list(m.outputs.get("artifacts") or []) + list(m.outputs.get("declared") or []):
+        if not isinstance(rec, Mapping) or rec.get("missing"):
+            continue
+        if rec.get("kind") == "folder":
+            for f in rec.get("files") or []:
+                copy = f"{rec['copy']}/{f['path']}" if rec.get("copy") else None
+                out.append(dict(f, path=f"{rec['path']}/{f['path']}", copy=copy))
+        else:
+            out.append(dict(rec))
+    return sorted(out, key=lambda r: r["path"])
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> str:
+    """A member name as a safe relative POSIX path, or UnsafeArchive naming it."""
+    if not name or "\x00" in name:
+        raise UnsafeArchive("archive member with an empty or NUL name", name)
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchive(f"archive member {name!r} has an absolute path", name)
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        raise UnsafeArchive(f"archive member {name!r} climbs out with '..'", name)
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _inside(base: str, rel_dir: str, target: str) -> bool:
+    if target.startswith("/") or target.startswith("\\"):
+        return False
+    joined = os.path.normpath(os.path.join(base, rel_dir, target))
+    return joined == base or joined.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def safe_extract(path: str, dest: str, limits: Limits | None = None) -> list[str]:
+    """Extract an archive into ``dest`` after checking every member; return the member names.
+
+    Refuses (UnsafeArchive, nothing written) absolute paths, '..', links pointing outside,
+    device files and FIFOs, duplicate names, and more members or bytes than ``limits`` allow.
+    """
+    limits = limits or Limits()
+    dest = os.path.abspath(dest)
+    os.makedirs(dest, exist_ok=True)
+    if zipfile.is_zipfile(path):
+        return _extract_zip(path, dest, limits)
+    try:
+        tf = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
+    except (tarfile.TarError, OSError) as exc:
+        raise ReprokitError(f"{path} is not a tar or zip archive: {exc}") from None
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ReprokitError(f"{path} is a damaged archive: {exc}") from None
+        names: set[str] = set()
+        total = 0
+        if len(members) > limits.max_members:
+            raise UnsafeArchive(f"archive has {len(members)} members (limit {limits.max_members})")
+        for m in members:
+            rel = _check_name(m.name)
+            if rel in names:
+                raise UnsafeArchive(f"archive member {m.name!r} appears twice", m.name)
+            names.add(rel)
+            if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+                raise UnsafeArchive(f"archive member {m.name!r} is a device or FIFO", m.name)
+            if m.issym() and not _inside(dest, os.path.dirname(rel), m.linkname):
+                raise UnsafeArchive(
+                    f"archive member {m.name!r} links outside the archive ({m.linkname})", m.name
+                )
+            if m.islnk() and not _inside(dest, "", _check_name(m.linkname)):
+                raise UnsafeArchive(f"archive member {m.name!r} hard-links outside", m.name)
+            total += max(m.size, 0)
+            if total > limits.max_bytes:
+                raise UnsafeArchive(
+                    f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
+                )
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+        else:  # pragma: no cover - Python without the extraction filters
+            tf.extractall(dest)
+        return sorted(names)
+
+
+def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise UnsafeArchive(f"archive has {len(infos)} members (limit {limits.max_members})")
+        names: set[str] = set()
+        total = 0
+        plan = []
+        for info in infos:
+            rel = _check_name(info.filename)
+            if rel in names:
+                raise UnsafeArchive(f"archive member {info.filename!r} appears twice", rel)
+            names.add(rel)
+            mode = info.external_attr >> 16
+            kind = stat.S_IFMT(mode)
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+                raise UnsafeArchive(f"archive member {info.filename!r} is a device or FIFO", rel)
+            if kind == stat.S_IFLNK:
+                if info.file_size > 4096:
+                    raise UnsafeArchive(f"archive member {info.filename!r}: bad link", rel)
+                target = zf.read(info).decode("utf-8", "replace")
+                if not _inside(dest, os.path.dirname(rel), target):
+                    raise UnsafeArchive(
+                        f"archive member {info.filename!r} links outside the archive ({target})",
+                        rel,
+                    )
+                plan.append((info, rel, "link", target))
+                continue
+            total += info.file_size
+            if total > limits.max_bytes:
+                raise UnsafeArchive(
+                    f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
+                )
+            plan.append((info, rel, "dir" if info.is_dir() else "file", None))
+        for info, rel, kind, target in plan:
+            out = os.path.join(dest, *rel.split("/"))
+            if kind == "dir":
+                os.makedirs(out, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            if kind == "link":
+                os.symlink(target, out)
+                continue
+            written = 0
+            with zf.open(info) as src, open(out, "wb") as fh:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > info.file_size:  # the header lied about the size
+                        raise UnsafeArchive(f"archive member {rel!r} is larger than declared", rel)
+                    fh.write(chunk)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(out, mode & 0o755 | 0o600)
+        return sorted(names)
+
+
+class ArchiveVerifyReport:
+    """What ``verify`` of an archive checked and, with ``replay``, each run's verdict."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.members = 0
+        self.runs: list[str] = []
+        self.replays: list[dict[str, Any]] = []
+        self.intact = True
+
+    @property
+    def ok(self) -> bool:
+        return self.intact and all(
+            r["verdict"] in ("identical", "within_tolerance") for r in self.replays
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "archive": self.path,
+            "intact": self.intact,
+            "members": self.members,
+            "runs": self.runs,
+            "replays": self.replays,
+            "ok": self.ok,
+        }
+
+
+def is_archive(ref: str) -> bool:
+    return ref.endswith((".tar.gz", ".tgz", ".zip")) and os.path.isfile(ref)
+
+
+def verify_archive(
+    path: str | os.PathLike[str],
+    *,
+    replay: bool = False,
+    venv: bool = False,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    limits: Limits | None = None,
+    on_event: Callable[[str, Any], None] | None = None,
+    stdout: Any = None,
+) -> ArchiveVerifyReport:
+    """Check every checksum and every run of an archive; optionally replay every run.
+
+    Raises TamperedError naming the first bad member, UnsafeArchive for hostile archives.
+    Works anywhere: no repository and no store are needed.
+    """
+    from reprokit._replay import replay as replay_run
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ReprokitError(f"no such archive: {path}")
+    emit = on_event or (lambda kind, data: None)
+    report = ArchiveVerifyReport(path)
+    scratch = tempfile.mkdtemp(prefix="reprokit-verify-")
+    try:
+        dest = os.path.join(scratch, "x")
+        names = safe_extract(path, dest, limits)
+        tops = {n.split("/", 1)[0] for n in names}
+        if len(tops) != 1:
+            raise TamperedError(f"{path}: expected one top folder, found {len(tops)}")
+        top = os.path.join(dest, tops.pop())
+        _check_sums(top)
+        report.members = len(names)
+        store = Store(os.path.join(top, "store"))
+        for rid in store.run_ids():
+            try:
+                store.verify(rid)
+            except (ManifestError, TamperedError) as exc:
+                raise TamperedError(f"store/runs/{rid}: {exc}", rid) from None
+            report.runs.append(rid)
+        emit("verified", report)
+        if not replay:
+            return report
+        python = _make_venv(top, scratch, emit) if venv else None
+        crate_sources = _sources_by_run(top)
+        for rid in report.runs:
+            m = store.load(rid)
+            if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
+                continue
+            src = crate_sources.get(rid)
+            emit("replaying", rid)
+            try:
+                r = replay_run(
+                    rid,
+                    store=store,
+                    rtol=rtol,
+                    atol=atol,
+                    source_dir=src,
+                    python=python,
+                    stdout=stdout,
+                )
+                entry = {"run": rid, "verdict": r.verdict, "causes": r.causes}
+            except ReprokitError as exc:
+                entry = {"run": rid, "verdict": "not replayable", "reason": str(exc)}
+            report.replays.append(entry)
+            emit("replayed", entry)
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_sums(top: str) -> None:
+    sums_path = os.path.join(top, "CHECKSUMS.sha256")
+    try:
+        with open(sums_path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise TamperedError(
+            "CHECKSUMS.sha256 is missing or unreadable", path="CHECKSUMS.sha256"
+        ) from None
+    expected: dict[str, str] = {}
+    for line in lines:
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise TamperedError(f"CHECKSUMS.sha256 has a malformed line: {line[:60]!r}")
+        expected[rel] = digest
+    present: dict[str, str] = {}
+    for dirpath, _dirs, files in os.walk(top):
+        for n in files:
+            full = os.path.join(dirpath, n)
+            rel = os.path.relpath(full, top).replace(os.sep, "/")
+            if rel != "CHECKSUMS.sha256":
+                present[rel] = full
+        for d in _dirs:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                present[os.path.relpath(full, top).replace(os.sep, "/")] = full
+    for rel in sorted(set(expected) | set(present)):
+        if rel not in expected:
+            raise TamperedError(f"{rel} is not listed in CHECKSUMS.sha256 (added?)", path=rel)
+        if rel not in present:
+            raise TamperedError(f"{rel} is listed in CHECKSUMS.sha256 but missing", path=rel)
+        full = present[rel]
+        if os.path.islink(full):
+            actual = hashlib.sha256(("symlink:" + os.readlink(full)).encode()).hexdigest()
+        else:
+            actual = _sha(full)
+        if actual != expected[rel]:
+            raise TamperedError(f"{rel} does not match its checksum", path=rel)
+
+
+def _sources_by_run(top: str) -> dict[str, str]:
+    try:
+        with open(os.path.join(top, "ro-crate-metadata.json"), encoding="utf-8") as fh:
+            crate = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for ent in crate.get("@graph", []):
+        if ent.get("@type") == "SoftwareApplication" and str(ent.get("@id", "")).startswith(
+            "#code-"
+        ):
+            part = (ent.get("hasPart") or {}).get("@id")
+            if part:
+                out[ent["@id"][len("#code-") :]] = os.path.join(top, *part.strip("/").split("/"))
+    return out
+
+
+def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
+    """A fresh virtualenv with requirements.lock and reprokit installed; its python."""
+    import subprocess
+    import venv as venv_mod
+
+    home = os.path.join(scratch, "venv")
+    emit("venv", f"creating a virtualenv in {home}")
+    venv_mod.EnvBuilder(with_pip=True, clear=True).create(home)
+    python = os.path.join(home, "Scripts" if os.name == "nt" else "bin", "python")
+    lock = os.path.join(top, "requirements.lock")
+    steps = [[python, "-m", "pip", "install", "-q", "-r", lock]]
+    steps.append([python, "-m", "pip", "install", "-q", *_reprokit_requirement()])
+    for cmd in steps:
+        emit("venv", "running: " + " ".join(os.path.basename(c) if c == python else c for c in cmd))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            last = proc.stdout.strip().splitlines()[-1:] or ["pip failed"]
+            raise ReprokitError(f"building the virtualenv failed: {last[0]}")
+    return python
+
+
+def _reprokit_requirement() -> list[str]:
+    """How to install the reprokit that is running: its source folder, else the release."""
+    from reprokit import __version__
+
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "reprokit").is_dir():
+        return [str(here)]
+    return [f"reprokit=={__version__}"]
