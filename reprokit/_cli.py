@@ -618,6 +618,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     r.finish(status, exit_code=code)
     if not args.quiet and r.id:
         _err(f"reprokit: recorded run {r.id} ({status}, exit code {code})")
+    if code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
+        # The child died of a signal: so do we, as a shell expects of a wrapper.
+        sys.stdout.flush()
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
     return 128 - code if code < 0 else code
 
 

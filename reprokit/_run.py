@@ -47,8 +47,23 @@ def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
-def _warn(message: str) -> None:
-    warnings.warn(f"reprokit: {message}", ReprokitWarning, stacklevel=4)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside reprokit."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def _warn(message: str, category: type[Warning] = ReprokitWarning) -> None:
+    if not message.startswith("reprokit: "):
+        message = f"reprokit: {message}"
+    warnings.warn(message, category, stacklevel=_user_stacklevel())
 
 
 # -- per-process capture cache -------------------------------------------------------------------
@@ -200,6 +215,46 @@ _PROCESS_TOKEN = os.urandom(6).hex()
 _ordinals: dict[str | None, int] = {}
 _overrides: dict[str, Any] = {}  # {"seed": s, "group": g} while across_seeds() runs a function
 _last_store_root: str | None = None  # where this process last sealed a run
+_active_runs: list[Run] = []  # started and not yet finished, in this process
+_sigterm_watched = False
+
+
+class Terminated(BaseException):
+    """Recorded as a run's error when a signal (SIGTERM) ended it."""
+
+
+def _watch_sigterm() -> None:
+    """Seal unfinished runs as ``interrupted`` on SIGTERM, then die of it as usual.
+
+    Installed only over the default disposition and from the main thread: a program with its
+    own SIGTERM handler keeps it.
+    """
+    global _sigterm_watched
+    if _sigterm_watched or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here (Windows) or not allowed
+        return
+    _sigterm_watched = True
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    import signal
+
+    for r in reversed(list(_active_runs)):
+        try:
+            r.finish("interrupted", error=Terminated(f"terminated by signal {signum} (SIGTERM)"))
+        except Exception:
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 _counter_lock = threading.Lock()
 
 
@@ -382,6 +437,10 @@ class Run:
             _warn(f"this run is not recorded: {exc}")
         self.status = "running"
         self._token = _current.set(self)
+        if self._recording:
+            with _counter_lock:
+                _active_runs.append(self)
+            _watch_sigterm()
         return self
 
     def _seed_and_capture(self) -> None:
@@ -392,7 +451,11 @@ class Run:
             seed = int(os.environ["REPROKIT_SEED"])
         self.seed = check_seed(seed) if seed is not None else draw_seed()
         reset_late_seeded()
-        self._seeds = seed_everything(self.seed, self.deterministic)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._seeds = seed_everything(self.seed, self.deterministic)
+        for w in caught:  # re-issued so they point at the user's line, not ours
+            _warn(str(w.message), w.category)
         self._seeds["source"] = "given" if seed is not None else "drawn"
         cap, text = _process.code_for(self._start_dir, self._entry_file)
         self._code = cap
@@ -421,6 +484,9 @@ class Run:
         exit_code: int | None = None,
     ) -> None:
         """Seal the run. Failures here become a warning; the user's program goes on."""
+        with _counter_lock:
+            if self in _active_runs:
+                _active_runs.remove(self)
         if self._token is not None:
             try:
                 _current.reset(self._token)
