@@ -935,10 +935,22 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
 
 
 def _reprokit_requirement() -> list[str]:
-    """How to install the reprokit that is running: its source folder, else the release."""
+    """How to install the reprokit that is running: from where it was installed (its source
+    folder, for local and editable installs), else the same release from the package index."""
     from reprokit import __version__
 
     here = Path(__file__).resolve().parent.parent
     if (here / "pyproject.toml").is_file() and (here / "reprokit").is_dir():
         return [str(here)]
+    try:
+        import importlib.metadata
+        from urllib.parse import unquote, urlparse
+
+        raw = importlib.metadata.distribution("reprokit").read_text("direct_url.json")
+        url = json.loads(raw or "{}").get("url", "")
+        parsed = urlparse(url)
+        if parsed.scheme == "file" and os.path.exists(unquote(parsed.path)):
+            return [unquote(parsed.path)]
+    except Exception:
+        pass
     return [f"reprokit=={__version__}"]
