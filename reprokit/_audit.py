@@ -217,7 +217,14 @@ def check(
     record (that is ``replay``): only the executions with each other.
     """
     from reprokit._capture.seeds import check_seed, draw_seed
-    from reprokit._replay import _check_replayable, compare_runs, execute, explain, rebuild_source
+    from reprokit._replay import (
+        _check_replayable,
+        compare_runs,
+        counterpart,
+        execute,
+        explain,
+        rebuild_source,
+    )
 
     if n < 2:
         raise ReprokitError("a determinism check needs at least 2 executions (-n 2)")
@@ -294,15 +301,7 @@ def check(
             for path, result in cmp.compare_files(files[0], files[i]).items():
                 _merge(report.outputs, {"outputs": {f"file {path}": result}})
             for a in first:
-                b = next(
-                    (
-                        r
-                        for r in runs[i]
-                        if r.run.get("name") == a.run.get("name")
-                        and r.run.get("ordinal") == a.run.get("ordinal")
-                    ),
-                    None,
-                )
+                b = counterpart(a, runs[i])
                 compared = compare_runs(a, b, st, 0.0, 0.0)
                 compared_all.append(compared)
                 prefix = f"{a.run.get('name')}#{a.run.get('ordinal')} " if len(first) > 1 else ""

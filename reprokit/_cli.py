@@ -255,6 +255,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tampered(args: argparse.Namespace, exc: Any, subject: dict[str, Any]) -> int:
+    """Report a failed verification (exit 1): one line on stderr, one document with --json."""
+    if args.json:
+        _json({"schema": 1, **subject, "intact": False, "problem": str(exc), "path": exc.path})
+    _err(f"tampered: {exc}")
+    return 1
+
+
 def cmd_verify_archive(args: argparse.Namespace) -> int:
     from reprokit._archive import verify_archive
     from reprokit._errors import TamperedError
@@ -279,18 +287,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             on_event=narrate,
         )
     except TamperedError as exc:
-        if args.json:
-            _json(
-                {
-                    "schema": 1,
-                    "archive": args.ref,
-                    "intact": False,
-                    "problem": str(exc),
-                    "path": exc.path,
-                }
-            )
-        _err(f"tampered: {exc}")
-        return 1
+        return _tampered(args, exc, {"archive": args.ref})
     if args.json:
         _json(report.to_dict())
         return 0 if report.ok else 1
@@ -318,18 +315,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         report = verify(args.ref, store=args.store)
     except TamperedError as exc:
-        if args.json:
-            _json(
-                {
-                    "schema": 1,
-                    "run": exc.run_id,
-                    "intact": False,
-                    "problem": str(exc),
-                    "path": exc.path,
-                }
-            )
-        _err(f"tampered: {exc}")
-        return 1
+        return _tampered(args, exc, {"run": exc.run_id})
     if args.json:
         _json(report.to_dict())
     else:

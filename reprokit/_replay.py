@@ -450,6 +450,17 @@ def _new_runs(store: Store, log: str) -> list[Manifest]:
     return [store.load(i) for i in ids]
 
 
+def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | None:
+    """The re-executed run that corresponds to ``recorded``: same name, same order in its
+    process."""
+    for r in candidates:
+        if r.run.get("name") == recorded.run.get("name") and r.run.get("ordinal") == (
+            recorded.run.get("ordinal")
+        ):
+            return r
+    return None
+
+
 def _siblings(store: Store, m: Manifest) -> list[Manifest]:
     """The recorded runs of the same process at the same nesting level, in order."""
     token = m.run.get("process")
@@ -696,16 +707,7 @@ def replay(
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
             for rec in recorded:
-                match = next(
-                    (
-                        r
-                        for r in top
-                        if r.run.get("name") == rec.run.get("name")
-                        and r.run.get("ordinal") == rec.run.get("ordinal")
-                    ),
-                    None,
-                )
-                report.runs.append(compare_runs(rec, match, st, rtol, atol))
+                report.runs.append(compare_runs(rec, counterpart(rec, top), st, rtol, atol))
         if new:
             # torch and BLAS details exist only where the program imported them: compare the
             # recorded run with its re-execution's record.

@@ -314,11 +314,17 @@ def _write_tree(
         try:
             with open(index, "rb") as fh:
                 data = fh.read()
+            index_stat = os.stat(index)
         except FileNotFoundError:
             data = b""
         if data:
             with open(tmp_index, "wb") as fh:
                 fh.write(data)
+            # Keep the index's own timestamp: git trusts a file's stat data only when the file
+            # is older than the index ("racy git"). A copy stamped "now" would make a file
+            # rewritten in the same second as the last commit look unchanged, and its old
+            # content would be snapshotted.
+            os.utime(tmp_index, ns=(index_stat.st_atime_ns, index_stat.st_mtime_ns))
         ienv = dict(env, GIT_INDEX_FILE=tmp_index)
         paths = set(st.unstaged) | set(st.removed) | set(included)
         if st.commit is None:

@@ -232,3 +232,16 @@ def test_a_dirty_snapshot_survives_gc(repo):
 def test_capture_from_a_subfolder_finds_the_repository_root(repo):
     s = capture_code(repo / "src").section
     assert s["kind"] == "git" and s["commit"] == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_a_file_rewritten_in_the_same_clock_tick_as_the_commit_is_captured(tmp_path):
+    # Same size and, as within one filesystem clock tick, the same mtime as the index entry:
+    # only git's "racy timestamp" check (file not older than the index) reveals the change.
+    repo = make_repo(tmp_path / "r", {"helper.py": "SCALE = 1.0\n"})
+    git(repo, "config", "core.trustctime", "false")  # ctime cannot be set back; mtime can
+    st = os.stat(repo / "helper.py")
+    (repo / "helper.py").write_text("SCALE = 5.0\n")
+    for path in (repo / "helper.py", repo / ".git" / "index"):
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    s = capture_code(repo).section
+    assert tree_file(repo, s["tree"], "helper.py") == b"SCALE = 5.0\n"
