@@ -137,7 +137,20 @@ def _checkout(repo: str, treeish: str, dest: str, scratch: str) -> None:
     env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, "index"), LC_ALL="C")
     env.pop("GIT_DIR", None)
     git(["read-tree", treeish], repo, env=env)
-    git(["checkout-index", "-a", "-f", f"--prefix={dest.rstrip(os.sep)}{os.sep}"], repo, env=env)
+    # Parallel checkout (git >= 2.32; older versions ignore the setting): file creation
+    # dominates rebuilding a large tree.
+    git(
+        [
+            "-c",
+            "checkout.workers=0",
+            "checkout-index",
+            "-a",
+            "-f",
+            f"--prefix={dest.rstrip(os.sep)}{os.sep}",
+        ],
+        repo,
+        env=env,
+    )
     os.unlink(os.path.join(scratch, "index"))
 
 
