@@ -553,7 +553,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         store=args.store,
         entry=entry,
-        start_dir=Path.cwd(),
+        start_dir=os.getcwd(),
     )
     import warnings
 

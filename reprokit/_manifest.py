@@ -43,6 +43,8 @@ class Manifest:
     """A sealed run's manifest, read-only. ``data`` holds every section as plain values."""
 
     __slots__ = ("data", "path")
+    data: Mapping[str, Any]
+    path: Path | None
 
     def __init__(self, data: Mapping[str, Any], path: Path | None = None) -> None:
         object.__setattr__(self, "data", data)

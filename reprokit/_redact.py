@@ -8,29 +8,44 @@ REDACTED = "<redacted>"
 
 # Names of settings whose values are credentials. Matched case-insensitively on the whole name,
 # so "AUTHOR" and "TOKENIZER_NAME" stay visible while "GITHUB_TOKEN" and "db_password" do not.
+# camelCase names are split first ("dbPassword" -> "db_Password"); "password" and "passphrase"
+# count anywhere in a name (PGPASSWORD, SMTPPASSWORD), the other words only as whole parts.
 _SECRET_NAME_RE = (
     r"(^|[_\-.])("
     r"api[_\-]?key|apikey|token|access[_\-]?token|auth[_\-]?token|secret|client[_\-]?secret|"
     r"passw(or)?d|pwd|passphrase|credentials?|private[_\-]?key|access[_\-]?key|secret[_\-]?key|"
     r"session[_\-]?key|bearer|auth|cookie|signature"
     r")($|[_\-.])"
+    r"|passw(or)?d|passphrase|apikey"
 )
+_CAMEL_RE = r"(?<=[a-z0-9])(?=[A-Z])"
+# A tokenizer's special tokens are vocabulary, not credentials: pad_token, eos_token_id...
+_NOT_SECRET_NAME_RE = r"(^|[_\-.])(pad|eos|bos|unk|sep|cls|mask)_token(_ids?)?$"
 
 # Values that are credentials whatever they are called.
 _SECRET_VALUE_RE = (
     r"(AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|glpat-[A-Za-z0-9_\-]{20,}"  # GitLab
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
+    r"|gl(pat|dt|rt|ptt|ft|cbt|soat)-[A-Za-z0-9_\-]{20,}"  # GitLab
+    r"|xox[abposre]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,}"  # Slack
     r"|sk-(proj-|ant-)?[A-Za-z0-9_\-]{20,}"  # OpenAI / Anthropic style
+    r"|(sk|rk)_(live|test)_[A-Za-z0-9]{16,}"  # Stripe
     r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    r"|npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_\-]{50,}"  # package registries
     r"|AIza[0-9A-Za-z_\-]{35}"  # Google API key
     r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"  # JWT
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)"
     r"|[a-z][a-z0-9+.\-]*://[^/\s:@]*:[^/\s@]+@"  # URL with user:password@
+    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"  # an Authorization header's token
+    r"|(?i:\bauthorization\s*[:=]\s*)\S+"
+    # "password=..." inside a longer value: libpq DSNs, flags strings, query strings
+    r"|(?i:\b(password|passwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|"
+    r"access_token|private_token|client_secret)\s*[=:]\s*)[^\s&;,'\"]{4,}"
 )
 
 _URL_USERINFO_RE = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@"
+# One query parameter of a URL: ``?access_token=...`` and ``&X-Amz-Signature=...`` are credentials.
+_URL_QUERY_RE = r"(?P<sep>[?&;])(?P<key>[^=&#;\s]+)=(?P<value>[^&#;\s]*)"
 _compiled: dict[str, re.Pattern[str]] = {}
 
 
@@ -42,24 +57,51 @@ def _re(name: str) -> re.Pattern[str]:
             "name": _SECRET_NAME_RE,
             "value": _SECRET_VALUE_RE,
             "url": _URL_USERINFO_RE,
+            "camel": _CAMEL_RE,
+            "not_name": _NOT_SECRET_NAME_RE,
+            "query": _URL_QUERY_RE,
         }[name]
-        pat = _compiled[name] = re.compile(source, re.IGNORECASE if name == "name" else 0)
+        flags = re.IGNORECASE if name in ("name", "not_name") else 0
+        pat = _compiled[name] = re.compile(source, flags)
     return pat
 
 
 def is_secret_name(name: str) -> bool:
     """True when a setting called ``name`` probably holds a credential."""
-    return bool(_re("name").search(name.replace(" ", "_")))
+    name = _re("camel").sub("_", name.replace(" ", "_"))
+    return bool(_re("name").search(name)) and not _re("not_name").search(name)
 
 
 def is_secret_value(value: object) -> bool:
     """True when ``value`` looks like a credential, whatever it is called."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
     return isinstance(value, str) and bool(_re("value").search(value))
 
 
 def strip_url_credentials(url: str) -> str:
-    """``https://user:token@host/x`` -> ``https://host/x``; other text is returned unchanged."""
-    return _re("url").sub(r"\g<scheme>", url)
+    """``https://user:token@host/x`` -> ``https://host/x``, and secret query parameters
+    (``?access_token=...``, ``&X-Amz-Signature=...``) -> ``<redacted>``; other text is returned
+    unchanged."""
+    url = _re("url").sub(r"\g<scheme>", url)
+    if "://" in url and "=" in url:
+
+        def hide(m: re.Match[str]) -> str:
+            key, value = m.group("key"), m.group("value")
+            if value and (is_secret_name(key) or is_secret_value(value)):
+                return f"{m.group('sep')}{key}={REDACTED}"
+            return m.group(0)
+
+        url = _re("query").sub(hide, url)
+    return url
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a traceback) with URL credentials and every credential-looking
+    value replaced by ``<redacted>``."""
+    if not isinstance(text, str) or not text:
+        return text
+    return _re("value").sub(REDACTED, strip_url_credentials(text))
 
 
 def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:

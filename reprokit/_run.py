@@ -198,7 +198,7 @@ class _CodeCache:
 
 def _git_state(root: str) -> tuple:
     """Stat data of the files a commit, checkout or ``git add`` rewrites."""
-    out = []
+    out: list[tuple[int, int] | None] = []
     for name in ("index", "HEAD"):
         try:
             st = os.stat(os.path.join(root, ".git", name))
@@ -886,9 +886,20 @@ def track(
     if func is None:
 
         def decorate(f: Callable[..., Any]) -> Any:
-            return track(f, name=name, seed=seed, deterministic=deterministic, store=store)
+            return _track(f, name=name, seed=seed, deterministic=deterministic, store=store)
 
         return decorate
+    return _track(func, name=name, seed=seed, deterministic=deterministic, store=store)
+
+
+def _track(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    seed: int | None,
+    deterministic: bool,
+    store: Any,
+) -> Any:
     if seed is not None:
         check_seed(seed)
     info: dict[str, Any] = {}

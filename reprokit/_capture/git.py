@@ -62,7 +62,7 @@ def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def git(
     args: list[str],
-    cwd: Path | str,
+    cwd: str | os.PathLike[str],
     *,
     env: dict[str, str] | None = None,
     input: bytes | None = None,
@@ -84,7 +84,9 @@ def git(
     return proc.stdout
 
 
-def _spawn(args: list[str], cwd: Path | str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], cwd: str | os.PathLike[str], env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["git", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
