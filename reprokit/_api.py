@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprokit._manifest import Manifest
+from reprokit._manifest import Manifest, as_mapping
 from reprokit._store import Store
 
 _MISSING = "<absent>"
@@ -117,8 +117,8 @@ def compare(a: Any, b: Any, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 
 
 def _packages(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    pa = a.get("packages") if isinstance(a.get("packages"), Mapping) else {}
-    pb = b.get("packages") if isinstance(b.get("packages"), Mapping) else {}
+    pa = as_mapping(a.get("packages"))
+    pb = as_mapping(b.get("packages"))
     out: dict[str, Any] = {}
     added = sorted(set(pb) - set(pa))
     removed = sorted(set(pa) - set(pb))

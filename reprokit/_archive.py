@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from reprokit._errors import ManifestError, ReprokitError, TamperedError
-from reprokit._manifest import Manifest
+from reprokit._manifest import Manifest, as_mapping
 from reprokit._store import Store, referenced_objects
 
 DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
@@ -194,7 +194,7 @@ def _lock_lines(runs: list[Manifest]) -> str:
                 continue
             pins[name] = line
     hw = runs[0].hardware if runs and isinstance(runs[0].hardware, Mapping) else {}
-    os_info = hw.get("os") if isinstance(hw.get("os"), Mapping) else {}
+    os_info = as_mapping(hw.get("os"))
     header = [
         "# requirements.lock written by reprokit archive",
         f"# python: {', '.join(sorted(pythons))}",
@@ -226,7 +226,7 @@ def _key_results(m: Manifest) -> str:
 
 def _hardware(m: Manifest) -> str:
     hw = m.hardware if isinstance(m.hardware, Mapping) else {}
-    cpu = hw.get("cpu") if isinstance(hw.get("cpu"), Mapping) else {}
+    cpu = as_mapping(hw.get("cpu"))
     gpus = hw.get("gpus") if isinstance(hw.get("gpus"), list) else []
     text = str(cpu.get("model") or "?")
     if gpus:
@@ -546,7 +546,7 @@ def archive(
         claim_rows = _load_claims(claims, runs)
         first_py = (runs[0].environment.get("python") or {}).get("version", "?")
         hw0 = runs[0].hardware if isinstance(runs[0].hardware, Mapping) else {}
-        os0 = hw0.get("os") if isinstance(hw0.get("os"), Mapping) else {}
+        os0 = as_mapping(hw0.get("os"))
         total = sum(float(m.run.get("duration_s") or 0) for m in runs)
         from reprokit._cli import templates_dir
 
@@ -704,7 +704,7 @@ def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
             raise UnsafeArchive(f"archive has {len(infos)} members (limit {limits.max_members})")
         names: set[str] = set()
         total = 0
-        plan = []
+        plan: list[tuple[zipfile.ZipInfo, str, str, str | None]] = []
         for info in infos:
             rel = _check_name(info.filename)
             if rel in names:
@@ -731,25 +731,25 @@ def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
                     f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
                 )
             plan.append((info, rel, "dir" if info.is_dir() else "file", None))
-        for info, rel, kind, target in plan:
-            out = os.path.join(dest, *rel.split("/"))
-            if kind == "dir":
-                os.makedirs(out, exist_ok=True)
+        for info, rel, what, link in plan:
+            out_path = os.path.join(dest, *rel.split("/"))
+            if what == "dir":
+                os.makedirs(out_path, exist_ok=True)
                 continue
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            if kind == "link":
-                os.symlink(target, out)
+            os.makedirs(os.path.dirname(out_path), exist_ok=True)
+            if what == "link" and link is not None:
+                os.symlink(link, out_path)
                 continue
             written = 0
-            with zf.open(info) as src, open(out, "wb") as fh:
+            with zf.open(info) as src, open(out_path, "wb") as fh:
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
                     if written > info.file_size:  # the header lied about the size
                         raise UnsafeArchive(f"archive member {rel!r} is larger than declared", rel)
                     fh.write(chunk)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(out, mode & 0o755 | 0o600)
+            perms = (info.external_attr >> 16) & 0o777
+            if perms:
+                os.chmod(out_path, perms & 0o755 | 0o600)
         return sorted(names)
 
 

@@ -137,7 +137,8 @@ class _Encoder:
         head = f"{arr.dtype.str}|{','.join(map(str, arr.shape))}".encode()
         self._blob(b"A", head)
         # A uint8 view works for every dtype (memoryview refuses datetime64, for one).
-        self._blob(b"a", memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")
+        flat: Any = arr.reshape(-1).view(np.uint8)
+        self._blob(b"a", memoryview(flat) if arr.size else b"")
 
     def _torch(self, obj: Any) -> None:
         import torch

@@ -39,6 +39,11 @@ def _safe_load(data: bytes, path: Path | str | None) -> Any:
         raise ManifestError("manifest nests too deeply", path) from None
 
 
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else an empty one: manifest sections read defensively."""
+    return value if isinstance(value, Mapping) else {}
+
+
 class Manifest:
     """A sealed run's manifest, read-only. ``data`` holds every section as plain values."""
 

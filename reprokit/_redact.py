@@ -40,12 +40,14 @@ _SECRET_VALUE_RE = (
     r"|(?i:\bauthorization\s*[:=]\s*)\S+"
     # "password=..." inside a longer value: libpq DSNs, flags strings, query strings
     r"|(?i:\b(password|passwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|"
-    r"access_token|private_token|client_secret)\s*[=:]\s*)[^\s&;,'\"]{4,}"
+    r"access_token|private_token|client_secret)\s*[=:]\s*)[^\s&;,'\"<]{4,}"
 )
 
 _URL_USERINFO_RE = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@"
 # One query parameter of a URL: ``?access_token=...`` and ``&X-Amz-Signature=...`` are credentials.
 _URL_QUERY_RE = r"(?P<sep>[?&;])(?P<key>[^=&#;\s]+)=(?P<value>[^&#;\s]*)"
+# What an option or a setting's name looks like on a command line: --api-key, -p, DB_PASSWORD.
+_OPTION_RE = r"-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*\Z"
 _compiled: dict[str, re.Pattern[str]] = {}
 
 
@@ -59,6 +61,7 @@ def _re(name: str) -> re.Pattern[str]:
             "url": _URL_USERINFO_RE,
             "camel": _CAMEL_RE,
             "not_name": _NOT_SECRET_NAME_RE,
+            "option": _OPTION_RE,
             "query": _URL_QUERY_RE,
         }[name]
         flags = re.IGNORECASE if name in ("name", "not_name") else 0
@@ -119,15 +122,21 @@ def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             redacted.append(hide_next)
             hide_next = None
             continue
-        if arg.startswith("-") and "=" not in arg:
+        # Only what looks like an option or a setting's name is treated as one: a PEM block
+        # ("-----BEGIN ...") or a URL before "=" is a value, and its text is never a "name".
+        if arg.startswith("-") and "=" not in arg and _re("option").match(arg):
             name = arg.lstrip("-")
+            if is_secret_value(arg):
+                out.append(REDACTED)
+                redacted.append(f"argv[{len(out) - 1}]")
+                continue
             if name and is_secret_name(name):
                 hide_next = name
             out.append(arg)
             continue
         if "=" in arg:
             key, _, value = arg.partition("=")
-            if is_secret_name(key.lstrip("-")) and value:
+            if value and _re("option").match(key) and is_secret_name(key.lstrip("-")):
                 out.append(f"{key}={REDACTED}")
                 redacted.append(key.lstrip("-"))
                 continue

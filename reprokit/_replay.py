@@ -27,7 +27,7 @@ from typing import Any
 from reprokit import _compare as cmp
 from reprokit._capture.git import EMPTY_TREE, GitError, find_repo, git
 from reprokit._errors import NotReplayable, ReprokitError
-from reprokit._manifest import Manifest
+from reprokit._manifest import Manifest, as_mapping
 from reprokit._store import Store
 
 _BOOTSTRAP = r"""
@@ -288,8 +288,8 @@ def environment_drift(
     if py_then != py_now:
         drift["python"] = {"recorded": py_then, "now": py_now}
     imported = {str(n).lower() for n in env_then.get("imported") or []}
-    pa = env_then.get("packages") if isinstance(env_then.get("packages"), Mapping) else {}
-    pb = env_now.get("packages") if isinstance(env_now.get("packages"), Mapping) else {}
+    pa = as_mapping(env_then.get("packages"))
+    pb = as_mapping(env_now.get("packages"))
     changes = []
     for name in sorted(set(pa) | set(pb), key=lambda n: (n.lower() not in imported, n.lower())):
         a, b = pa.get(name), pb.get(name)
@@ -626,8 +626,7 @@ def explain(
     if drift.get("hardware"):
         keys = ", ".join(sorted({d["key"].split(".")[0] for d in drift["hardware"]}))
         causes.append(f"hardware differs ({keys})")
-    seen: set[str] = set()
-    return [c for c in causes if not (c in seen or seen.add(c))]
+    return list(dict.fromkeys(causes))  # without repeats, in order
 
 
 # -- the verb ------------------------------------------------------------------------------------

@@ -502,7 +502,7 @@ def _chain(prev: str, run_id: str, digest: str) -> str:
 
 def _files_under(folder: str | os.PathLike[str]) -> list[str]:
     """Every file below ``folder`` (strings; sorted)."""
-    out = []
+    out: list[str] = []
     for dirpath, _dirs, files in os.walk(folder):
         out.extend(os.path.join(dirpath, name) for name in files)
     return sorted(out)

@@ -310,6 +310,7 @@ def capture_environment() -> dict[str, Any]:
     else:
         direct: dict[str, Any] = {}
         for dist in dists:
+            info: dict[str, Any] | str | None
             try:
                 info = _direct_url(dist)
             except Exception as exc:  # one unreadable direct_url.json spoils only its own entry

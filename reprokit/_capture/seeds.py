@@ -348,9 +348,9 @@ def _seed_keras_keeping_streams(seed: int, keras: Any) -> dict[str, Any]:
         return _seed_keras(seed, keras)
     finally:
         random.setstate(saved_random)
-        if saved_np is not None:
+        if saved_np is not None and np_random is not None:
             np_random.set_state(saved_np)
-        if saved_torch is not None:
+        if saved_torch is not None and torch is not None:
             torch.set_rng_state(saved_torch)
 
 

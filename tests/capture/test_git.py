@@ -245,3 +245,14 @@ def test_a_file_rewritten_in_the_same_clock_tick_as_the_commit_is_captured(tmp_p
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     s = capture_code(repo).section
     assert tree_file(repo, s["tree"], "helper.py") == b"SCALE = 5.0\n"
+
+
+def test_many_untracked_files_go_through_one_pack_and_keep_their_content(repo):
+    folder = repo / "gen"
+    folder.mkdir()
+    for i in range(600):
+        (folder / f"f{i}.txt").write_text(f"content {i}\n")
+    s = capture_code(repo).section
+    assert s["changes"]["untracked"]["count"] == 600
+    assert tree_file(repo, s["tree"], "gen/f417.txt") == b"content 417\n"
+    assert len(tree_paths(repo, s["tree"])) == 602
