@@ -13,10 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from reprokit._errors import ReprokitError
+
+_FORWARD_GRACE_S = 1.0
 
 
 def _out(text: str = "") -> None:
@@ -575,15 +578,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         r.finish("failed", error=exc, exit_code=None)
         raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
 
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            child.send_signal(signum)
-        except OSError:
-            pass
+    # Ctrl-C (and a scheduler's SIGTERM) usually reach the whole process group, the child
+    # included: forwarding at once would signal it twice, mid-way through sealing its runs.
+    # So a signal is passed on only if the child has not ended on its own within a moment
+    # (it was sent to reprokit alone, e.g. `kill PID`).
+    received: dict[int, float] = {}
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    def note(signum: int, _frame: Any) -> None:
+        received.setdefault(signum, time.monotonic())
+
+    old = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            for signum, since in list(received.items()):
+                if now - since >= _FORWARD_GRACE_S:
+                    try:
+                        child.send_signal(signum)
+                    except OSError:
+                        pass
+                    received[signum] = float("inf")  # passed on once
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

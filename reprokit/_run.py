@@ -243,6 +243,46 @@ def _watch_sigterm() -> None:
     _sigterm_watched = True
 
 
+class _DeferSignals:
+    """Hold SIGINT and SIGTERM back while a run is sealed, then deliver them.
+
+    A signal that lands in the middle of sealing (the ledger lock held, the manifest half
+    written) would otherwise leave a run incomplete or deadlock on the ledger's lock. Only the
+    main thread receives signals, so elsewhere this does nothing.
+    """
+
+    __slots__ = ("pending", "saved")
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _DeferSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.saved[sig] = signal.signal(sig, self._hold)
+            except (ValueError, OSError):
+                pass
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending.append(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.saved:
+            return
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(self.pending):  # each held signal once, in arrival order
+            os.kill(os.getpid(), sig)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     import signal
 
@@ -255,7 +295,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     os.kill(os.getpid(), signum)
 
 
-_counter_lock = threading.Lock()
+_counter_lock = threading.RLock()  # re-entrant: the SIGTERM handler may run while it is held
 
 
 # -- the Run -------------------------------------------------------------------------------------
@@ -345,15 +385,18 @@ class Run:
             series["last"] = number
             series["last_step"] = step
             if self._recording:
-                if self._metrics_fh is None:
-                    import json
+                try:
+                    if self._metrics_fh is None:
+                        import json
 
-                    self._json = json
-                    path = os.path.join(self._dir, "metrics.jsonl")  # type: ignore[arg-type]
-                    self._metrics_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
-                self._metrics_fh.write(
-                    self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
-                )
+                        self._json = json
+                        path = os.path.join(self._dir, "metrics.jsonl")  # type: ignore[arg-type]
+                        self._metrics_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                    self._metrics_fh.write(
+                        self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
+                    )
+                except OSError as exc:
+                    self._lose(exc)
 
     def checkpoint(self, name: str, value: Any) -> str:
         """Record the fingerprint of an intermediate value; returns it. Finds divergence later."""
@@ -368,14 +411,32 @@ class Run:
             record["index"] = self._ckpt_count
             self._ckpt_count += 1
             if self._recording:
-                if self._ckpt_fh is None:
-                    import json
+                try:
+                    if self._ckpt_fh is None:
+                        import json
 
-                    self._json = json
-                    path = os.path.join(self._dir, "checkpoints.jsonl")  # type: ignore[arg-type]
-                    self._ckpt_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
-                self._ckpt_fh.write(self._json.dumps(record) + "\n")
+                        self._json = json
+                        path = os.path.join(self._dir, "checkpoints.jsonl")  # type: ignore[arg-type]
+                        self._ckpt_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                    self._ckpt_fh.write(self._json.dumps(record) + "\n")
+                except OSError as exc:
+                    self._lose(exc)
         return fp
+
+    def _lose(self, exc: OSError) -> None:
+        """The store stopped taking writes (disk full, quota): stop recording, keep training.
+
+        The run is discarded at the end, with a warning, rather than sealed incomplete.
+        """
+        self._lost = f"{exc.strerror or exc} while streaming to the run folder"
+        self._recording = False
+        for fh in (self._metrics_fh, self._ckpt_fh):
+            if fh is not None:
+                try:
+                    fh.close()
+                except OSError:
+                    pass
+        self._metrics_fh = self._ckpt_fh = None
 
     def log_artifact(self, path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
         """Hash a file or folder the run produced (``copy=True`` also keeps a copy in the run)."""
@@ -494,18 +555,29 @@ class Run:
                 _current.set(None)
             self._token = None
         self.status = status
+        lost = getattr(self, "_lost", None)
+        if lost is not None and self.store is not None and self.id is not None:
+            self._lost = None
+            try:
+                self.store.discard(self.id)
+            except Exception:
+                pass
+            _warn(f"run {self.id} was not recorded: {lost}")
+            return
         if not self._recording:
             return
         self._recording = False
-        try:
-            self._seal(status, error, result, has_result, exit_code)
-        except Exception as exc:
-            if self.store is not None and self.id is not None:
-                try:
-                    self.store.discard(self.id)
-                except Exception:
-                    pass
-            _warn(f"run {self.id} was not recorded: {exc}")
+        # Sealing is a critical section: a second Ctrl-C or a SIGTERM waits until it is done.
+        with _DeferSignals():
+            try:
+                self._seal(status, error, result, has_result, exit_code)
+            except Exception as exc:
+                if self.store is not None and self.id is not None:
+                    try:
+                        self.store.discard(self.id)
+                    except Exception:
+                        pass
+                _warn(f"run {self.id} was not recorded: {exc}")
 
     def _seal(
         self,

@@ -310,13 +310,27 @@ class Store:
             size = os.fstat(fd).st_size
             prev, seq = _GENESIS, 0
             if size:
-                tail = os.pread(fd, min(size, 4096), max(0, size - 4096)).decode("ascii", "replace")
-                last = tail.rstrip("\n").rsplit("\n", 1)[-1].split()
+                tail = os.pread(fd, min(size, 4096), max(0, size - 4096))
+                if not tail.endswith(b"\n"):
+                    # A line cut short by a crash or a full disk (never vouched for a sealed
+                    # run: its manifest is written after the line): drop it.
+                    cut = tail.rfind(b"\n")
+                    size = size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail))
+                    os.ftruncate(fd, size)
+                    tail = tail[: cut + 1] if cut >= 0 else b""
+                last = tail.decode("ascii", "replace").rstrip("\n").rsplit("\n", 1)[-1].split()
                 if len(last) == 4:
                     seq, prev = int(last[0]) + 1, last[3]
             chain = _chain(prev, run_id, manifest_sha256)
-            os.write(fd, f"{seq} {run_id} {manifest_sha256} {chain}\n".encode("ascii"))
-            os.fsync(fd)
+            line = f"{seq} {run_id} {manifest_sha256} {chain}\n".encode("ascii")
+            try:
+                written = 0
+                while written < len(line):
+                    written += os.write(fd, line[written:])
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # all or nothing: never leave half a line
+                raise
         finally:
             os.close(fd)  # closing releases the lock
 
