@@ -641,6 +641,10 @@ def _check_name(name: str) -> str:
     return "/".join(p for p in parts if p not in ("", "."))
 
 
+def _within(base: str, path: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _inside(base: str, rel_dir: str, target: str) -> bool:
     if target.startswith("/") or target.startswith("\\"):
         return False
@@ -691,7 +695,10 @@ def safe_extract(path: str, dest: str, limits: Limits | None = None) -> list[str
                     f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
                 )
         if hasattr(tarfile, "data_filter"):
-            tf.extractall(dest, filter="data")
+            try:
+                tf.extractall(dest, filter="data")
+            except tarfile.FilterError as exc:  # e.g. a chain of links leading outside
+                raise UnsafeArchive(f"archive refused by the extraction filter: {exc}") from None
         else:  # pragma: no cover - Python without the extraction filters
             tf.extractall(dest)
         return sorted(names)
@@ -731,8 +738,20 @@ def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
                     f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
                 )
             plan.append((info, rel, "dir" if info.is_dir() else "file", None))
+        real_dest = os.path.realpath(dest)
         for info, rel, what, link in plan:
             out_path = os.path.join(dest, *rel.split("/"))
+            # Resolve through the links created so far: a chain of links inside the archive
+            # must not lead a later member outside.
+            parent = os.path.realpath(os.path.dirname(out_path))
+            if not _within(real_dest, parent) or os.path.islink(out_path):
+                raise UnsafeArchive(f"archive member {rel!r} would be written outside", rel)
+            if (
+                what == "link"
+                and link is not None
+                and not _within(real_dest, os.path.realpath(os.path.join(parent, link)))
+            ):
+                raise UnsafeArchive(f"archive member {rel!r} links outside ({link})", rel)
             if what == "dir":
                 os.makedirs(out_path, exist_ok=True)
                 continue
@@ -825,11 +844,15 @@ def verify_archive(
             except (ManifestError, TamperedError) as exc:
                 raise TamperedError(f"store/runs/{rid}: {exc}", rid) from None
             report.runs.append(rid)
+        # CHECKSUMS.sha256 can be recomputed by anyone: sources and outputs are also checked
+        # against the sealed manifests, which the ledger vouches for.
+        crate_sources = _sources_by_run(top)
+        for rid in report.runs:
+            _check_run_files(store.load(rid), top, crate_sources.get(rid), scratch)
         emit("verified", report)
         if not replay:
             return report
         python = _make_venv(top, scratch, emit) if venv else None
-        crate_sources = _sources_by_run(top)
         for rid in report.runs:
             m = store.load(rid)
             if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
@@ -894,6 +917,35 @@ def _check_sums(top: str) -> None:
             actual = _sha(full)
         if actual != expected[rel]:
             raise TamperedError(f"{rel} does not match its checksum", path=rel)
+
+
+def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) -> None:
+    """The run's archived source matches its recorded digest; its outputs their sha256."""
+    from reprokit._errors import NotReplayable
+    from reprokit._replay import check_source_dir
+
+    if source is None or not os.path.isdir(source):
+        if m.code.get("tree") or m.code.get("files"):
+            raise TamperedError(f"the source of run {m.id} is missing", m.id)
+    else:
+        rel = os.path.relpath(source, top).replace(os.sep, "/")
+        try:
+            check_source_dir(m, source, scratch)
+        except NotReplayable:
+            raise TamperedError(
+                f"{rel} does not match run {m.id}'s recorded source", m.id, rel
+            ) from None
+    recorded = {rec["path"]: rec.get("sha256") for rec in _output_files(m)}
+    folder = os.path.join(top, "outputs", m.id)
+    for dirpath, _dirs, files in os.walk(folder):
+        for n in files:
+            full = os.path.join(dirpath, n)
+            rel = os.path.relpath(full, folder).replace(os.sep, "/")
+            member = f"outputs/{m.id}/{rel}"
+            if rel not in recorded:
+                raise TamperedError(f"{member} is not an output run {m.id} recorded", m.id, member)
+            if _sha(full) != recorded[rel]:
+                raise TamperedError(f"{member} does not match the run's record", m.id, member)
 
 
 def _sources_by_run(top: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -32,6 +33,8 @@ def _safe_load(data: bytes, path: Path | str | None) -> Any:
                 if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                     raise ManifestError("manifest uses YAML anchors/aliases (refused)", path)
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a 5000-digit int, 2001-13-45
+        raise ManifestError(f"manifest holds an unreadable value: {exc}", path) from None
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ManifestError(f"manifest is not valid YAML: {first}", path) from None
@@ -68,7 +71,7 @@ class Manifest:
         if not isinstance(data, dict):
             raise ManifestError("manifest is not a mapping", path)
         schema = data.get("schema")
-        if schema != SCHEMA:
+        if type(schema) is not int or schema != SCHEMA:
             raise ManifestError(
                 f"unsupported schema {schema!r} (this reprokit reads schema {SCHEMA})", path
             )
@@ -76,13 +79,20 @@ class Manifest:
         if not isinstance(run, dict) or not isinstance(run.get("id"), str):
             raise ManifestError("manifest has no run.id", path)
         for key in ("status", "started"):
-            if key not in run:
-                raise ManifestError(f"manifest has no run.{key}", path)
+            if not isinstance(run.get(key), str):
+                raise ManifestError(f"manifest has no run.{key} (a string)", path)
+        for key in ("code", "params", "seeds", "outputs", "environment", "digests"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ManifestError(f"manifest section {key!r} is not a mapping", path)
+        if run.get("entry") is not None and not isinstance(run["entry"], dict):
+            raise ManifestError("manifest has a run.entry that is not a mapping", path)
         return cls(MappingProxyType(data), path)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
         try:
+            if os.path.getsize(path) > MAX_MANIFEST_BYTES:
+                raise ManifestError(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", path)
             raw = Path(path).read_bytes()
         except OSError as exc:
             raise ManifestError(f"cannot read manifest: {exc.strerror}", path) from None

@@ -28,6 +28,7 @@ from reprokit import _compare as cmp
 from reprokit._capture.git import EMPTY_TREE, GitError, find_repo, git
 from reprokit._errors import NotReplayable, ReprokitError
 from reprokit._manifest import Manifest, as_mapping
+from reprokit._redact import redact_argv
 from reprokit._store import Store
 
 _BOOTSTRAP = r"""
@@ -686,7 +687,7 @@ def replay(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},
             store=st,
-            entry={"kind": "replay", "of": m.id, "argv": list(sys.argv)},
+            entry={"kind": "replay", "of": m.id, "argv": redact_argv(list(sys.argv))[0]},
             seed=m.seeds.get("seed") if isinstance(m.seeds.get("seed"), int) else None,
         )
         import warnings

@@ -628,10 +628,12 @@ class Run:
         if error is not None:
             import traceback
 
+            from reprokit._redact import redact_text
+
             run["error"] = {
                 "type": f"{type(error).__module__}.{type(error).__qualname__}",
-                "message": str(error),
-                "traceback": "".join(traceback.format_exception(error)),
+                "message": redact_text(str(error)),
+                "traceback": redact_text("".join(traceback.format_exception(error))),
             }
         problems = list(self._replayable_problems) + list(self._params.problems)
         if self._code.section.get("kind", "").startswith("unavailable") or "error" in (

@@ -413,7 +413,7 @@ class Store:
         rid = self.resolve(ref)
         entry = self.entry(rid)
         if entry.state == "corrupt":
-            raise ManifestError(entry.error or "corrupt manifest", self.runs / rid / MANIFEST)
+            raise ManifestError(entry.error or f"{self.runs / rid / MANIFEST}: corrupt manifest")
         if entry.manifest is None:
             raise RunNotFound(f"{ref} (run {rid} is {entry.state}, not sealed)", self.root)
         return entry.manifest
@@ -458,6 +458,14 @@ class Store:
                 )
             prev = chain
             if lrid == rid:
+                if recorded is not None:
+                    # A run is sealed once: a second line for it is how a re-signed manifest
+                    # would be vouched for.
+                    raise TamperedError(
+                        f"run {rid} appears twice in the store's ledger (line {i + 1})",
+                        rid,
+                        "ledger",
+                    )
                 recorded = digest
         if recorded is None:
             raise TamperedError(f"run {rid} is not in the store's ledger", rid, "ledger")
