@@ -5,7 +5,8 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
     .gitignore                 "*": the store never makes the working tree dirty
     runs/<id>/                 one folder per run; ``manifest.yaml`` is its commit point
     objects/<ab>/<sha256>      blobs shared by runs (source patches, snapshots), named by content
-    active/<id>                "this run is in progress" markers: pid and host
+    active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then the
+                               id of each run it started (so `ls` can tell running from dead)
     ledger                     append-only, hash-chained list of sealed manifests' digests
 
 Every file operation of the store lives in this module. The three an object-store backend
@@ -27,6 +28,7 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't n
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+    from typing import Any
 
     from reprokit._manifest import Manifest
 
@@ -97,6 +99,20 @@ def _hostname() -> str:
 
 
 _ready: set[str] = set()  # store roots whose folders exist (checked once per process)
+_journals: dict[str, Any] = {}  # store root -> this process's open journal in active/
+_journal_pid: dict[str, int] = {}
+
+
+def _close_journals() -> None:
+    """At exit: a finished process leaves no journal behind."""
+    for root, fh in list(_journals.items()):
+        try:
+            fh.close()
+            if _journal_pid.get(root) == os.getpid():
+                os.unlink(fh.name)
+        except OSError:
+            pass
+    _journals.clear()
 
 
 class Store:
@@ -184,11 +200,7 @@ class Store:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
-            try:
-                with open(os.path.join(self._active, rid), "w") as fh:
-                    fh.write(f"{os.getpid()} {_hostname()}\n")
-            except OSError:
-                pass
+            self._journal(rid)
             return rid, path
         raise StoreError("could not find a free run id", self._runs)  # pragma: no cover
 
@@ -286,12 +298,32 @@ class Store:
         self.release(run_id)
         return folder
 
-    def release(self, run_id: str) -> None:
-        """Drop the "in progress" marker of a run."""
+    def _journal(self, run_id: str) -> None:
+        """Note in this process's journal that it started ``run_id``.
+
+        One file per process, opened once and appended to: a file created per run would cost
+        more than the rest of the run's bookkeeping on a slow disk.
+        """
+        fh = _journals.get(self._root)
         try:
-            os.unlink(os.path.join(self._active, run_id))
+            if fh is None or fh.closed or _journal_pid.get(self._root) != os.getpid():
+                # (a forked child keeps its parent's handle: it gets a journal of its own)
+                name = f"{_hostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+                fh = open(os.path.join(self._active, name), "a", encoding="utf-8")  # noqa: SIM115
+                fh.write(f"{os.getpid()} {_hostname()}\n")
+                _journals[self._root] = fh
+                _journal_pid[self._root] = os.getpid()
+                if len(_journals) == 1:
+                    import atexit
+
+                    atexit.register(_close_journals)
+            fh.write(run_id + "\n")
+            fh.flush()
         except OSError:
-            pass
+            pass  # the journal only tells running from dead; recording goes on without it
+
+    def release(self, run_id: str) -> None:
+        """Nothing to undo per run: a sealed run is known by its manifest."""
 
     def discard(self, run_id: str) -> None:
         """Remove an unsealed run's folder (used when sealing failed half-way)."""
@@ -365,19 +397,32 @@ class Store:
             yield self.entry(rid)
 
     def _alive(self, run_id: str) -> bool:
+        """Whether the process that started ``run_id`` is still running."""
         try:
-            pid_s, host = (self.active / run_id).read_text().split()
-        except (OSError, ValueError):
+            names = os.listdir(self._active)
+        except OSError:
             return False
-        if host != _hostname():
-            return True  # another machine's run: assume it is still going
-        try:
-            os.kill(int(pid_s), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, ValueError):
+        for name in names:
+            try:
+                with open(os.path.join(self._active, name), encoding="utf-8") as fh:
+                    head = fh.readline().split()
+                    if run_id not in (line.strip() for line in fh):
+                        continue
+            except OSError:
+                continue
+            if len(head) != 2:
+                return False
+            pid_s, host = head
+            if host != _hostname():
+                return True  # another machine's run: assume it is still going
+            try:
+                os.kill(int(pid_s), 0)
+            except ProcessLookupError:
+                return False
+            except (PermissionError, ValueError):
+                return True
             return True
-        return True
+        return False
 
     def resolve(self, ref: str) -> str:
         """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
