@@ -101,7 +101,10 @@ class _Writer:
             self._zf = zipfile.ZipFile(self._raw, "w", compression=zipfile.ZIP_DEFLATED)
         else:
             # filename="" and mtime=0: the gzip header carries neither a name nor a time.
-            self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
+            # Level 6: what `tar czf` (gzip -6) uses; 9 costs ~2x the time for ~1 % in size.
+            self._gz = gzip.GzipFile(
+                filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6
+            )
             self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
 
     def _name(self, rel: str) -> str:
