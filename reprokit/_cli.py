@@ -61,6 +61,19 @@ def _duration(seconds: Any) -> str:
     return f"{seconds / 60:.1f}m"
 
 
+def _note(row: dict[str, Any]) -> str:
+    """What a run is when the tool made it: a replay, a seed sweep member, a nested call."""
+    if row.get("kind") == "replay":
+        return f"verdict of replaying {str(row.get('replay_of') or '')[-6:]}"
+    if row.get("replay_of"):
+        return f"re-execution of {row['replay_of'][-6:]}"
+    if row.get("group"):
+        return str(row["group"])
+    if row.get("parent"):
+        return f"inside {row['parent'][-6:]}"
+    return ""
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
     for entry in _store(args).entries():
@@ -89,6 +102,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "dirty": code.get("dirty"),
                 "duration_s": run.get("duration_s"),
                 "parent": run.get("parent"),
+                "replay_of": run.get("replay_of"),
+                "group": run.get("group"),
+                "kind": (run.get("entry") or {}).get("kind"),
             }
         )
     if args.json:
@@ -97,7 +113,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         _err(f"no runs in {_store(args).root}")
         return 0
-    table = [("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION")]
+    table = [("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION", "NOTE")]
     for r in rows:
         code = {"commit": r["commit"], "dirty": r["dirty"]} if r["commit"] or r["dirty"] else None
         started = (r["started"] or "-")[:19].replace("T", " ")
@@ -109,6 +125,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 started,
                 _short_commit(code) if code else "-",
                 _duration(r["duration_s"]),
+                _note(r),
             )
         )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
@@ -312,6 +329,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if is_archive(args.ref):
         return cmd_verify_archive(args)
+    if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
+        raise ReprokitError(f"no such archive file: {args.ref}")
     if args.replay or args.venv:
         raise ReprokitError("--replay and --venv apply to archives; for a run use reprokit replay")
 
@@ -550,9 +569,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     entry: dict[str, Any] = {"kind": "command", "argv": argv}
     if redacted:
         entry["redacted"] = redacted
+    from reprokit._capture.seeds import check_seed, draw_seed
+
+    # The seed is chosen here so that the child's PYTHONHASHSEED is known before the run
+    # starts: the record describes the command's hashing, not this wrapper's.
+    seed = check_seed(args.seed) if args.seed is not None else draw_seed()
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     r = Run(
         args.name or Path(command[0]).name,
-        seed=args.seed,
+        seed=seed,
         deterministic=args.deterministic,
         store=args.store,
         entry=entry,
@@ -565,8 +590,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         r.start()
     for w in caught:
         _err(str(w.message))
+    if getattr(r, "_seeds", None) is not None:
+        r._seeds["hash_randomization"] = os.environ["PYTHONHASHSEED"] == "random"
+        if args.seed is None:
+            r._seeds["source"] = "drawn"
     env = dict(os.environ)
-    env.setdefault("PYTHONHASHSEED", str(r.seed))
     env.setdefault("REPROKIT_SEED", str(r.seed))
     if r.id:
         env["REPROKIT_PARENT"] = r.id

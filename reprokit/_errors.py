@@ -27,7 +27,10 @@ class ReprokitError(Exception):
 class RunNotFound(ReprokitError):
     def __init__(self, ref: str, store: Path | str | None = None) -> None:
         where = f" in store {store}" if store else ""
-        super().__init__(f"no run matches {ref!r}{where}")
+        super().__init__(
+            f"no run matches {ref!r}{where} (see `reprokit ls`; another store: --store PATH "
+            "or REPROKIT_STORE)"
+        )
         self.ref = ref
 
 

@@ -303,7 +303,12 @@ def environment_drift(
     hw = compare({k: hw_then.get(k) for k in hw_keys}, {k: hw_now.get(k) for k in hw_keys})
     if hw:
         drift["hardware"] = hw
-    variables = compare(env_then.get("variables") or {}, env_now.get("variables") or {})
+    # Replay sets PYTHONHASHSEED for the re-execution itself: not a drift of this machine.
+    then_vars = {
+        k: v for k, v in (env_then.get("variables") or {}).items() if k != "PYTHONHASHSEED"
+    }
+    now_vars = {k: v for k, v in (env_now.get("variables") or {}).items() if k != "PYTHONHASHSEED"}
+    variables = compare(then_vars, now_vars)
     if variables:
         drift["variables"] = variables
     return drift
@@ -408,6 +413,14 @@ def _check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, An
         reasons.append("the run was recorded as not replayable")
     params = dict(m.params)
     redacted = [p for p in run.get("redacted_params") or [] if "." not in p and "[" not in p]
+    unknown = sorted(set(overrides) - set(redacted))
+    if unknown:
+        # A replay runs what was recorded; --param only gives back values that were not
+        # recorded (redacted secrets). Changing a param would make a different run.
+        raise ReprokitError(
+            f"--param {unknown[0]}: only redacted params can be supplied again "
+            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew"
+        )
     missing = [p for p in redacted if p not in overrides]
     if missing:
         reasons.append(

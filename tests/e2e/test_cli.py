@@ -35,7 +35,7 @@ def test_ls_lists_runs_newest_first_with_json(repo):
     proc = cli(repo, "ls")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION"]
+    assert lines[0].split() == ["ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION", "NOTE"]
     assert len(lines) == 3 and "completed" in lines[1] and "+dirty" in lines[1]
     data = json.loads(cli(repo, "ls", "--json").stdout)
     assert data["schema"] == 1 and len(data["runs"]) == 2
@@ -189,3 +189,17 @@ def test_demo_records_and_verifies_an_example(tmp_path):
 def test_python_dash_m_works_like_the_command(tmp_path):
     proc = cli(tmp_path, "ls", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout) == {"schema": 1, "runs": []}
+
+
+def test_run_records_the_childs_hash_seed_and_does_not_warn(repo):
+    (repo / "c.py").write_text("import os; print(os.environ['PYTHONHASHSEED'])\n")
+    proc = cli(repo, "run", "--seed", "9", "--", sys.executable, "c.py")
+    assert proc.returncode == 0 and proc.stdout.strip() == "9"
+    assert "hash randomization" not in proc.stderr
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    assert m.seeds["pythonhashseed"] == "9" and m.seeds["hash_randomization"] is False
+
+
+def test_verify_of_a_missing_archive_says_so(tmp_path):
+    proc = cli(tmp_path, "verify", str(tmp_path / "nope.tar.gz"))
+    assert proc.returncode == 2 and "no such archive file" in proc.stderr

@@ -342,3 +342,9 @@ def test_a_package_module_function_replays_by_import_name(tmp_path):
     assert m.run["entry"]["module"] == "mypkg.train"
     proc = replay(repo, m.id)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_param_cannot_change_a_recorded_value(repo):
+    m = record(repo, PERTURBED)
+    proc = replay(repo, m.id, "--param", "lr=0.5")
+    assert proc.returncode == 2 and "only redacted params" in proc.stderr
