@@ -448,12 +448,18 @@ def execute(
     env_extra: Mapping[str, str] | None = None,
     stdout: Any = None,
     python: str | None = None,
+    verified: bool = True,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
+    ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
+    the recorded code identity instead of a snapshot of a temporary folder.
     """
     argv, extra, cwd = _plan(m, source, params)
+    if verified:
+        extra = dict(extra)
+        extra["REPROKIT_REPLAY_CODE"] = json.dumps({"code": dict(m.code), "source": source})
     if python and argv and argv[0] == sys.executable:
         argv = [python, *argv[1:]]
     env = _child_env(m, store, log, parent, replay_of)
@@ -720,6 +726,7 @@ def replay(
                 parent=record.id,
                 stdout=stdout,
                 python=python,
+                verified=bool(report.source.get("verified")),
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)

@@ -80,6 +80,7 @@ class _ProcessCapture:
         self.hardware_text: str | None = None
         self._module_count = -1
         self._modules_under: dict[str, list[str]] = {}
+        self._replay_code: tuple[Any, str] | None = None
 
     def environment(self) -> dict[str, Any]:
         if self.env is None:
@@ -150,12 +151,42 @@ class _ProcessCapture:
             return True, True
         return _git_state(root) != cached.git_state, False
 
+    def _replayed_code(self) -> tuple[Any, str] | None:
+        """In a process re-executing a recorded run from its verified source: that run's code.
+
+        Its tree was checked against the recorded digest before the process started, so the
+        code identity carries over (with where it was rebuilt), rather than a snapshot of a
+        temporary folder that would differ in name only.
+        """
+        raw = os.environ.get("REPROKIT_REPLAY_CODE")
+        if not raw:
+            return None
+        if self._replay_code is None:
+            import json
+
+            from reprokit._capture.git import CodeCapture
+            from reprokit._yaml import dump_section
+
+            try:
+                data = json.loads(raw)
+                section = dict(data["code"])
+                section["rebuilt_in"] = data["source"]
+                section["verified_before_running"] = True
+                cap = CodeCapture(section=section, root=data["source"])
+                self._replay_code = (cap, dump_section("code", section))
+            except (ValueError, KeyError, TypeError):
+                return None
+        return self._replay_code
+
     def code_for(self, start: str, entry: str | None) -> tuple[Any, str]:
         """(CodeCapture, rendered block) for code started from ``start``; captured once per
         process, again only when a module file or the repository's index/HEAD changed."""
         from reprokit._capture.git import capture_code
         from reprokit._yaml import dump_section
 
+        replayed = self._replayed_code()
+        if replayed is not None:
+            return replayed
         cached = self.code.get(start)
         module_changed = False
         if cached is not None:

@@ -348,3 +348,13 @@ def test_param_cannot_change_a_recorded_value(repo):
     m = record(repo, PERTURBED)
     proc = replay(repo, m.id, "--param", "lr=0.5")
     assert proc.returncode == 2 and "only redacted params" in proc.stderr
+
+
+def test_the_re_executed_run_carries_the_recorded_code_identity(repo):
+    (repo / "helper.py").write_text("SCALE = 2.0\n")
+    m = record(repo, TRAIN)
+    data = json.loads(replay(repo, m.id, "--json").stdout)
+    again = reprokit.load(data["runs"][0]["replayed"], store=repo / ".reprokit")
+    assert again.code["digest"] == m.code["digest"] and again.code["verified_before_running"]
+    proc = cli(repo, "diff", m.id, again.id)
+    assert "code: same" in proc.stdout
