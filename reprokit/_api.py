@@ -183,6 +183,26 @@ def _tree_diff(ca: Mapping[str, Any], cb: Mapping[str, Any], store: Store) -> An
     return out
 
 
+def _by_path(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs with artifact lists keyed by path, so a diff names the file that changed."""
+    out = dict(outputs)
+    for key in ("artifacts", "declared"):
+        items = out.get(key)
+        if isinstance(items, list):
+            keyed: dict[str, Any] = {}
+            for rec in items:
+                if isinstance(rec, Mapping) and "path" in rec:
+                    files = rec.get("files")
+                    if isinstance(files, list):
+                        for f in files:
+                            if isinstance(f, Mapping):
+                                keyed[f"{rec['path']}/{f.get('path')}"] = f.get("sha256")
+                    else:
+                        keyed[str(rec["path"])] = rec.get("sha256")
+            out[key] = keyed
+    return out
+
+
 def diff(a: str, b: str, store: Store | Path | str | None = None) -> DiffReport:
     """What differs between runs ``a`` and ``b``: code, params, seeds, packages, hardware,
     outputs, environment."""
@@ -199,6 +219,6 @@ def diff(a: str, b: str, store: Store | Path | str | None = None) -> DiffReport:
             {"python": eb.get("python"), "variables": eb.get("variables")},
         ),
         "hardware": compare(ma.hardware, mb.hardware),
-        "outputs": compare(ma.outputs, mb.outputs, skip=("checkpoints.file",)),
+        "outputs": compare(_by_path(ma.outputs), _by_path(mb.outputs), skip=("checkpoints.file",)),
     }
     return DiffReport(ma.id, mb.id, sections)

@@ -419,6 +419,13 @@ def seeds(
     st.verify(ref)
     m = st.load(ref)
     base_params = _check_replayable(m, {})
+    known = results_of(m)
+    for name, _op, _value in parsed:
+        if not {name, f"metric {name}", f"return.{name}"} & set(known):
+            raise ReprokitError(
+                f"--claim names {name!r}, which run {m.id} did not produce "
+                f"(results: {', '.join(sorted(known)) or 'none'})"
+            )
     report = SeedReport(m.id, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
     scratch = tempfile.mkdtemp(prefix="reprokit-seeds-")

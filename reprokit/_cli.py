@@ -267,11 +267,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
     )
     for item in report.large:
         _err(
-            f"not included (over the size limit): {item['path']} ({item['size']} bytes, "
-            f"sha256 {item['sha256'][:16]})"
+            f"reprokit: not included (over --max-artifact-size): {item['path']} "
+            f"({item['size']} bytes, sha256 {item['sha256'][:16]})"
         )
     for item in report.missing:
-        _err(f"no longer available, listed only: {item['path']} of run {item['run']}")
+        _err(
+            f"reprokit: {item['path']} (run {item['run']}) changed or vanished since it was "
+            "recorded: listed by its sha256, not included (log_artifact(path, copy=True) keeps "
+            "a copy in the run)"
+        )
     return 0
 
 

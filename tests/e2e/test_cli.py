@@ -203,3 +203,18 @@ def test_run_records_the_childs_hash_seed_and_does_not_warn(repo):
 def test_verify_of_a_missing_archive_says_so(tmp_path):
     proc = cli(tmp_path, "verify", str(tmp_path / "nope.tar.gz"))
     assert proc.returncode == 2 and "no such archive file" in proc.stderr
+
+
+def test_diff_names_the_artifact_that_changed(repo):
+    code = (
+        "import pathlib, sys, reprokit\n"
+        "with reprokit.run('a'):\n"
+        "    pathlib.Path('a.txt').write_text(sys.argv[1])\n"
+        "    pathlib.Path('b.txt').write_text('same')\n"
+        "    reprokit.log_artifact('a.txt'); reprokit.log_artifact('b.txt')\n"
+    )
+    run_python(repo, code, "one")
+    run_python(repo, code, "two")
+    ids = [r["id"] for r in json.loads(cli(repo, "ls", "--json").stdout)["runs"]]
+    out = cli(repo, "diff", ids[1], ids[0]).stdout
+    assert "artifacts.a.txt:" in out and "artifacts.b.txt" not in out
