@@ -375,6 +375,7 @@ class Run:
         self._cached: dict[str, str] = {}
         self._extra_run: dict[str, Any] = {}
         self._replayable_problems: list[str] = []
+        self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -586,7 +587,7 @@ class Run:
                 _current.set(None)
             self._token = None
         self.status = status
-        lost = getattr(self, "_lost", None)
+        lost = self._lost
         if lost is not None and self.store is not None and self.id is not None:
             self._lost = None
             try:

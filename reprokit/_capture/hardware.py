@@ -356,20 +356,20 @@ def _gpus_from_nvml() -> list[dict[str, Any]]:
             except Exception as exc:
                 gpus.append(_gpu_dict(index, *([unavailable(exc)] * 5)))
                 continue
+            # Each _guard calls its lambda at once, inside this iteration.
+            name = _guard(lambda: _text(pynvml.nvmlDeviceGetName(handle)))  # noqa: B023
+            memory = _guard(lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).total))  # noqa: B023
+            cc = _guard(
+                lambda: "{}.{}".format(*pynvml.nvmlDeviceGetCudaComputeCapability(handle))  # noqa: B023
+            )
             gpus.append(
                 _gpu_dict(
                     index=index,
-                    name=_guard(lambda h=handle: _text(pynvml.nvmlDeviceGetName(h))),
-                    memory_bytes=_guard(
-                        lambda h=handle: int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
-                    ),
+                    name=name,
+                    memory_bytes=memory,
                     driver=driver,
                     cuda=cuda,
-                    compute_capability=_guard(
-                        lambda h=handle: "{}.{}".format(
-                            *pynvml.nvmlDeviceGetCudaComputeCapability(h)
-                        )
-                    ),
+                    compute_capability=cc,
                 )
             )
         return gpus
