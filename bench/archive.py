@@ -35,14 +35,15 @@ import cProfile
 import importlib.util
 import os
 import pstats
-import shutil
-import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _common
+from _common import child_env, git, rmtree
 
 PY = sys.executable
 MB = 1 << 20
@@ -89,58 +90,6 @@ if __name__ == "__main__":
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-PYCACHE: str | None = None  # set in main(): a bytecode cache in the temp folder
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROKIT_")}
-    env.pop("PYTHONPROFILEIMPORTTIME", None)
-    env.pop("GZIP", None)  # gzip's own options from the environment would change tar's level
-    if PYCACHE is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = PYCACHE
-    return env
-
-
-def rmtree(path: Path) -> None:
-    """shutil.rmtree that also removes the store's read-only files and folders."""
-
-    def fix(func, p, _exc):  # noqa: ANN001
-        parent = os.path.dirname(p)
-        for q in (parent, p):
-            try:
-                os.chmod(q, os.stat(q).st_mode | stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
-            except OSError:
-                pass
-        func(p)
-
-    if not path.exists():
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=fix)
-    else:
-        shutil.rmtree(path, onerror=fix)
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@localhost",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=child_env(),
-    )
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
@@ -302,7 +251,6 @@ def main() -> None:
         help="inherit the environment as is; default: bytecode cached in the temp folder",
     )
     args = ap.parse_args()
-    global PYCACHE
 
     spec = importlib.util.find_spec("reprokit")
     if spec is None or not spec.submodule_search_locations:
@@ -315,7 +263,7 @@ def main() -> None:
     results: list = []
     try:
         if not args.no_pyc:
-            PYCACHE = str(tmp / "pycache")
+            _common.PYCACHE = str(tmp / "pycache")
         gz = subprocess.run(["gzip", "--version"], capture_output=True, text=True).stdout
         print(
             f"python {sys.version.split()[0]} ({PY}), {gz.splitlines()[0]}, {os.cpu_count()} CPUs"

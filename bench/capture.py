@@ -23,8 +23,6 @@ import json
 import os
 import pstats
 import re
-import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,9 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import _common
+from _common import child_env, git, rmtree
 
 PY = sys.executable
 HEAVY = ("git", "yaml", "psutil", "numpy")
@@ -122,59 +123,6 @@ class Thing{i}:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-PYCACHE: str | None = None  # set in main(): a bytecode cache in the temp folder
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROKIT_")}
-    env.pop("PYTHONPROFILEIMPORTTIME", None)
-    if PYCACHE is not None:
-        # Measure what an installed package costs: bytecode cached, as pip leaves it. The cache
-        # lives in the temp folder, so nothing is written next to the sources.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = PYCACHE
-    return env
-
-
-def rmtree(path: Path) -> None:
-    """shutil.rmtree that also removes the store's read-only files and folders."""
-
-    def fix(func, p, _exc):  # noqa: ANN001
-        parent = os.path.dirname(p)
-        for q in (parent, p):
-            try:
-                os.chmod(q, os.stat(q).st_mode | stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
-            except OSError:
-                pass
-        func(p)
-
-    if not path.exists():
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=fix)
-    else:
-        shutil.rmtree(path, onerror=fix)
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@localhost",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=child_env(),
-    )
 
 
 def make_repo(root: Path, n_modules: int = 200) -> Path:
@@ -448,7 +396,6 @@ def main() -> None:
         "compiles reprokit from source); default: bytecode cached in the temp folder",
     )
     args = ap.parse_args()
-    global PYCACHE
 
     spec = importlib.util.find_spec("reprokit")
     if spec is None or not spec.submodule_search_locations:
@@ -460,14 +407,14 @@ def main() -> None:
     results: list = []
     try:
         if not args.no_pyc:
-            PYCACHE = str(tmp / "pycache")
+            _common.PYCACHE = str(tmp / "pycache")
         repo = make_repo(tmp)
         print(f"python {sys.version.split()[0]} ({PY}), {os.cpu_count()} CPUs")
         print(
             "bytecode: "
             + (
-                f"cached under {PYCACHE}"
-                if PYCACHE
+                f"cached under {_common.PYCACHE}"
+                if _common.PYCACHE
                 else "as the environment says (PYTHONDONTWRITEBYTECODE="
                 f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"
             )
