@@ -420,6 +420,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise ReprokitError(f"--param expects NAME=VALUE, got {item!r}")
         params[key] = _param_value(value)
 
+    seen_drift: list[str] = []
+
     def narrate(kind: str, data: Any) -> None:
         if args.quiet:
             return
@@ -441,6 +443,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 if data.get("path"):
                     _err(f"  kept in {data['path']}")
         elif kind == "drift":
+            seen_drift.extend(item["key"] for item in data.get("hardware") or [])
             _print_drift(data)
         elif kind == "running":
             _err(f"running in {data['cwd']}")
@@ -455,6 +458,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         params=params,
         on_event=narrate,
     )
+    late = [d for d in report.drift.get("hardware") or [] if d["key"] not in seen_drift]
+    if late and not args.quiet:
+        # torch and BLAS are described only by a process that imported them: the re-executed
+        # run's record, so this part of the drift is known only after it ran.
+        _err("drift seen by the re-executed run:")
+        for item in late:
+            _err(f"  hardware {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
     code = 0 if report.identical else 1
     if args.json:
         _json(report.to_dict())
