@@ -295,7 +295,6 @@ class Store:
                 os.chmod(path, 0o444)
             except OSError:
                 pass
-        self.release(run_id)
         return folder
 
     def _journal(self, run_id: str) -> None:
@@ -322,9 +321,6 @@ class Store:
         except OSError:
             pass  # the journal only tells running from dead; recording goes on without it
 
-    def release(self, run_id: str) -> None:
-        """Nothing to undo per run: a sealed run is known by its manifest."""
-
     def discard(self, run_id: str) -> None:
         """Remove an unsealed run's folder (used when sealing failed half-way)."""
         import shutil
@@ -333,7 +329,6 @@ class Store:
         if os.path.exists(os.path.join(folder, MANIFEST)):
             return
         shutil.rmtree(folder, ignore_errors=True)
-        self.release(run_id)
 
     def _append_ledger(self, run_id: str, manifest_sha256: str) -> None:
         fd = os.open(self._ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
