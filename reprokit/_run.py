@@ -80,7 +80,7 @@ class _ProcessCapture:
         self.hardware_text: str | None = None
         self._module_count = -1
         self._modules_under: dict[str, list[str]] = {}
-        self._replay_code: tuple[Any, str] | None = None
+        self._replay_code: tuple[Any, _CodeCache] | None = None
 
     def environment(self) -> dict[str, Any]:
         if self.env is None:
@@ -151,7 +151,7 @@ class _ProcessCapture:
             return True, True
         return _git_state(root) != cached.git_state, False
 
-    def _replayed_code(self) -> tuple[Any, str] | None:
+    def _replayed_code(self) -> tuple[Any, _CodeCache] | None:
         """In a process re-executing a recorded run from its verified source: that run's code.
 
         Its tree was checked against the recorded digest before the process started, so the
@@ -173,16 +173,18 @@ class _ProcessCapture:
                 section["rebuilt_in"] = data["source"]
                 section["verified_before_running"] = True
                 cap = CodeCapture(section=section, root=data["source"])
-                self._replay_code = (cap, dump_section("code", section))
+                text = dump_section("code", section)
+                self._replay_code = (cap, _CodeCache(cap, text, 0, {}, None))
             except (ValueError, KeyError, TypeError):
                 return None
         return self._replay_code
 
-    def code_for(self, start: str, entry: str | None) -> tuple[Any, str]:
-        """(CodeCapture, rendered block) for code started from ``start``; captured once per
-        process, again only when a module file or the repository's index/HEAD changed."""
+    def code_for(self, start: str, entry: str | None) -> tuple[Any, _CodeCache]:
+        """(CodeCapture, its cache entry) for code started from ``start``; captured once per
+        process, again only when a module file or the repository's index/HEAD changed.
+
+        The portable patch may still be being written: ``code_text`` completes it."""
         from reprokit._capture.git import capture_code
-        from reprokit._yaml import dump_section
 
         replayed = self._replayed_code()
         if replayed is not None:
@@ -192,9 +194,9 @@ class _ProcessCapture:
         if cached is not None:
             changed, module_changed = self._changed(cached)
             if not changed:
-                return cached.cap, cached.text
+                return cached.cap, cached
         when = time.time_ns()
-        cap = capture_code(start, entry)
+        cap = capture_code(start, entry, wait=False)
         if module_changed:
             cap.section["changed_during_process"] = (
                 "a source file changed on disk after this process imported it: the code that ran "
@@ -208,16 +210,27 @@ class _ProcessCapture:
                     stats[f] = (st.st_mtime_ns, st.st_size)
                 except OSError:
                     pass
-        text = dump_section("code", cap.section)
         git_state = _git_state(cap.root) if cap.root is not None else None
-        self.code[start] = _CodeCache(cap, text, when, stats, git_state)
-        return cap, text
+        entry_cache = _CodeCache(cap, None, when, stats, git_state)
+        self.code[start] = entry_cache
+        return cap, entry_cache
+
+    def code_text(self, cache: _CodeCache) -> str:
+        """The rendered code block, once the capture (and its patch) is complete."""
+        if cache.text is None:
+            from reprokit._yaml import dump_section
+
+            cache.cap.complete()
+            cache.text = dump_section("code", cache.cap.section)
+        return cache.text
 
 
 class _CodeCache:
     __slots__ = ("cap", "text", "when_ns", "stats", "git_state")
 
-    def __init__(self, cap: Any, text: str, when_ns: int, stats: dict, git_state: Any) -> None:
+    def __init__(
+        self, cap: Any, text: str | None, when_ns: int, stats: dict, git_state: Any
+    ) -> None:
         self.cap, self.text, self.when_ns, self.stats, self.git_state = (
             cap,
             text,
@@ -550,9 +563,8 @@ class Run:
         for w in caught:  # re-issued so they point at the user's line, not ours
             _warn(str(w.message), w.category)
         self._seeds["source"] = "given" if seed is not None else "drawn"
-        cap, text = _process.code_for(self._start_dir, self._entry_file)
+        cap, self._code_cache = _process.code_for(self._start_dir, self._entry_file)
         self._code = cap
-        self._cached["code"] = text
         if cap.root is not None:
             self._cached["_root"] = str(cap.root)
         if self._store_arg is not None:
@@ -564,8 +576,6 @@ class Run:
         else:
             self.store = Store.at(default_store_path(os.getcwd()))
         self.id, self._dir = self.store.new_run_dir()
-        for digest, blob in cap.blobs.items():
-            self.store.put_object(digest, blob)
 
     def finish(
         self,
@@ -704,8 +714,11 @@ class Run:
             run["param_types"] = self._params.types
         sections["outputs"] = outputs
         sections["digests"] = digest_folder(self._dir)  # type: ignore[arg-type]
+        code_text = _process.code_text(self._code_cache)
+        for digest, blob in self._code.blobs.items():
+            self.store.put_object(digest, blob)  # a no-op once the store has it
         cached = {
-            "code": self._cached["code"],
+            "code": code_text,
             "environment": _process.environment_text(imported_distributions()),
             "hardware": _process.hardware(),
         }

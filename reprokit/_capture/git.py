@@ -37,7 +37,7 @@ class GitError(Exception):
 class CodeCapture:
     """What the code collector found: the manifest section and the blobs the store must keep."""
 
-    __slots__ = ("section", "blobs", "root")
+    __slots__ = ("section", "blobs", "root", "_pending")
 
     def __init__(
         self,
@@ -48,6 +48,26 @@ class CodeCapture:
         self.section = section
         self.blobs = blobs if blobs is not None else {}  # sha256 -> content to store
         self.root = root  # the repository's (or snapshot's) root folder
+        self._pending: tuple[subprocess.Popen[bytes], str] | None = None  # (diff, its base)
+
+    def complete(self) -> CodeCapture:
+        """Collect the portable patch if it is still being written; never raises.
+
+        The patch is needed only when the run is sealed, so the user's function starts while
+        git writes it.
+        """
+        if self._pending is not None:
+            proc, base = self._pending
+            self._pending = None
+            try:
+                patch = _collect(proc)
+            except GitError as exc:
+                self.section["patch"] = unavailable(exc)
+                return self
+            digest = hashlib.sha256(patch).hexdigest()
+            self.blobs[digest] = patch
+            self.section["patch"] = {"sha256": digest, "size": len(patch), "base": base}
+        return self
 
 
 def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -262,10 +282,8 @@ def capture_git(
     else:
         tree = _write_tree(root, index, common, st, included, env)
         base = st.commit or EMPTY_TREE
-        patch = git(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env=env)
-        digest = hashlib.sha256(patch).hexdigest()
-        cap.blobs[digest] = patch
-        section["patch"] = {"sha256": digest, "size": len(patch), "base": base}
+        diff = _spawn(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env)
+        cap._pending = (diff, base)
         # The ref names the tree itself: replay needs the tree, and a commit object would cost
         # another git process on the caller's path.
         _keep_alive(root, common, SNAPSHOT_REF + tree, tree, env)
@@ -445,11 +463,13 @@ def capture_code(
     *,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
+    wait: bool = True,
 ) -> CodeCapture:
     """Capture the code of a run started in ``start``; never raises.
 
     In git: the full source state. Outside git (or without git): a snapshot of ``entry`` and the
-    local modules imported from its folder.
+    local modules imported from its folder. ``wait=False`` returns before the portable patch is
+    written: call ``complete()`` on the result before using its ``section`` or ``blobs``.
     """
     try:
         has_git = which("git") is not None
@@ -461,7 +481,7 @@ def capture_code(
             except GitError as exc:
                 return CodeCapture(section={"kind": "git", "error": unavailable(exc)})
             if cap is not None:
-                return cap
+                return cap.complete() if wait else cap
         from pathlib import Path
 
         entry_path = Path(entry) if entry else None
