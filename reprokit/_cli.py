@@ -617,7 +617,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as exc:
-        r.finish("failed", error=exc, exit_code=None)
+        # Nothing ran: there is no run to keep (a typo must not become `latest`).
+        r.abandon()
         raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
 
     # Ctrl-C (and a scheduler's SIGTERM) usually reach the whole process group, the child

@@ -468,6 +468,14 @@ class Run:
                     self._lose(exc)
         return fp
 
+    def abandon(self) -> None:
+        """Drop this run without sealing it (nothing the user ran happened)."""
+        self._lost = "abandoned"
+        self._recording = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.finish("failed")
+
     def _lose(self, exc: OSError) -> None:
         """The store stopped taking writes (disk full, quota): stop recording, keep training.
 

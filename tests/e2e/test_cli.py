@@ -157,6 +157,7 @@ def test_run_without_a_command_or_with_a_missing_one_exits_2(repo):
     assert cli(repo, "run", "--").returncode == 2
     proc = cli(repo, "run", "--", "no-such-program-xyz")
     assert proc.returncode == 2 and "cannot run 'no-such-program-xyz'" in proc.stderr
+    assert json.loads(cli(repo, "ls", "--json").stdout)["runs"] == []  # nothing ran: no run
 
 
 def test_store_outside_git_is_in_the_current_folder(tmp_path):
