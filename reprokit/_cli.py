@@ -615,7 +615,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if r.store is not None:
         env["REPROKIT_STORE"] = str(Path(r.store.root).resolve())
     try:
-        child = subprocess.Popen(command, env=env)
+        # With --json, stdout carries our one document: the command's output goes to stderr.
+        child = subprocess.Popen(command, env=env, stdout=sys.stderr if args.json else None)
     except OSError as exc:
         # Nothing ran: there is no run to keep (a typo must not become `latest`).
         r.abandon()
@@ -664,7 +665,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         status = "completed" if code == 0 else "failed"
     r.finish(status, exit_code=code)
-    if not args.quiet and r.id:
+    if args.json:
+        _json({"schema": 1, "run": r.id, "status": status, "exit_code": code})
+    elif not args.quiet and r.id:
         _err(f"reprokit: recorded run {r.id} ({status}, exit code {code})")
     if code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
         # The child died of a signal: so do we, as a shell expects of a wrapper.
@@ -730,6 +733,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ns = argparse.Namespace(
         store=store, json=False, yaml=False, ref="latest", replay=False, venv=False, quiet=False
     )
+    if args.json:
+        from reprokit._replay import replay
+
+        cwd = os.getcwd()
+        try:
+            os.chdir(folder)
+            report = replay("latest", store=store)
+        finally:
+            os.chdir(cwd)
+        _json({"schema": 1, "folder": str(folder), "replay": report.to_dict()})
+        return 0 if report.identical else 1
     cmd_show(ns)
     _out("")
     cmd_verify(ns)
@@ -902,14 +916,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a file or folder the command writes, hashed when it ends (repeatable)",
     )
+    p.add_argument("--json", action="store_true", help="one JSON document: run id, status, exit")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
         "demo",
         parents=[common],
-        help="record a small example run in a temporary repository and show it",
+        help="record a small example run in a temporary repository, show and replay it",
     )
+    p.add_argument("--json", action="store_true", help="one JSON document: the replay report")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -219,3 +219,20 @@ def test_diff_names_the_artifact_that_changed(repo):
     ids = [r["id"] for r in json.loads(cli(repo, "ls", "--json").stdout)["runs"]]
     out = cli(repo, "diff", ids[1], ids[0]).stdout
     assert "artifacts.a.txt:" in out and "artifacts.b.txt" not in out
+
+
+def test_every_command_prints_one_json_document_with_a_schema(repo, tmp_path):
+    (repo / "train.py").write_text(TRAIN)
+    assert run_python(repo, TRAIN, script="train.py").returncode == 0
+    rid = json.loads(cli(repo, "ls", "--json").stdout)["runs"][0]["id"]
+    commands = [
+        ["ls"], ["show", rid], ["diff", rid, rid], ["verify", rid],
+        ["run", "--", sys.executable, "-c", "print('out')"], ["replay", rid], ["check", rid],
+        ["seeds", rid, "-n", "2"], ["archive", rid, "-o", str(tmp_path / "a.zip")],
+    ]  # fmt: skip
+    for args in commands:
+        proc = cli(repo, *args[:1], "--json", *args[1:])
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert json.loads(proc.stdout)["schema"] == 1, args
+    demo = cli(tmp_path, "demo", "--json")
+    assert demo.returncode == 0 and json.loads(demo.stdout)["replay"]["verdict"] == "identical"
