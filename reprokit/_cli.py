@@ -76,7 +76,7 @@ def _note(row: dict[str, Any]) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
-    for entry in _store(args).entries():
+    for entry in _store(args).entries(head=True):
         m = entry.manifest
         if m is None:
             rows.append(

@@ -89,13 +89,21 @@ class Manifest:
         return cls(MappingProxyType(data), path)
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
+    def load(cls, path: Path, head: bool = False) -> Manifest:
+        """Read a manifest file. ``head=True`` parses only ``run`` and ``code`` (what a listing
+        shows): the environment section makes up most of a manifest's parsing time."""
         try:
             if os.path.getsize(path) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", path)
             raw = Path(path).read_bytes()
         except OSError as exc:
             raise ManifestError(f"cannot read manifest: {exc.strerror}", path) from None
+        if head:
+            # Top-level keys are the only lines starting with "params:" at column 0: nested
+            # values and multi-line blocks are indented.
+            cut = raw.find(b"\nparams:")
+            if cut > 0:
+                raw = raw[: cut + 1]
         return cls.from_bytes(raw, Path(path))
 
     def __getitem__(self, key: str) -> Any:

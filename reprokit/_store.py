@@ -373,23 +373,24 @@ class Store:
             raise StoreError(f"cannot list {self.runs}: {exc.strerror}", self.runs) from None
         return sorted(n for n in names if not n.startswith("."))
 
-    def entry(self, run_id: str) -> RunEntry:
-        """The run folder ``run_id`` with its state and (when sealed) its manifest."""
+    def entry(self, run_id: str, head: bool = False) -> RunEntry:
+        """The run folder ``run_id`` with its state and (when sealed) its manifest (with
+        ``head``, only its run and code sections: enough for a listing)."""
         from reprokit._manifest import Manifest
 
         folder = self.runs / run_id
         mpath = folder / MANIFEST
         if mpath.exists():
             try:
-                return RunEntry(run_id, folder, "sealed", Manifest.load(mpath))
+                return RunEntry(run_id, folder, "sealed", Manifest.load(mpath, head=head))
             except ManifestError as exc:
                 return RunEntry(run_id, folder, "corrupt", error=str(exc))
         return RunEntry(run_id, folder, "running" if self._alive(run_id) else "incomplete")
 
-    def entries(self) -> Iterator[RunEntry]:
-        """Every run, newest first."""
+    def entries(self, head: bool = False) -> Iterator[RunEntry]:
+        """Every run, newest first (``head``: manifests parsed only as far as a listing needs)."""
         for rid in reversed(self.run_ids()):
-            yield self.entry(rid)
+            yield self.entry(rid, head=head)
 
     def _alive(self, run_id: str) -> bool:
         """Whether the process that started ``run_id`` is still running."""
@@ -432,7 +433,7 @@ class Store:
                 if not os.path.exists(os.path.join(self._runs, rid, MANIFEST)):
                     continue
                 newest_any = newest_any or rid
-                entry = self.entry(rid)
+                entry = self.entry(rid, head=True)
                 run = entry.manifest.run if entry.manifest is not None else {}
                 if not run.get("replay_of") and (run.get("entry") or {}).get("kind") != "replay":
                     return rid

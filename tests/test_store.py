@@ -278,3 +278,12 @@ def test_a_run_in_progress_is_listed_as_running(repo):
     time.sleep(0.05)
     [entry] = list(Store(repo / ".reprokit").entries())
     assert entry.state == "incomplete"
+
+
+def test_a_listing_reads_run_and_code_only(repo):
+    store = record(repo)
+    rid = store.resolve("latest")
+    [entry] = list(store.entries(head=True))
+    assert entry.manifest.run["id"] == rid and entry.manifest.code["kind"] == "git"
+    assert "environment" not in entry.manifest.data and "params" not in entry.manifest.data
+    assert "environment" in store.load(rid).data
