@@ -80,10 +80,6 @@ class DiffReport:
     b: str
     sections: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def same(self) -> bool:
-        return not any(self.sections.values())
-
     def to_dict(self) -> dict[str, Any]:
         return {"schema": 1, "a": self.a, "b": self.b, "sections": self.sections}
 

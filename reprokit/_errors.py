@@ -72,3 +72,20 @@ class NotReplayable(ReprokitError):
 
 class ReprokitWarning(UserWarning):
     """Something about a run the user should know: not recorded, not replayable, redacted."""
+
+
+def warn(message: str, category: type[Warning] = ReprokitWarning) -> None:
+    """Issue a reprokit warning pointing at the first line of the user's code on the stack."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(0)  # stacklevel 1 is this function
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    if not message.startswith("reprokit: "):
+        message = f"reprokit: {message}"
+    warnings.warn(message, category, stacklevel=level)

@@ -25,7 +25,7 @@ from reprokit._capture.seeds import (
     seed_everything,
 )
 from reprokit._digest import fingerprint_exact, sha256_file
-from reprokit._errors import ReprokitError, ReprokitWarning
+from reprokit._errors import ReprokitError, warn
 from reprokit._redact import redact_argv
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -47,23 +47,7 @@ def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _user_stacklevel() -> int:
-    """The stacklevel that points a warning at the first frame outside reprokit."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
-def _warn(message: str, category: type[Warning] = ReprokitWarning) -> None:
-    if not message.startswith("reprokit: "):
-        message = f"reprokit: {message}"
-    warnings.warn(message, category, stacklevel=_user_stacklevel())
+_warn = warn
 
 
 # -- per-process capture cache -------------------------------------------------------------------
@@ -565,11 +549,7 @@ class Run:
             seed = int(os.environ["REPROKIT_SEED"])
         self.seed = check_seed(seed) if seed is not None else draw_seed()
         reset_late_seeded()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            self._seeds = seed_everything(self.seed, self.deterministic)
-        for w in caught:  # re-issued so they point at the user's line, not ours
-            _warn(str(w.message), w.category)
+        self._seeds = seed_everything(self.seed, self.deterministic)
         self._seeds["source"] = "given" if seed is not None else "drawn"
         cap, self._code_cache = _process.code_for(self._start_dir, self._entry_file)
         self._code = cap

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import random
 import sys
-import warnings
 from _thread import get_ident
 
-from reprokit._errors import ReprokitError, ReprokitWarning
+from reprokit._errors import ReprokitError, warn
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -49,11 +48,6 @@ def hash_state() -> dict[str, Any]:
     }
 
 
-def _warn(message: str, stacklevel: int) -> None:
-    # stacklevel counts from _warn; callers pick it so the line shown is the user's call.
-    warnings.warn(f"reprokit: {message}", ReprokitWarning, stacklevel=stacklevel)
-
-
 _hash_warned = False  # the hash warning is about the process, so it is said once per process
 
 
@@ -64,10 +58,9 @@ def _warn_hash_randomization() -> None:
         return
     _hash_warned = True
     shown = "unset" if value is None else "=random"
-    _warn(
+    warn(
         f"hash randomization is on (PYTHONHASHSEED {shown}): set and str-keyed dict "
         "iteration order may vary between runs; run under `reprokit run` or set PYTHONHASHSEED=0",
-        stacklevel=5,
     )
 
 
@@ -140,32 +133,22 @@ def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:
             seeded["keras"] = _failed(exc)
     random.seed(seed)
     seeded["python"] = {"seed": seed, "version": sys.version.split()[0]}
-    np = sys.modules.get("numpy")
-    if np is not None and hasattr(np, "random"):
+    # (library, the attribute that shows it is really loaded, how to seed it)
+    for name, marker, seeder in (
+        ("numpy", "random", lambda s, m: _seed_numpy(s, m.random)),
+        ("torch", "manual_seed", _seed_torch),
+        ("tensorflow", "random", _seed_tensorflow),
+        ("cupy", "random", _seed_cupy),
+    ):
+        module = sys.modules.get(name)
+        if module is None or not hasattr(module, marker):
+            continue
         try:
-            seeded["numpy"] = _seed_numpy(seed, np.random)
+            seeded[name] = seeder(seed, module)
+            if name == "torch" and module.cuda.is_available():
+                seeded["torch.cuda"] = {"seed": seed, "devices": module.cuda.device_count()}
         except Exception as exc:
-            seeded["numpy"] = _failed(exc)
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "manual_seed"):
-        try:
-            seeded["torch"] = _seed_torch(seed, torch)
-            if torch.cuda.is_available():
-                seeded["torch.cuda"] = {"seed": seed, "devices": torch.cuda.device_count()}
-        except Exception as exc:
-            seeded["torch"] = _failed(exc)
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and hasattr(tf, "random"):
-        try:
-            seeded["tensorflow"] = _seed_tensorflow(seed, tf)
-        except Exception as exc:
-            seeded["tensorflow"] = _failed(exc)
-    cupy = sys.modules.get("cupy")
-    if cupy is not None and hasattr(cupy, "random"):
-        try:
-            seeded["cupy"] = _seed_cupy(seed, cupy)
-        except Exception as exc:
-            seeded["cupy"] = _failed(exc)
+            seeded[name] = _failed(exc)
     if "jax" in sys.modules:
         seeded["jax"] = dict(JAX_NOTE)
     _warn_hash_randomization()
@@ -198,12 +181,11 @@ def _set_deterministic(on: bool) -> dict[str, Any]:
                 _cublas_late = True
                 if not _cublas_warned:
                     _cublas_warned = True
-                    _warn(
+                    warn(
                         "deterministic mode: CUDA is already initialised, so "
                         "CUBLAS_WORKSPACE_CONFIG=:4096:8 set now may be too late for cuBLAS; "
                         "set CUBLAS_WORKSPACE_CONFIG=:4096:8 before the process starts, or call "
                         "seed_everything before any CUDA work",
-                        stacklevel=5,
                     )
         if torch is not None:
             try:
@@ -476,10 +458,9 @@ def worker_init_fn(worker_id: int) -> None:
         seed = derive_seed(f"dataloader-worker-{worker_id}")
     except ReprokitError:
         # A spawned worker starts without our state; raising would kill the DataLoader.
-        _warn(
+        warn(
             f"worker_init_fn({worker_id}): no master seed in this worker process (spawned, not "
             "forked?); the DataLoader's own per-worker seeds stay in place",
-            stacklevel=3,
         )
         return
     random.seed(seed)
