@@ -8,7 +8,7 @@ a baseline taken in the same run:
 2. one ``@reprokit.track`` run, whole process, vs the same script without reprokit
                                                                           (budget <= 40 ms)
 3. per-run cost inside a 100-call sweep in one process                   (budget <= 2 ms/run)
-4. ``reprokit._digest.sha256_file`` vs ``hashlib.file_digest`` on 512 MB  (budget >= 90 %)
+4. ``reprokit._model.digest.sha256_file`` vs ``hashlib.file_digest`` on 512 MB  (budget >= 90 %)
 
 It prints a table with PASS/FAIL per budget but never asserts: timings depend on the machine.
 See bench/README.md.
@@ -348,7 +348,7 @@ def bench_sweep(repo: Path, n: int, pkg_dir: str, results: list, procs: int = 3)
 
 
 def bench_hash(tmp: Path, size_mb: int, results: list) -> None:
-    from reprokit._digest import sha256_file
+    from reprokit._model.digest import sha256_file
 
     print(f"\n[4] artifact hashing, {size_mb} MB file in page cache: best of 3, interleaved")
     path = tmp / "artifact.bin"

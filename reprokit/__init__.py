@@ -51,38 +51,38 @@ __all__ = [
 ]
 
 _WHERE = {
-    "archive": "reprokit._archive",
-    "across_seeds": "reprokit._audit",
-    "check": "reprokit._audit",
-    "CheckReport": "reprokit._audit",
-    "SeedReport": "reprokit._audit",
+    "archive": "reprokit._verbs.archive",
+    "across_seeds": "reprokit._verbs.audit",
+    "check": "reprokit._verbs.audit",
+    "CheckReport": "reprokit._verbs.audit",
+    "SeedReport": "reprokit._verbs.audit",
     "diff": "reprokit._api",
     "load": "reprokit._api",
     "verify": "reprokit._api",
-    "derive_seed": "reprokit._capture.seeds",
-    "seed_everything": "reprokit._capture.seeds",
-    "jax_key": "reprokit._capture.seeds",
-    "worker_init_fn": "reprokit._capture.seeds",
-    "fingerprint": "reprokit._digest",
-    "AmbiguousRun": "reprokit._errors",
-    "ManifestError": "reprokit._errors",
-    "NotReplayable": "reprokit._errors",
-    "ReprokitError": "reprokit._errors",
-    "ReprokitWarning": "reprokit._errors",
-    "RunNotFound": "reprokit._errors",
-    "StoreError": "reprokit._errors",
-    "TamperedError": "reprokit._errors",
-    "Manifest": "reprokit._manifest",
-    "Run": "reprokit._run",
-    "checkpoint": "reprokit._run",
-    "current_run": "reprokit._run",
-    "log_artifact": "reprokit._run",
-    "log_metric": "reprokit._run",
-    "log_params": "reprokit._run",
-    "run": "reprokit._run",
-    "replay": "reprokit._replay",
-    "ReplayReport": "reprokit._replay",
-    "track": "reprokit._run",
+    "derive_seed": "reprokit._seeding",
+    "seed_everything": "reprokit._seeding",
+    "jax_key": "reprokit._seeding",
+    "worker_init_fn": "reprokit._seeding",
+    "fingerprint": "reprokit._model.digest",
+    "AmbiguousRun": "reprokit._model.errors",
+    "ManifestError": "reprokit._model.errors",
+    "NotReplayable": "reprokit._model.errors",
+    "ReprokitError": "reprokit._model.errors",
+    "ReprokitWarning": "reprokit._model.errors",
+    "RunNotFound": "reprokit._model.errors",
+    "StoreError": "reprokit._model.errors",
+    "TamperedError": "reprokit._model.errors",
+    "Manifest": "reprokit._model.manifest",
+    "Run": "reprokit._record.run",
+    "checkpoint": "reprokit._record.run",
+    "current_run": "reprokit._record.run",
+    "log_artifact": "reprokit._record.run",
+    "log_metric": "reprokit._record.run",
+    "log_params": "reprokit._record.run",
+    "run": "reprokit._record.run",
+    "replay": "reprokit._verbs.replay",
+    "ReplayReport": "reprokit._verbs.replay",
+    "track": "reprokit._record.run",
 }
 
 
@@ -103,11 +103,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from reprokit._api import diff, load, verify
-    from reprokit._archive import archive
-    from reprokit._audit import CheckReport, SeedReport, across_seeds, check
-    from reprokit._capture.seeds import derive_seed, jax_key, seed_everything, worker_init_fn
-    from reprokit._digest import fingerprint
-    from reprokit._errors import (
+    from reprokit._verbs.archive import archive
+    from reprokit._verbs.audit import CheckReport, SeedReport, across_seeds, check
+    from reprokit._seeding import derive_seed, jax_key, seed_everything, worker_init_fn
+    from reprokit._model.digest import fingerprint
+    from reprokit._model.errors import (
         AmbiguousRun,
         ManifestError,
         NotReplayable,
@@ -117,9 +117,9 @@ if TYPE_CHECKING:
         StoreError,
         TamperedError,
     )
-    from reprokit._manifest import Manifest
-    from reprokit._replay import ReplayReport, replay
-    from reprokit._run import (
+    from reprokit._model.manifest import Manifest
+    from reprokit._verbs.replay import ReplayReport, replay
+    from reprokit._record.run import (
         Run,
         checkpoint,
         current_run,

@@ -1,6 +1,6 @@
 """``python -m reprokit``: the same CLI as the ``reprokit`` command."""
 
-from reprokit._cli import main
+from reprokit._cli.app import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

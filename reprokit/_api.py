@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprokit._manifest import Manifest, as_mapping
-from reprokit._store import Store
+from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._store.store import Store
 
 _MISSING = "<absent>"
 
@@ -57,7 +57,7 @@ def verify(
     virtualenv with ``venv=True``) and returns an ``ArchiveVerifyReport``. Raises
     ``TamperedError`` naming the first file that does not match.
     """
-    from reprokit._archive import is_archive, verify_archive
+    from reprokit._verbs.archive import is_archive, verify_archive
 
     if is_archive(str(ref)):
         return verify_archive(ref, replay=replay, venv=venv, rtol=rtol, atol=atol)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import reprokit
-from reprokit._digest import fingerprint_exact, sha256_file
+from reprokit._model.digest import fingerprint_exact, sha256_file
 
 fingerprint = reprokit.fingerprint
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import reprokit
-from reprokit._errors import AmbiguousRun, ManifestError, RunNotFound, TamperedError
-from reprokit._manifest import Manifest
-from reprokit._store import Store, new_run_id
+from reprokit._model.errors import AmbiguousRun, ManifestError, RunNotFound, TamperedError
+from reprokit._model.manifest import Manifest
+from reprokit._store.store import Store, new_run_id
 from tests.conftest import clean_env, git, run_python
 
 RECORD = """
@@ -100,7 +100,7 @@ def test_editing_a_file_and_its_digest_in_the_manifest_is_detected(repo):
     metrics = store.runs / rid / "metrics.jsonl"
     writable(metrics)
     metrics.write_text('{"name": "loss", "step": 0, "value": 0.0}\n')
-    from reprokit._digest import sha256_file
+    from reprokit._model.digest import sha256_file
 
     m = Manifest.load(store.runs / rid / "manifest.yaml")
     _tamper_manifest(

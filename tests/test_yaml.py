@@ -8,7 +8,7 @@ import random
 import pytest
 import yaml
 
-from reprokit._yaml import dump
+from reprokit._model.yaml import dump
 
 PIECES = [
     "a", "b", " ", "\n", "\t", ":", "#", "-", "'", '"', "\\", "é", "\u2028", "\x85", "\x00",

@@ -12,7 +12,7 @@ import re
 import sys
 
 from reprokit._capture import unavailable
-from reprokit._redact import REDACTED, is_secret_name, is_secret_value, strip_url_credentials
+from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value, strip_url_credentials
 
 TYPE_CHECKING = False  # the typing module costs ~2 ms to import; annotations alone don't need it
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from reprokit._capture import unavailable, which
-from reprokit._redact import strip_url_credentials
+from reprokit._model.redact import strip_url_credentials
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:

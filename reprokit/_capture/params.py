@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 
-from reprokit._redact import REDACTED, is_secret_name, is_secret_value
+from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from reprokit._capture.environment import (
     module_distributions,
     numerics_variables,
 )
-from reprokit._redact import REDACTED
+from reprokit._model.redact import REDACTED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"

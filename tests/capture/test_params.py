@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from reprokit._capture.params import bind_call, record_params
-from reprokit._redact import REDACTED
+from reprokit._model.redact import REDACTED
 
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 

@@ -61,7 +61,7 @@ def _package(root: Path, name: str, init: str) -> Path:
 def test_numpy_imported_after_seed_everything_gets_the_seed() -> None:
     out = _run_child(
         "import json, sys\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(123)\n"
         "assert 'numpy' not in sys.modules\n"
         "import numpy as np\n"
@@ -75,7 +75,7 @@ def test_numpy_imported_after_seed_everything_gets_the_seed() -> None:
 def test_the_hook_uses_the_newest_seed() -> None:
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(123)\n"
         "seed_everything(7)\n"
         "import numpy as np\n"
@@ -87,7 +87,7 @@ def test_the_hook_uses_the_newest_seed() -> None:
 def test_reset_then_reseed_without_new_imports_records_nothing() -> None:
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import late_seeded, reset_late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, reset_late_seeded, seed_everything\n"
         "seed_everything(123)\n"
         "import numpy\n"
         "before = sorted(late_seeded())\n"
@@ -102,7 +102,7 @@ def test_reset_then_reseed_without_new_imports_records_nothing() -> None:
 def test_unrelated_imports_are_not_recorded() -> None:
     out = _run_child(
         "import json, sys\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(1)\n"
         "import decimal, fractions, email.parser\n"
         "print(json.dumps(late_seeded()))\n"
@@ -113,7 +113,7 @@ def test_unrelated_imports_are_not_recorded() -> None:
 def test_the_hook_is_installed_once_and_first() -> None:
     out = _run_child(
         "import json, sys\n"
-        "from reprokit._capture.seeds import _SeedOnImport, seed_everything\n"
+        "from reprokit._seeding import _SeedOnImport, seed_everything\n"
         "for s in (1, 2, 3):\n"
         "    seed_everything(s)\n"
         "hooks = [i for i, f in enumerate(sys.meta_path) if isinstance(f, _SeedOnImport)]\n"
@@ -125,7 +125,7 @@ def test_the_hook_is_installed_once_and_first() -> None:
 def test_the_imported_module_keeps_its_real_loader() -> None:
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import seed_everything\n"
+        "from reprokit._seeding import seed_everything\n"
         "seed_everything(1)\n"
         "import numpy, numpy.random\n"
         "print(json.dumps([type(m.__loader__).__name__ for m in (numpy, numpy.random)]"
@@ -138,7 +138,7 @@ def test_an_import_error_in_a_watched_package_is_raised_unchanged(tmp_path: Path
     root = _package(tmp_path, "cupy", "raise ImportError('fake cupy: no CUDA toolkit')\n")
     code = (
         "import json, sys\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "if sys.argv[-1:] != ['plain']:\n"
         "    seed_everything(1)\n"
         "try:\n"
@@ -157,7 +157,7 @@ def test_a_missing_dependency_of_a_watched_package_fails_as_without_the_hook(
     root = _package(tmp_path, "keras", "import reprokit_test_no_such_module\n")
     code = (
         "import json\n"
-        "from reprokit._capture.seeds import seed_everything\n"
+        "from reprokit._seeding import seed_everything\n"
         "{seed}"
         "try:\n"
         "    import keras\n"
@@ -175,7 +175,7 @@ def test_a_missing_watched_package_fails_as_without_the_hook(tmp_path: Path) -> 
     # An empty folder first on the path, so a real cupy does not count; this one has none.
     code = (
         "import json, sys, importlib.util\n"
-        "from reprokit._capture.seeds import seed_everything\n"
+        "from reprokit._seeding import seed_everything\n"
         "if importlib.util.find_spec('cupy') is not None:\n"
         "    print(json.dumps('installed'))\n"
         "    raise SystemExit\n"
@@ -203,7 +203,7 @@ def test_a_seeding_failure_never_breaks_the_import(tmp_path: Path) -> None:
     )
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(1)\n"
         "import keras\n"
         "print(json.dumps({'ready': keras.READY, 'late': late_seeded()}))\n",
@@ -218,7 +218,7 @@ def test_keras_imported_late_is_seeded_without_rewinding_random(tmp_path: Path) 
     root = _package(tmp_path, "keras", FAKE_KERAS)
     out = _run_child(
         "import json, random\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(3)\n"
         "first = random.random()\n"
         "import keras\n"
@@ -239,7 +239,7 @@ def test_keras_already_imported_is_seeded_by_seed_everything(tmp_path: Path) -> 
     out = _run_child(
         "import json\n"
         "import keras\n"
-        "from reprokit._capture.seeds import seed_everything\n"
+        "from reprokit._seeding import seed_everything\n"
         "state = seed_everything(9)\n"
         "print(json.dumps({'seeded': state['seeded']['keras'], 'calls': keras.seeds}))\n",
         root,
@@ -250,7 +250,7 @@ def test_keras_already_imported_is_seeded_by_seed_everything(tmp_path: Path) -> 
 def test_nothing_is_hooked_before_seed_everything() -> None:
     out = _run_child(
         "import json, sys\n"
-        "from reprokit._capture.seeds import _SeedOnImport, late_seeded\n"
+        "from reprokit._seeding import _SeedOnImport, late_seeded\n"
         "import numpy\n"
         "print(json.dumps([any(isinstance(f, _SeedOnImport) for f in sys.meta_path),"
         " late_seeded()]))\n"
@@ -263,7 +263,7 @@ def test_torch_imported_after_seed_everything_gets_the_seed() -> None:
     pytest.importorskip("torch")
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import late_seeded, seed_everything\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
         "seed_everything(5, deterministic=True)\n"
         "import torch\n"
         "got = torch.rand(3).tolist()\n"

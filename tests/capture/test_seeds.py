@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from reprokit import ReprokitError, derive_seed, seed_everything
-from reprokit._capture.seeds import MAX_SEED, check_seed, draw_seed, jax_key, worker_init_fn
+from reprokit._seeding import MAX_SEED, check_seed, draw_seed, jax_key, worker_init_fn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,7 +189,7 @@ def test_hash_state_reports_pythonhashseed_zero_as_not_randomized() -> None:
 def test_hash_state_reports_fixed_nonzero_pythonhashseed() -> None:
     out = _run_child(
         "import json\n"
-        "from reprokit._capture.seeds import hash_state\n"
+        "from reprokit._seeding import hash_state\n"
         "print(json.dumps(hash_state()))\n",
         PYTHONHASHSEED="123",
     )
@@ -340,7 +340,7 @@ def test_worker_init_fn_seeds_random_and_numpy_from_the_derived_seed() -> None:
         "import json, random\n"
         "import numpy as np\n"
         "from reprokit import seed_everything\n"
-        "from reprokit._capture.seeds import worker_init_fn\n"
+        "from reprokit._seeding import worker_init_fn\n"
         "seed_everything(5)\n"
         "worker_init_fn(2)\n"
         "print(json.dumps([random.random(), np.random.rand()]))\n"
@@ -357,7 +357,7 @@ def test_worker_init_fn_gives_each_worker_its_own_seed() -> None:
     out = _run_child(
         "import json, random\n"
         "from reprokit import seed_everything\n"
-        "from reprokit._capture.seeds import worker_init_fn\n"
+        "from reprokit._seeding import worker_init_fn\n"
         "seed_everything(5)\n"
         "values = []\n"
         "for worker in range(4):\n"
@@ -372,7 +372,7 @@ def test_worker_init_fn_without_a_master_seed_warns_and_does_not_raise() -> None
     out = _run_child(
         "import json, warnings\n"
         "from reprokit import ReprokitWarning\n"
-        "from reprokit._capture.seeds import worker_init_fn\n"
+        "from reprokit._seeding import worker_init_fn\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    worker_init_fn(0)\n"
@@ -395,7 +395,7 @@ def test_worker_init_fn_in_a_real_dataloader() -> None:
         "import json, random, torch\n"
         "from torch.utils.data import DataLoader, Dataset\n"
         "from reprokit import derive_seed, seed_everything\n"
-        "from reprokit._capture.seeds import worker_init_fn\n"
+        "from reprokit._seeding import worker_init_fn\n"
         "class D(Dataset):\n"
         "    def __len__(self):\n"
         "        return 2\n"
@@ -429,7 +429,7 @@ def test_jax_key_without_jax_names_what_is_missing() -> None:
     out = _run_child(
         "import importlib.util, json\n"
         "from reprokit import ReprokitError\n"
-        "from reprokit._capture.seeds import jax_key\n"
+        "from reprokit._seeding import jax_key\n"
         "if importlib.util.find_spec('jax') is not None:\n"
         "    print(json.dumps('installed'))\n"
         "    raise SystemExit\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import reprokit
-from reprokit._archive import Limits, UnsafeArchive, safe_extract
+from reprokit._verbs.archive import Limits, UnsafeArchive, safe_extract
 from tests.conftest import clean_env, cli, git, run_python
 
 TRAIN = """

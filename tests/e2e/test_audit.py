@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import reprokit
-from reprokit._audit import judge_claim, parse_claim, parse_seeds, summarize, t975
+from reprokit._verbs.audit import judge_claim, parse_claim, parse_seeds, summarize, t975
 from tests.conftest import cli, run_python
 
 SEEDED = """

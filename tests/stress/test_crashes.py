@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import reprokit
-from reprokit._store import Store
+from reprokit._store.store import Store
 from tests.conftest import clean_env, cli, make_repo, run_python
 
 pytestmark = pytest.mark.stress

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from reprokit._store import Store
+from reprokit._store.store import Store
 from tests.conftest import clean_env, cli, git, make_repo, run_python
 
 pytestmark = pytest.mark.stress

@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reprokit import _compare as cmp
+from reprokit._model import compare as cmp
 from reprokit._capture.git import EMPTY_TREE, GitError, find_repo, git
-from reprokit._errors import NotReplayable, ReprokitError
-from reprokit._manifest import Manifest, as_mapping
-from reprokit._redact import redact_argv
-from reprokit._store import Store
+from reprokit._model.errors import NotReplayable, ReprokitError
+from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._model.redact import redact_argv
+from reprokit._store.store import Store
 
 _BOOTSTRAP = r"""
 import asyncio, importlib, importlib.util, inspect, json, os, sys
@@ -174,7 +174,7 @@ def snapshot_digest(folder: str) -> str:
     """The digest a snapshot (non-git) run records: sha256 over "sha256  path" lines."""
     import hashlib
 
-    from reprokit._digest import sha256_file
+    from reprokit._model.digest import sha256_file
 
     files = {}
     for dirpath, _dirs, names in os.walk(folder):
@@ -700,7 +700,7 @@ def replay(
         emit("drift", report.drift)
 
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
-        from reprokit._run import Run
+        from reprokit._record.run import Run
 
         record = Run(
             "replay",
@@ -803,7 +803,7 @@ def _in_place(m: Manifest, store: Store) -> dict[str, Any]:
 def _command_result(
     m: Manifest, record: Any, cwd: str, source: str, exit_code: int
 ) -> dict[str, Any]:
-    from reprokit._run import describe_output
+    from reprokit._record.run import describe_output
 
     declared = []
     for out in m.outputs.get("declared") or []:

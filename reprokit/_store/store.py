@@ -20,8 +20,8 @@ import os
 import re
 import time
 
-from reprokit._digest import sha256_file
-from reprokit._errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
+from reprokit._model.digest import sha256_file
+from reprokit._model.errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from reprokit._manifest import Manifest
+    from reprokit._model.manifest import Manifest
 
 MANIFEST = "manifest.yaml"
 STORE_DIRNAME = ".reprokit"
@@ -376,7 +376,7 @@ class Store:
     def entry(self, run_id: str, head: bool = False) -> RunEntry:
         """The run folder ``run_id`` with its state and (when sealed) its manifest (with
         ``head``, only its run and code sections: enough for a listing)."""
-        from reprokit._manifest import Manifest
+        from reprokit._model.manifest import Manifest
 
         folder = self.runs / run_id
         mpath = folder / MANIFEST
@@ -480,7 +480,7 @@ class Store:
         the first file that does not match. Returns a summary of what was checked."""
         import hashlib
 
-        from reprokit._manifest import Manifest
+        from reprokit._model.manifest import Manifest
 
         rid = self.resolve(ref)
         folder = self.runs / rid

@@ -17,16 +17,16 @@ import warnings
 
 from reprokit._capture import unavailable
 from reprokit._capture.params import Params, bind_call, record_params
-from reprokit._capture.seeds import (
+from reprokit._seeding import (
     check_seed,
     draw_seed,
     late_seeded,
     reset_late_seeded,
     seed_everything,
 )
-from reprokit._digest import fingerprint_exact, sha256_file
-from reprokit._errors import ReprokitError, warn
-from reprokit._redact import redact_argv
+from reprokit._model.digest import fingerprint_exact, sha256_file
+from reprokit._model.errors import ReprokitError, warn
+from reprokit._model.redact import redact_argv
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -77,8 +77,8 @@ class _ProcessCapture:
         return self.env
 
     def environment_text(self, imported: list[str]) -> str:
-        from reprokit._yaml import dump as dump_yaml
-        from reprokit._yaml import dump_section
+        from reprokit._model.yaml import dump as dump_yaml
+        from reprokit._model.yaml import dump_section
 
         if self.env_text is None:
             self.env_text = dump_section("environment", self.environment())
@@ -87,7 +87,7 @@ class _ProcessCapture:
 
     def hardware(self) -> str:
         if self.hardware_text is None:
-            from reprokit._yaml import dump_section
+            from reprokit._model.yaml import dump_section
 
             try:
                 from reprokit._capture.hardware import capture_hardware
@@ -149,7 +149,7 @@ class _ProcessCapture:
             import json
 
             from reprokit._capture.git import CodeCapture
-            from reprokit._yaml import dump_section
+            from reprokit._model.yaml import dump_section
 
             try:
                 data = json.loads(raw)
@@ -202,7 +202,7 @@ class _ProcessCapture:
     def code_text(self, cache: _CodeCache) -> str:
         """The rendered code block, once the capture (and its patch) is complete."""
         if cache.text is None:
-            from reprokit._yaml import dump_section
+            from reprokit._model.yaml import dump_section
 
             cache.cap.complete()
             cache.text = dump_section("code", cache.cap.section)
@@ -542,7 +542,7 @@ class Run:
         return self
 
     def _seed_and_capture(self) -> None:
-        from reprokit._store import Store, default_store_path
+        from reprokit._store.store import Store, default_store_path
 
         seed = self._seed_given if self._seed_override is None else self._seed_override
         if seed is None and os.environ.get("REPROKIT_SEED", "").isdigit():
@@ -618,8 +618,8 @@ class Run:
         exit_code: int | None,
     ) -> None:
         from reprokit._capture.environment import imported_distributions
-        from reprokit._store import digest_folder
-        from reprokit._yaml import render
+        from reprokit._store.store import digest_folder
+        from reprokit._model.yaml import render
 
         ended = time.time()
         duration = time.perf_counter() - self._t0
@@ -658,7 +658,7 @@ class Run:
         if error is not None:
             import traceback
 
-            from reprokit._redact import redact_text
+            from reprokit._model.redact import redact_text
 
             run["error"] = {
                 "type": f"{type(error).__module__}.{type(error).__qualname__}",
@@ -793,7 +793,7 @@ def describe_value(value: Any) -> dict[str, Any]:
         out["exact"] = False
     plain = record_params({"v": value})
     if not plain.problems and not plain.redacted:
-        from reprokit._yaml import dump
+        from reprokit._model.yaml import dump
 
         if len(dump({"v": plain.values["v"]})) <= _SMALL_VALUE_BYTES:
             out["value"] = plain.values["v"]

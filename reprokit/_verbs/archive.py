@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from reprokit._errors import ManifestError, ReprokitError, TamperedError
-from reprokit._manifest import Manifest, as_mapping
-from reprokit._store import Store, referenced_objects
+from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
+from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._store.store import Store, referenced_objects
+from reprokit._verbs.templates import PACKAGE_DIR, templates_dir
 
 DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -220,7 +221,7 @@ def _short_params(params: Mapping[str, Any]) -> str:
 
 
 def _key_results(m: Manifest) -> str:
-    from reprokit._audit import results_of
+    from reprokit._verbs.audit import results_of
 
     parts = [f"{k}={v:.6g}" for k, v in results_of(m).items()]
     text = ", ".join(parts)
@@ -252,7 +253,7 @@ def _load_claims(path: str | None, runs: list[Manifest]) -> list[dict[str, Any]]
     items = data.get("claims") if isinstance(data, Mapping) else data
     if not isinstance(items, list):
         raise ReprokitError(f"{path}: expected a list of {{claim, run, result}} entries")
-    from reprokit._audit import results_of
+    from reprokit._verbs.audit import results_of
 
     out = []
     for item in items:
@@ -427,7 +428,7 @@ def archive(
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     from reprokit import __version__
-    from reprokit._replay import rebuild_source
+    from reprokit._verbs.replay import rebuild_source
 
     out_path = os.fspath(path)
     if not out_path.endswith((".tar.gz", ".tgz", ".zip")):
@@ -551,7 +552,6 @@ def archive(
         hw0 = runs[0].hardware if isinstance(runs[0].hardware, Mapping) else {}
         os0 = as_mapping(hw0.get("os"))
         total = sum(float(m.run.get("duration_s") or 0) for m in runs)
-        from reprokit._cli import templates_dir
 
         env = Environment(
             loader=FileSystemLoader(str(templates_dir())),
@@ -609,7 +609,7 @@ def archive(
 
 
 def _sha(path: str) -> str:
-    from reprokit._digest import sha256_file
+    from reprokit._model.digest import sha256_file
 
     return sha256_file(path)[0]
 
@@ -823,7 +823,7 @@ def verify_archive(
     Raises TamperedError naming the first bad member, UnsafeArchive for hostile archives.
     Works anywhere: no repository and no store are needed.
     """
-    from reprokit._replay import replay as replay_run
+    from reprokit._verbs.replay import replay as replay_run
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -924,8 +924,8 @@ def _check_sums(top: str) -> None:
 
 def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) -> None:
     """The run's archived source matches its recorded digest; its outputs their sha256."""
-    from reprokit._errors import NotReplayable
-    from reprokit._replay import check_source_dir
+    from reprokit._model.errors import NotReplayable
+    from reprokit._verbs.replay import check_source_dir
 
     if source is None or not os.path.isdir(source):
         if m.code.get("tree") or m.code.get("files"):
@@ -994,7 +994,7 @@ def _reprokit_requirement() -> list[str]:
     folder, for local and editable installs), else the same release from the package index."""
     from reprokit import __version__
 
-    here = Path(__file__).resolve().parent.parent
+    here = PACKAGE_DIR.parent
     if (here / "pyproject.toml").is_file() and (here / "reprokit").is_dir():
         return [str(here)]
     try:

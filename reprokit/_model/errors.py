@@ -80,7 +80,7 @@ def warn(message: str, category: type[Warning] = ReprokitWarning) -> None:
     import sys
     import warnings
 
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     frame = sys._getframe(0)  # stacklevel 1 is this function
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(package):

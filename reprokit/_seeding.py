@@ -7,7 +7,7 @@ import random
 import sys
 from _thread import get_ident
 
-from reprokit._errors import ReprokitError, warn
+from reprokit._model.errors import ReprokitError, warn
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -429,7 +429,7 @@ def derive_seed(name: str, seed: int | None = None) -> int:
     import hashlib
 
     if seed is None:
-        from reprokit._run import current_run
+        from reprokit._record.run import current_run
 
         active = current_run()
         if active is not None:

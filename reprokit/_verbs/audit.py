@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reprokit import _compare as cmp
-from reprokit._errors import ReprokitError
-from reprokit._manifest import Manifest
-from reprokit._store import Store
+from reprokit._model import compare as cmp
+from reprokit._model.errors import ReprokitError
+from reprokit._model.manifest import Manifest
+from reprokit._store.store import Store
 
 # Two-sided 95 % quantiles of Student's t, t(0.975, df); between rows interpolated in 1/df.
 _T975 = {
@@ -216,8 +216,8 @@ def check(
     The executions are recorded as runs of one group; nothing is compared with the original
     record (that is ``replay``): only the executions with each other.
     """
-    from reprokit._capture.seeds import check_seed, draw_seed
-    from reprokit._replay import (
+    from reprokit._seeding import check_seed, draw_seed
+    from reprokit._verbs.replay import (
         _check_replayable,
         compare_runs,
         counterpart,
@@ -284,7 +284,7 @@ def check(
                 except OSError as exc:
                     raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror}") from None
                 codes.append(proc.returncode)
-                from reprokit._replay import _new_runs
+                from reprokit._verbs.replay import _new_runs
 
                 runs.append([r for r in _new_runs(st, log) if not r.run.get("parent")])
                 declared = [{"path": p} for p in outputs]
@@ -355,7 +355,7 @@ def _thread_suspects(runs: list[Manifest]) -> list[str]:
 
 
 def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
-    from reprokit._run import describe_output
+    from reprokit._record.run import describe_output
 
     out = []
     for rec in declared:
@@ -406,8 +406,8 @@ def seeds(
 
     Each execution is recorded as a run; the runs share a ``group``.
     """
-    from reprokit._capture.seeds import check_seed
-    from reprokit._replay import _check_replayable, execute, rebuild_source
+    from reprokit._seeding import check_seed
+    from reprokit._verbs.replay import _check_replayable, execute, rebuild_source
 
     chosen = list(seed_list) if seed_list else list(range(n if n is not None else 10))
     if len(chosen) < 2:
@@ -492,8 +492,8 @@ def across_seeds(
     seed (and given ``seed=`` when it takes a ``seed`` parameter). The return value's numbers
     and, for tracked functions, each metric's last value are summarised.
     """
-    from reprokit import _run
-    from reprokit._capture.seeds import check_seed
+    from reprokit._record import run as _run
+    from reprokit._seeding import check_seed
 
     chosen = [check_seed(s) for s in seeds]
     if len(chosen) < 2:
@@ -524,7 +524,7 @@ def across_seeds(
             report.runs.append(m.id)
         else:
             report.runs.append(None)
-            from reprokit._run import describe_value
+            from reprokit._record.run import describe_value
 
             fake = Manifest({"schema": 1, "run": {}, "outputs": {"return": describe_value(value)}})
             found = results_of(fake)

@@ -8,8 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reprokit._errors import ManifestError
-from reprokit._yaml import SCHEMA, SECTIONS, dump, dump_section, render
+from reprokit._model.errors import ManifestError
+from reprokit._model.yaml import SCHEMA, SECTIONS, dump, dump_section, render
 
 __all__ = ["SCHEMA", "SECTIONS", "Manifest", "dump", "dump_section", "render"]
 

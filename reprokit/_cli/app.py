@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reprokit._errors import ReprokitError
+from reprokit._model.errors import ReprokitError
+from reprokit._verbs.templates import templates_dir
 
 _FORWARD_GRACE_S = 1.0
 
@@ -35,7 +36,7 @@ def _json(data: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from reprokit._store import Store
+    from reprokit._store.store import Store
 
     return Store.at(args.store)
 
@@ -146,7 +147,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.yaml:
         _out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
         return 0
-    from reprokit._yaml import dump as dump_yaml
+    from reprokit._model.yaml import dump as dump_yaml
 
     run, code = m.run, m.code
     lines = [
@@ -243,7 +244,7 @@ def _progress(args: argparse.Namespace) -> Any:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from reprokit._archive import DEFAULT_MAX_ARTIFACT, archive
+    from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive
 
     report = archive(
         args.refs,
@@ -288,8 +289,8 @@ def _tampered(args: argparse.Namespace, exc: Any, subject: dict[str, Any]) -> in
 
 
 def cmd_verify_archive(args: argparse.Namespace) -> int:
-    from reprokit._archive import verify_archive
-    from reprokit._errors import TamperedError
+    from reprokit._verbs.archive import verify_archive
+    from reprokit._model.errors import TamperedError
 
     def narrate(kind: str, data: Any) -> None:
         if args.quiet:
@@ -328,8 +329,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from reprokit._api import verify
-    from reprokit._archive import is_archive
-    from reprokit._errors import TamperedError
+    from reprokit._verbs.archive import is_archive
+    from reprokit._model.errors import TamperedError
 
     if is_archive(args.ref):
         return cmd_verify_archive(args)
@@ -411,7 +412,7 @@ def _print_drift(drift: dict[str, Any]) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from reprokit._replay import replay
+    from reprokit._verbs.replay import replay
 
     params = {}
     for item in args.param:
@@ -498,7 +499,7 @@ def _split_command(args: argparse.Namespace) -> tuple[str | None, list[str] | No
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from reprokit._audit import check
+    from reprokit._verbs.audit import check
 
     ref, command = _split_command(args)
     report = check(
@@ -530,7 +531,7 @@ def _fmt_ci(ci: Any) -> str:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from reprokit._audit import parse_seeds, seeds
+    from reprokit._verbs.audit import parse_seeds, seeds
 
     seed_list = parse_seeds(args.seeds) if args.seeds else None
     report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
@@ -569,8 +570,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reprokit._redact import redact_argv
-    from reprokit._run import Run, describe_output
+    from reprokit._model.redact import redact_argv
+    from reprokit._record.run import Run, describe_output
 
     command = list(args.cmd)
     if command and command[0] == "--":
@@ -583,7 +584,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     entry: dict[str, Any] = {"kind": "command", "argv": argv}
     if redacted:
         entry["redacted"] = redacted
-    from reprokit._capture.seeds import check_seed, draw_seed
+    from reprokit._seeding import check_seed, draw_seed
 
     # The seed is chosen here so that the child's PYTHONHASHSEED is known before the run
     # starts: the record describes the command's hashing, not this wrapper's.
@@ -680,15 +681,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- demo ----------------------------------------------------------------------------------------
 
 
-def templates_dir() -> Path:
-    """Where the shipped templates are: inside the package when installed, else the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if candidate.is_dir():
-            return candidate
-    raise ReprokitError("reprokit's templates are missing from this installation")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
@@ -734,7 +726,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store=store, json=False, yaml=False, ref="latest", replay=False, venv=False, quiet=False
     )
     if args.json:
-        from reprokit._replay import replay
+        from reprokit._verbs.replay import replay
 
         cwd = os.getcwd()
         try:

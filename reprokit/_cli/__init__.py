@@ -1,0 +1,3 @@
+from reprokit._cli.app import main
+
+__all__ = ["main"]
