@@ -1,22 +1,28 @@
 """reprokit: record ML runs as immutable, tamper-evident manifests, and check them later.
 
-Map of the package: ``_capture/`` describes a run's world (code, params, seeds, environment,
-hardware); ``_yaml``/``_manifest`` and ``_digest`` define the record and what "same" means;
-``_store`` keeps sealed runs write-once; ``_run`` drives capture -> manifest -> store for
-``@track`` and ``run()``; ``_api`` holds the verbs (load, verify, diff); ``_cli`` only calls them.
+Map of the package, in the direction data flows (a module imports only from the rows above):
+``_model`` (yaml, manifest, digest, redaction, comparison, the parent/child protocol),
+``_capture`` (collectors), ``_seeding``, ``_store`` (write-once run folders, the ledger),
+``_record`` (Run, track/run, signals, outputs), ``_reexec`` (rebuilding source, executing a
+run again), ``_verbs`` (replay, audits, archives, diff), and the facade: this module, ``_api``,
+``_cli``.
 
 Names load on first use, so ``import reprokit`` costs next to nothing.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+from reprokit._model.version import __version__
 
-__version__ = "0.1.0"
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
 __all__ = [
     "AmbiguousRun",
+    "ArchiveReport",
+    "ArchiveVerifyReport",
     "CheckReport",
+    "DiffReport",
+    "GitError",
     "Manifest",
     "ManifestError",
     "NotReplayable",
@@ -28,6 +34,8 @@ __all__ = [
     "SeedReport",
     "StoreError",
     "TamperedError",
+    "UnsafeArchive",
+    "VerifyReport",
     "__version__",
     "across_seeds",
     "archive",
@@ -51,20 +59,11 @@ __all__ = [
 ]
 
 _WHERE = {
-    "archive": "reprokit._verbs.archive",
-    "across_seeds": "reprokit._verbs.audit",
-    "check": "reprokit._verbs.audit",
-    "CheckReport": "reprokit._verbs.audit",
-    "SeedReport": "reprokit._verbs.audit",
-    "diff": "reprokit._api",
     "load": "reprokit._api",
     "verify": "reprokit._api",
-    "derive_seed": "reprokit._seeding",
-    "seed_everything": "reprokit._seeding",
-    "jax_key": "reprokit._seeding",
-    "worker_init_fn": "reprokit._seeding",
     "fingerprint": "reprokit._model.digest",
     "AmbiguousRun": "reprokit._model.errors",
+    "GitError": "reprokit._model.errors",
     "ManifestError": "reprokit._model.errors",
     "NotReplayable": "reprokit._model.errors",
     "ReprokitError": "reprokit._model.errors",
@@ -72,17 +71,32 @@ _WHERE = {
     "RunNotFound": "reprokit._model.errors",
     "StoreError": "reprokit._model.errors",
     "TamperedError": "reprokit._model.errors",
+    "UnsafeArchive": "reprokit._model.errors",
     "Manifest": "reprokit._model.manifest",
+    "checkpoint": "reprokit._record.api",
+    "current_run": "reprokit._record.api",
+    "log_artifact": "reprokit._record.api",
+    "log_metric": "reprokit._record.api",
+    "log_params": "reprokit._record.api",
+    "run": "reprokit._record.api",
+    "track": "reprokit._record.api",
     "Run": "reprokit._record.run",
-    "checkpoint": "reprokit._record.run",
-    "current_run": "reprokit._record.run",
-    "log_artifact": "reprokit._record.run",
-    "log_metric": "reprokit._record.run",
-    "log_params": "reprokit._record.run",
-    "run": "reprokit._record.run",
-    "replay": "reprokit._verbs.replay",
+    "derive_seed": "reprokit._seeding",
+    "jax_key": "reprokit._seeding",
+    "seed_everything": "reprokit._seeding",
+    "worker_init_fn": "reprokit._seeding",
+    "ArchiveReport": "reprokit._verbs.archive",
+    "ArchiveVerifyReport": "reprokit._verbs.archive",
+    "archive": "reprokit._verbs.archive",
+    "CheckReport": "reprokit._verbs.audit",
+    "SeedReport": "reprokit._verbs.audit",
+    "across_seeds": "reprokit._verbs.audit",
+    "check": "reprokit._verbs.audit",
+    "DiffReport": "reprokit._verbs.diff",
+    "diff": "reprokit._verbs.diff",
     "ReplayReport": "reprokit._verbs.replay",
-    "track": "reprokit._record.run",
+    "replay": "reprokit._verbs.replay",
+    "VerifyReport": "reprokit._verbs.verify",
 }
 
 
@@ -102,13 +116,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from reprokit._api import diff, load, verify
-    from reprokit._verbs.archive import archive
-    from reprokit._verbs.audit import CheckReport, SeedReport, across_seeds, check
-    from reprokit._seeding import derive_seed, jax_key, seed_everything, worker_init_fn
+    from reprokit._api import load, verify
     from reprokit._model.digest import fingerprint
     from reprokit._model.errors import (
         AmbiguousRun,
+        GitError,
         ManifestError,
         NotReplayable,
         ReprokitError,
@@ -116,11 +128,10 @@ if TYPE_CHECKING:
         RunNotFound,
         StoreError,
         TamperedError,
+        UnsafeArchive,
     )
     from reprokit._model.manifest import Manifest
-    from reprokit._verbs.replay import ReplayReport, replay
-    from reprokit._record.run import (
-        Run,
+    from reprokit._record.api import (
         checkpoint,
         current_run,
         log_artifact,
@@ -129,3 +140,10 @@ if TYPE_CHECKING:
         run,
         track,
     )
+    from reprokit._record.run import Run
+    from reprokit._seeding import derive_seed, jax_key, seed_everything, worker_init_fn
+    from reprokit._verbs.archive import ArchiveReport, ArchiveVerifyReport, archive
+    from reprokit._verbs.audit import CheckReport, SeedReport, across_seeds, check
+    from reprokit._verbs.diff import DiffReport, diff
+    from reprokit._verbs.replay import ReplayReport, replay
+    from reprokit._verbs.verify import VerifyReport

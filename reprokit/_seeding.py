@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import sys
@@ -414,6 +415,11 @@ def _install_hook() -> None:
 
 
 _last_seed: list[int] = []
+# The seed of the run active in this thread/task: set by the recording layer, which is told
+# nothing back (seeding never asks who is recording).
+CURRENT_SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "reprokit_seed", default=None
+)
 
 
 def remember_seed(seed: int) -> None:
@@ -429,11 +435,9 @@ def derive_seed(name: str, seed: int | None = None) -> int:
     import hashlib
 
     if seed is None:
-        from reprokit._record.run import current_run
-
-        active = current_run()
+        active = CURRENT_SEED.get()
         if active is not None:
-            seed = active.seed
+            seed = active
         elif _last_seed:
             seed = _last_seed[0]
         else:

@@ -31,7 +31,11 @@ def test_public_names_are_pinned():
     assert reprokit.__all__ == sorted(reprokit.__all__)
     assert set(reprokit.__all__) == {
         "AmbiguousRun",
+        "ArchiveReport",
+        "ArchiveVerifyReport",
         "CheckReport",
+        "DiffReport",
+        "GitError",
         "Manifest",
         "ManifestError",
         "NotReplayable",
@@ -43,6 +47,8 @@ def test_public_names_are_pinned():
         "SeedReport",
         "StoreError",
         "TamperedError",
+        "UnsafeArchive",
+        "VerifyReport",
         "__version__",
         "across_seeds",
         "archive",
@@ -64,6 +70,8 @@ def test_public_names_are_pinned():
         "verify",
         "worker_init_fn",
     }
+    for name in reprokit.__all__:  # every public name resolves
+        assert getattr(reprokit, name) is not None
 
 
 def test_import_is_light():

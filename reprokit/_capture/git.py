@@ -16,6 +16,8 @@ import subprocess
 import sys
 
 from reprokit._capture import unavailable, which
+from reprokit._model.digest import snapshot_digest
+from reprokit._model.errors import GitError
 from reprokit._model.redact import strip_url_credentials
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -28,10 +30,6 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
 MAX_LISTED = 1000  # paths listed per category in a manifest; the counts are always exact
 SNAPSHOT_REF = "refs/reprokit/snapshots/"
-
-
-class GitError(Exception):
-    """A git command failed; carries git's own first line of complaint."""
 
 
 class CodeCapture:
@@ -118,6 +116,21 @@ def _collect(proc: subprocess.Popen[bytes]) -> bytes:
         message = err.decode("utf-8", "replace").strip().splitlines()
         raise GitError(message[-1] if message else f"git exited {proc.returncode}")
     return out
+
+
+_CHANGES = {"A": "added", "D": "removed", "M": "modified", "T": "type changed"}
+
+
+def changed_paths(tree_a: str, tree_b: str, repo: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Files that differ between two trees of ``repo``: ``{"path", "change"}`` (added,
+    removed, modified, type changed), in git's order. Raises GitError."""
+    raw = git(["diff", "--name-status", "-z", "--no-renames", tree_a, tree_b], repo)
+    parts = raw.decode("utf-8", "surrogateescape").split("\0")
+    return [
+        {"path": parts[i + 1], "change": _CHANGES.get(parts[i][:1], parts[i])}
+        for i in range(0, len(parts) - 1, 2)
+        if parts[i]
+    ]
 
 
 def find_repo(start: str | os.PathLike[str]) -> tuple[str, str] | None:
@@ -423,13 +436,12 @@ def capture_snapshot(entry: Path | None, modules: list[Path], base: Path) -> Cod
         digest = hashlib.sha256(data).hexdigest()
         files[rel] = digest
         blobs[digest] = data
-    listing = "".join(f"{d}  {p}\n" for p, d in sorted(files.items())).encode()
     section = {
         "kind": "snapshot",
         "commit": None,
         "dirty": None,
         "files": files,
-        "digest": "sha256:" + hashlib.sha256(listing).hexdigest(),
+        "digest": snapshot_digest(files),
     }
     return CodeCapture(section=section, blobs=blobs, root=str(base))
 

@@ -13,14 +13,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from reprokit._model.errors import ReprokitError
+from reprokit._api import verify
+from reprokit._capture.git import git
+from reprokit._model.errors import GitError, ReprokitError, TamperedError
+from reprokit._model.version import __version__
+from reprokit._model.yaml import dump as dump_yaml
+from reprokit._record.command import record_command
+from reprokit._store.store import Store
+from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
+from reprokit._verbs.audit import check, parse_seeds, seeds
+from reprokit._verbs.diff import diff
+from reprokit._verbs.replay import replay
 from reprokit._verbs.templates import templates_dir
-
-_FORWARD_GRACE_S = 1.0
 
 
 def _out(text: str = "") -> None:
@@ -36,8 +43,6 @@ def _json(data: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from reprokit._store.store import Store
-
     return Store.at(args.store)
 
 
@@ -147,8 +152,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.yaml:
         _out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
         return 0
-    from reprokit._model.yaml import dump as dump_yaml
-
     run, code = m.run, m.code
     lines = [
         f"run       {m.id}  ({run.get('name') or '-'})",
@@ -185,8 +188,6 @@ def _entry_text(entry: dict) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from reprokit._api import diff
-
     report = diff(args.a, args.b, store=args.store)
     if args.json:
         _json(report.to_dict())
@@ -244,8 +245,6 @@ def _progress(args: argparse.Namespace) -> Any:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive
-
     report = archive(
         args.refs,
         args.output,
@@ -289,8 +288,6 @@ def _tampered(args: argparse.Namespace, exc: Any, subject: dict[str, Any]) -> in
 
 
 def cmd_verify_archive(args: argparse.Namespace) -> int:
-    from reprokit._verbs.archive import verify_archive
-    from reprokit._model.errors import TamperedError
 
     def narrate(kind: str, data: Any) -> None:
         if args.quiet:
@@ -328,9 +325,6 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from reprokit._api import verify
-    from reprokit._verbs.archive import is_archive
-    from reprokit._model.errors import TamperedError
 
     if is_archive(args.ref):
         return cmd_verify_archive(args)
@@ -412,8 +406,6 @@ def _print_drift(drift: dict[str, Any]) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from reprokit._verbs.replay import replay
-
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -499,8 +491,6 @@ def _split_command(args: argparse.Namespace) -> tuple[str | None, list[str] | No
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from reprokit._verbs.audit import check
-
     ref, command = _split_command(args)
     report = check(
         ref, command=command, n=args.n, outputs=args.output, seed=args.seed, store=args.store
@@ -531,8 +521,6 @@ def _fmt_ci(ci: Any) -> str:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from reprokit._verbs.audit import parse_seeds, seeds
-
     seed_list = parse_seeds(args.seeds) if args.seeds else None
     report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
     code = 0 if report.robust else 1
@@ -570,9 +558,6 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reprokit._model.redact import redact_argv
-    from reprokit._record.run import Run, describe_output
-
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -580,96 +565,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ReprokitError(
             "nothing to run: give a command after --, e.g. reprokit run -- python train.py"
         )
-    argv, redacted = redact_argv(command)
-    entry: dict[str, Any] = {"kind": "command", "argv": argv}
-    if redacted:
-        entry["redacted"] = redacted
-    from reprokit._seeding import check_seed, draw_seed
-
-    # The seed is chosen here so that the child's PYTHONHASHSEED is known before the run
-    # starts: the record describes the command's hashing, not this wrapper's.
-    seed = check_seed(args.seed) if args.seed is not None else draw_seed()
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    r = Run(
-        args.name or Path(command[0]).name,
-        seed=seed,
+    result = record_command(
+        command,
+        name=args.name,
+        seed=args.seed,
         deterministic=args.deterministic,
         store=args.store,
-        entry=entry,
-        start_dir=os.getcwd(),
-    )
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        r.start()
-    for w in caught:
-        _err(str(w.message))
-    if getattr(r, "_seeds", None) is not None:
-        r._seeds["hash_randomization"] = os.environ["PYTHONHASHSEED"] == "random"
-        if args.seed is None:
-            r._seeds["source"] = "drawn"
-    env = dict(os.environ)
-    env.setdefault("REPROKIT_SEED", str(r.seed))
-    if r.id:
-        env["REPROKIT_PARENT"] = r.id
-    if r.store is not None:
-        env["REPROKIT_STORE"] = str(Path(r.store.root).resolve())
-    try:
+        outputs=args.output,
         # With --json, stdout carries our one document: the command's output goes to stderr.
-        child = subprocess.Popen(command, env=env, stdout=sys.stderr if args.json else None)
-    except OSError as exc:
-        # Nothing ran: there is no run to keep (a typo must not become `latest`).
-        r.abandon()
-        raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
-
-    # Ctrl-C (and a scheduler's SIGTERM) usually reach the whole process group, the child
-    # included: forwarding at once would signal it twice, mid-way through sealing its runs.
-    # So a signal is passed on only if the child has not ended on its own within a moment
-    # (it was sent to reprokit alone, e.g. `kill PID`).
-    received: dict[int, float] = {}
-
-    def note(signum: int, _frame: Any) -> None:
-        received.setdefault(signum, time.monotonic())
-
-    old = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            try:
-                code = child.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            for signum, since in list(received.items()):
-                if now - since >= _FORWARD_GRACE_S:
-                    try:
-                        child.send_signal(signum)
-                    except OSError:
-                        pass
-                    received[signum] = float("inf")  # passed on once
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    root = Path(r._cached.get("_root") or Path.cwd())
-    outputs = []
-    for path in args.output:
-        p = Path(path)
-        if p.exists():
-            outputs.append(describe_output(p, root))
-        else:
-            outputs.append({"path": path, "missing": True})
-    if outputs:
-        r._outputs["declared"] = outputs
-    if code < 0:
-        status = "interrupted" if -code in (signal.SIGINT, signal.SIGTERM) else "failed"
-    else:
-        status = "completed" if code == 0 else "failed"
-    r.finish(status, exit_code=code)
+        stdout=sys.stderr if args.json else None,
+    )
+    for message in result.warnings:
+        _err(message)
+    code, status = result.exit_code, result.status
     if args.json:
-        _json({"schema": 1, "run": r.id, "status": status, "exit_code": code})
-    elif not args.quiet and r.id:
-        _err(f"reprokit: recorded run {r.id} ({status}, exit code {code})")
+        _json({"schema": 1, "run": result.run_id, "status": status, "exit_code": code})
+    elif not args.quiet and result.run_id:
+        _err(f"reprokit: recorded run {result.run_id} ({status}, exit code {code})")
     if code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
         # The child died of a signal: so do we, as a shell expects of a wrapper.
         sys.stdout.flush()
@@ -684,8 +596,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
-
-    from reprokit._capture.git import GitError, git
 
     if shutil.which("git") is None:
         raise ReprokitError("the demo needs git, which is not on PATH")
@@ -726,8 +636,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store=store, json=False, yaml=False, ref="latest", replay=False, venv=False, quiet=False
     )
     if args.json:
-        from reprokit._verbs.replay import replay
-
         cwd = os.getcwd()
         try:
             os.chdir(folder)
@@ -759,8 +667,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reprokit import __version__
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--store",

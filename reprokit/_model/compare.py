@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 IDENTICAL = "identical"
@@ -260,3 +261,34 @@ def worst(verdicts: list[str]) -> str:
         if v in verdicts:
             return DIFFERENT if v == MISSING else v
     return IDENTICAL
+
+
+MISSING_VALUE = "<absent>"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as ``{"a.b.c": leaf}``; lists are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, Mapping) and value:
+                out.update(flatten(value, name))
+            else:
+                out[name] = value
+    else:
+        out[prefix or "value"] = data
+    return out
+
+
+def diff_mappings(a: Any, b: Any, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Leaf-by-leaf differences of two nested mappings, sorted by key."""
+    fa, fb = flatten(a or {}), flatten(b or {})
+    out = []
+    for key in sorted(set(fa) | set(fb)):
+        if key.startswith(skip):
+            continue
+        va, vb = fa.get(key, MISSING_VALUE), fb.get(key, MISSING_VALUE)
+        if va != vb:
+            out.append({"key": key, "a": va, "b": vb})
+    return out

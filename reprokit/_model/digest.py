@@ -16,6 +16,7 @@ import struct
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, BinaryIO
 
 _VERSION = b"reprokit-fp-1\0"
@@ -212,3 +213,10 @@ def sha256_stream(fh: BinaryIO) -> tuple[str, int]:
 def sha256_bytes(data: bytes) -> str:
     """Return the SHA-256 hex digest of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def snapshot_digest(files: Mapping[str, str]) -> str:
+    """The digest of a snapshot (a run's source outside git): sha256 over the sorted
+    ``"<sha256>  <path>"`` lines of its files."""
+    listing = "".join(f"{d}  {p}\n" for p, d in sorted(files.items())).encode()
+    return "sha256:" + hashlib.sha256(listing).hexdigest()

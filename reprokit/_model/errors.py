@@ -6,7 +6,9 @@ ReprokitError                 base of everything below
  ├── ManifestError            a manifest cannot be read: corrupt, hostile, wrong schema (.path)
  ├── StoreError               the store cannot be written or read (.path)
  ├── TamperedError            a sealed run no longer matches its digests (.run_id, .path)
- └── NotReplayable            a run lacks what re-execution needs (.run_id, .reason)
+ ├── NotReplayable            a run lacks what re-execution needs (.run_id, .reason)
+ ├── UnsafeArchive            an archive member would escape its folder, or it is a bomb (.member)
+ └── GitError                 a git command reprokit needed failed (git's own message)
 
 ReprokitWarning (UserWarning)   issued instead of raising into the user's program
 """
@@ -68,6 +70,18 @@ class NotReplayable(ReprokitError):
         super().__init__(f"run {run_id} is not replayable: {reason}")
         self.run_id = run_id
         self.reason = reason
+
+
+class UnsafeArchive(ReprokitError):
+    """An archive whose members would escape the target folder, or that is a bomb (.member)."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class GitError(ReprokitError):
+    """A git command failed; carries git's own first line of complaint."""
 
 
 class ReprokitWarning(UserWarning):

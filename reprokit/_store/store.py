@@ -21,7 +21,15 @@ import re
 import time
 
 from reprokit._model.digest import sha256_file
-from reprokit._model.errors import AmbiguousRun, ManifestError, RunNotFound, StoreError, TamperedError
+from reprokit._model.errors import (
+    AmbiguousRun,
+    ManifestError,
+    RunNotFound,
+    StoreError,
+    TamperedError,
+)
+from reprokit._model.manifest import Manifest
+from reprokit._model.protocol import ChildProtocol
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
@@ -29,8 +37,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
     from typing import Any
-
-    from reprokit._model.manifest import Manifest
 
 MANIFEST = "manifest.yaml"
 STORE_DIRNAME = ".reprokit"
@@ -49,7 +55,7 @@ def new_run_id(now: float | None = None) -> str:
 def default_store_path(start: str | os.PathLike[str] | None = None) -> str:
     """The store a run in ``start`` uses: $REPROKIT_STORE, else .reprokit at the repository root
     (the folder holding ``.git``), else in ``start`` itself."""
-    env = os.environ.get("REPROKIT_STORE")
+    env = ChildProtocol.from_env().store
     if env:
         return os.path.abspath(os.path.expanduser(env))
     folder = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
@@ -376,8 +382,6 @@ class Store:
     def entry(self, run_id: str, head: bool = False) -> RunEntry:
         """The run folder ``run_id`` with its state and (when sealed) its manifest (with
         ``head``, only its run and code sections: enough for a listing)."""
-        from reprokit._model.manifest import Manifest
-
         folder = self.runs / run_id
         mpath = folder / MANIFEST
         if mpath.exists():
@@ -479,8 +483,6 @@ class Store:
         """Check a sealed run against its digests and the ledger; raise TamperedError naming
         the first file that does not match. Returns a summary of what was checked."""
         import hashlib
-
-        from reprokit._model.manifest import Manifest
 
         rid = self.resolve(ref)
         folder = self.runs / rid

@@ -34,9 +34,21 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
+from reprokit._capture.git import git
+from reprokit._model.digest import sha256_file
+from reprokit._model.errors import (
+    ManifestError,
+    NotReplayable,
+    ReprokitError,
+    TamperedError,
+    UnsafeArchive,
+)
 from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._model.version import __version__
+from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
+from reprokit._verbs.audit import results_of
+from reprokit._verbs.replay import replay as replay_run
 from reprokit._verbs.templates import PACKAGE_DIR, templates_dir
 
 DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
@@ -44,14 +56,6 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 1 << 20
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
 RO_CRATE_11 = "https://w3id.org/ro/crate/1.1"
-
-
-class UnsafeArchive(ReprokitError):
-    """An archive whose members would escape the target folder, or that is a bomb (.member)."""
-
-    def __init__(self, message: str, member: str | None = None) -> None:
-        super().__init__(message)
-        self.member = member
 
 
 class Limits:
@@ -221,7 +225,6 @@ def _short_params(params: Mapping[str, Any]) -> str:
 
 
 def _key_results(m: Manifest) -> str:
-    from reprokit._verbs.audit import results_of
 
     parts = [f"{k}={v:.6g}" for k, v in results_of(m).items()]
     text = ", ".join(parts)
@@ -253,7 +256,6 @@ def _load_claims(path: str | None, runs: list[Manifest]) -> list[dict[str, Any]]
     items = data.get("claims") if isinstance(data, Mapping) else data
     if not isinstance(items, list):
         raise ReprokitError(f"{path}: expected a list of {{claim, run, result}} entries")
-    from reprokit._verbs.audit import results_of
 
     out = []
     for item in items:
@@ -427,9 +429,6 @@ def archive(
     """
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from reprokit import __version__
-    from reprokit._verbs.replay import rebuild_source
-
     out_path = os.fspath(path)
     if not out_path.endswith((".tar.gz", ".tgz", ".zip")):
         raise ReprokitError(f"archive name must end in .tar.gz, .tgz or .zip: {out_path!r}")
@@ -530,8 +529,6 @@ def archive(
         if with_history:
             commits = sorted({m.code["commit"] for m in runs if m.code.get("commit")})
             if commits:
-                from reprokit._capture.git import git
-
                 bundle = os.path.join(scratch, "history.bundle")
                 # A bundle carries refs, not bare commits: name each commit for the moment.
                 refs = [f"refs/reprokit/bundle/{c}" for c in commits]
@@ -609,7 +606,6 @@ def archive(
 
 
 def _sha(path: str) -> str:
-    from reprokit._model.digest import sha256_file
 
     return sha256_file(path)[0]
 
@@ -823,7 +819,6 @@ def verify_archive(
     Raises TamperedError naming the first bad member, UnsafeArchive for hostile archives.
     Works anywhere: no repository and no store are needed.
     """
-    from reprokit._verbs.replay import replay as replay_run
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -924,8 +919,6 @@ def _check_sums(top: str) -> None:
 
 def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) -> None:
     """The run's archived source matches its recorded digest; its outputs their sha256."""
-    from reprokit._model.errors import NotReplayable
-    from reprokit._verbs.replay import check_source_dir
 
     if source is None or not os.path.isdir(source):
         if m.code.get("tree") or m.code.get("files"):
@@ -992,7 +985,6 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
 def _reprokit_requirement() -> list[str]:
     """How to install the reprokit that is running: from where it was installed (its source
     folder, for local and editable installs), else the same release from the package index."""
-    from reprokit import __version__
 
     here = PACKAGE_DIR.parent
     if (here / "pyproject.toml").is_file() and (here / "reprokit").is_dir():

@@ -23,7 +23,15 @@ from typing import Any
 from reprokit._model import compare as cmp
 from reprokit._model.errors import ReprokitError
 from reprokit._model.manifest import Manifest
+from reprokit._model.protocol import ChildProtocol
+from reprokit._record.api import inspect_unwrap
+from reprokit._record.outputs import describe_output, describe_value
+from reprokit._record.process import STATE
+from reprokit._reexec.execute import check_replayable, execute, new_runs
+from reprokit._reexec.source import rebuild_source
+from reprokit._seeding import check_seed, draw_seed
 from reprokit._store.store import Store
+from reprokit._verbs.replay import compare_runs, counterpart, explain
 
 # Two-sided 95 % quantiles of Student's t, t(0.975, df); between rows interpolated in 1/df.
 _T975 = {
@@ -216,16 +224,6 @@ def check(
     The executions are recorded as runs of one group; nothing is compared with the original
     record (that is ``replay``): only the executions with each other.
     """
-    from reprokit._seeding import check_seed, draw_seed
-    from reprokit._verbs.replay import (
-        _check_replayable,
-        compare_runs,
-        counterpart,
-        execute,
-        explain,
-        rebuild_source,
-    )
-
     if n < 2:
         raise ReprokitError("a determinism check needs at least 2 executions (-n 2)")
     if (ref is None) == (command is None):
@@ -241,7 +239,7 @@ def check(
             st.verify(ref)
             m = st.load(ref)
             report = CheckReport(m.id, n)
-            params = _check_replayable(m, {})
+            params = check_replayable(m, {})
             source = os.path.join(scratch, "source")
             rebuild_source(m, st, source, scratch)
             report.seed = m.seeds.get("seed")
@@ -253,7 +251,7 @@ def check(
                     params,
                     os.path.join(scratch, f"runs{i}.log"),
                     parent=None,
-                    env_extra={"REPROKIT_GROUP": group},
+                    protocol=ChildProtocol(group=group),
                     stdout=stdout,
                 )
                 codes.append(code)
@@ -267,16 +265,10 @@ def check(
             report.seed = check_seed(seed) if seed is not None else draw_seed()
             for i in range(n):
                 log = os.path.join(scratch, f"runs{i}.log")
-                env = dict(os.environ)
-                env.update(
-                    {
-                        "PYTHONHASHSEED": str(report.seed),
-                        "REPROKIT_SEED": str(report.seed),
-                        "REPROKIT_RUN_LOG": log,
-                        "REPROKIT_GROUP": group,
-                        "REPROKIT_STORE": str(st.root),
-                    }
-                )
+                env = ChildProtocol(
+                    seed=report.seed, run_log=log, group=group, store=str(st.root)
+                ).child_env()
+                env["PYTHONHASHSEED"] = str(report.seed)
                 try:
                     proc = subprocess.run(
                         command, env=env, stdout=stdout if stdout is not None else sys.stderr
@@ -284,9 +276,7 @@ def check(
                 except OSError as exc:
                     raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror}") from None
                 codes.append(proc.returncode)
-                from reprokit._verbs.replay import _new_runs
-
-                runs.append([r for r in _new_runs(st, log) if not r.run.get("parent")])
+                runs.append([r for r in new_runs(st, log) if not r.run.get("parent")])
                 declared = [{"path": p} for p in outputs]
                 files.append(_hash_declared(declared, os.getcwd()))
         first = runs[0]
@@ -355,8 +345,6 @@ def _thread_suspects(runs: list[Manifest]) -> list[str]:
 
 
 def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
-    from reprokit._record.run import describe_output
-
     out = []
     for rec in declared:
         rel = rec.get("path")
@@ -406,9 +394,6 @@ def seeds(
 
     Each execution is recorded as a run; the runs share a ``group``.
     """
-    from reprokit._seeding import check_seed
-    from reprokit._verbs.replay import _check_replayable, execute, rebuild_source
-
     chosen = list(seed_list) if seed_list else list(range(n if n is not None else 10))
     if len(chosen) < 2:
         raise ReprokitError("a seed-robustness report needs at least 2 seeds")
@@ -418,7 +403,7 @@ def seeds(
     st = Store.at(store)
     st.verify(ref)
     m = st.load(ref)
-    base_params = _check_replayable(m, {})
+    base_params = check_replayable(m, {})
     known = results_of(m)
     for name, _op, _value in parsed:
         if not {name, f"metric {name}", f"return.{name}"} & set(known):
@@ -437,11 +422,7 @@ def seeds(
             params = dict(base_params)
             if "seed" in params:
                 params["seed"] = s
-            env_extra = {
-                "REPROKIT_SEED_OVERRIDE": str(s),
-                "REPROKIT_SEED": str(s),
-                "REPROKIT_GROUP": report.group,
-            }
+            told = ChildProtocol(seed_override=s, seed=s, group=report.group)
             _code, new, _cwd = execute(
                 m,
                 st,
@@ -450,7 +431,7 @@ def seeds(
                 os.path.join(scratch, f"runs{i}.log"),
                 parent=None,
                 replay_of=False,
-                env_extra=env_extra,
+                protocol=told,
                 stdout=stdout,
             )
             top = next((r for r in new if r.run.get("group") == report.group), None)
@@ -492,9 +473,6 @@ def across_seeds(
     seed (and given ``seed=`` when it takes a ``seed`` parameter). The return value's numbers
     and, for tracked functions, each metric's last value are summarised.
     """
-    from reprokit._record import run as _run
-    from reprokit._seeding import check_seed
-
     chosen = [check_seed(s) for s in seeds]
     if len(chosen) < 2:
         raise ReprokitError("across_seeds needs at least 2 seeds")
@@ -502,7 +480,7 @@ def across_seeds(
     target = getattr(fn, "__qualname__", repr(fn))
     report = SeedReport(target, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
-    inner = _run.inspect_unwrap(fn)
+    inner = inspect_unwrap(fn)
     code = getattr(inner, "__code__", None)
     takes_seed = (
         code is not None and "seed" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
@@ -510,22 +488,18 @@ def across_seeds(
     per_seed: list[dict[str, float]] = []
     for s in chosen:
         sealed: list[str] = []
-        _run._overrides.update({"seed": s, "group": report.group, "sealed": sealed})
+        STATE.sweep.update({"seed": s, "group": report.group, "sealed": sealed})
         try:
             value = fn(**params, seed=s) if takes_seed else fn(**params)
         finally:
-            _run._overrides.clear()
+            STATE.sweep.clear()
         found: dict[str, float] = {}
         if sealed:
-            from reprokit._api import load
-
-            m = load(sealed[-1], store=_run._last_store_root)
+            m = Store.at(STATE.last_store_root).load(sealed[-1])
             found = results_of(m)
             report.runs.append(m.id)
         else:
             report.runs.append(None)
-            from reprokit._record.run import describe_value
-
             fake = Manifest({"schema": 1, "run": {}, "outputs": {"return": describe_value(value)}})
             found = results_of(fake)
         per_seed.append(found)

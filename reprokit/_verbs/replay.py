@@ -13,69 +13,28 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reprokit._capture.environment import capture_environment
+from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
-from reprokit._capture.git import EMPTY_TREE, GitError, find_repo, git
+from reprokit._model.compare import diff_mappings
 from reprokit._model.errors import NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
+from reprokit._record.outputs import describe_output
+from reprokit._record.run import Run
+from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
-
-_BOOTSTRAP = r"""
-import asyncio, importlib, importlib.util, inspect, json, os, sys
-spec = json.loads(os.environ.pop("REPROKIT_REPLAY_SPEC"))
-sys.path.insert(0, spec["sys_path0"])
-if spec["by_name"]:
-    module = importlib.import_module(spec["module"])
-else:
-    mspec = importlib.util.spec_from_file_location("__reprokit_replay__", spec["file"])
-    module = importlib.util.module_from_spec(mspec)
-    sys.modules["__reprokit_replay__"] = module
-    mspec.loader.exec_module(module)
-func = module
-for part in spec["qualname"].split("."):
-    func = getattr(func, part)
-params = spec["params"]
-for name, typename in spec.get("types", {}).items():
-    if isinstance(params.get(name), dict):
-        mod, _, cls = typename.rpartition(".")
-        params[name] = getattr(importlib.import_module(mod), cls)(**params[name])
-target = inspect.unwrap(func)
-args, kwargs = [], {}
-try:
-    sig = inspect.signature(target)
-except (TypeError, ValueError):
-    sig = None
-rest = dict(params)
-if sig is not None:
-    for p in sig.parameters.values():
-        if p.name not in rest:
-            continue
-        value = rest.pop(p.name)
-        if p.kind is p.POSITIONAL_ONLY:
-            args.append(value)
-        elif p.kind is p.VAR_POSITIONAL:
-            args.extend(value)
-        else:
-            kwargs[p.name] = value
-kwargs.update(rest)
-try:
-    result = func(*args, **kwargs)
-    if inspect.iscoroutine(result):
-        asyncio.run(result)
-except BaseException:
-    sys.exit(1)
-"""
 
 
 class ReplayReport:
@@ -112,150 +71,6 @@ class ReplayReport:
         }
 
 
-# -- source --------------------------------------------------------------------------------------
-
-
-def _repo_with(objects: list[str], candidates: list[str]) -> str | None:
-    """The first repository among ``candidates`` that has every object in ``objects``."""
-    seen = set()
-    for start in candidates:
-        found = find_repo(start) if os.path.isdir(start) else None
-        if found is None or found[0] in seen:
-            continue
-        seen.add(found[0])
-        try:
-            git(["cat-file", "-e", *[f"{o}^{{object}}" for o in objects[:1]]], found[0])
-            for obj in objects[1:]:
-                git(["cat-file", "-e", obj], found[0])
-        except GitError:
-            continue
-        return found[0]
-    return None
-
-
-def _checkout(repo: str, treeish: str, dest: str, scratch: str) -> None:
-    """Write the files of ``treeish`` into ``dest`` without touching the repository's index."""
-    env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, "index"), LC_ALL="C")
-    env.pop("GIT_DIR", None)
-    git(["read-tree", treeish], repo, env=env)
-    # Parallel checkout (git >= 2.32; older versions ignore the setting): file creation
-    # dominates rebuilding a large tree.
-    git(
-        [
-            "-c",
-            "checkout.workers=0",
-            "checkout-index",
-            "-a",
-            "-f",
-            f"--prefix={dest.rstrip(os.sep)}{os.sep}",
-        ],
-        repo,
-        env=env,
-    )
-    os.unlink(os.path.join(scratch, "index"))
-
-
-def tree_of(folder: str, repo: str | None, scratch: str) -> str:
-    """The git tree id of ``folder``'s files (every file, ignore rules not applied)."""
-    env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, "verify-index"), LC_ALL="C")
-    if repo is None:
-        odb = os.path.join(scratch, "odb")
-        if not os.path.isdir(odb):
-            git(["init", "-q", "--bare", odb], scratch)
-        env["GIT_DIR"] = odb
-        repo = scratch
-    git(["--work-tree", folder, "add", "-A", "-f", "."], repo, env=env)
-    tree = git(["write-tree"], repo, env=env).decode().strip()
-    os.unlink(os.path.join(scratch, "verify-index"))
-    return tree
-
-
-def snapshot_digest(folder: str) -> str:
-    """The digest a snapshot (non-git) run records: sha256 over "sha256  path" lines."""
-    import hashlib
-
-    from reprokit._model.digest import sha256_file
-
-    files = {}
-    for dirpath, _dirs, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            files[os.path.relpath(p, folder).replace(os.sep, "/")] = sha256_file(p)[0]
-    listing = "".join(f"{d}  {p}\n" for p, d in sorted(files.items())).encode()
-    return "sha256:" + hashlib.sha256(listing).hexdigest()
-
-
-def check_source_dir(m: Manifest, folder: str, scratch: str) -> dict[str, Any]:
-    """Check that ``folder`` holds exactly the run's recorded source (e.g. from an archive)."""
-    code = m.code
-    if code.get("kind") == "snapshot":
-        digest = snapshot_digest(folder)
-        if digest != code.get("digest"):
-            raise NotReplayable(m.id, f"the source in {folder} does not match the recorded digest")
-        return {"mode": "archive", "digest": digest, "verified": True}
-    tree = code.get("tree")
-    if not tree:
-        raise NotReplayable(m.id, "the run's code was not captured")
-    found = tree_of(folder, None, scratch)
-    if found != tree:
-        raise NotReplayable(
-            m.id, f"the source in {folder} is tree {found[:12]}, not the recorded {tree[:12]}"
-        )
-    return {"mode": "archive", "tree": tree, "verified": True}
-
-
-def rebuild_source(m: Manifest, store: Store, dest: str, scratch: str) -> dict[str, Any]:
-    """Rebuild the run's exact source tree in ``dest``; raise NotReplayable when it cannot."""
-    code = m.code
-    kind = code.get("kind")
-    os.makedirs(dest, exist_ok=True)
-    if kind == "snapshot":
-        for rel, digest in sorted((code.get("files") or {}).items()):
-            target = os.path.join(dest, *rel.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(store.object_path(digest), target)
-        digest = snapshot_digest(dest)
-        if digest != code.get("digest"):
-            raise NotReplayable(m.id, f"the rebuilt snapshot's digest {digest} does not match")
-        return {"mode": "snapshot", "digest": digest, "verified": True}
-    if kind != "git" or not code.get("tree"):
-        raise NotReplayable(m.id, "the run's code was not captured")
-    tree = code["tree"]
-    candidates = [os.getcwd(), str(store.root.parent)]
-    repo = _repo_with([tree], candidates)
-    how = "tree"
-    if repo is not None:
-        _checkout(repo, tree, dest, scratch)
-    else:
-        patch = code.get("patch")
-        base = (patch or {}).get("base") or code.get("commit")
-        if base is None:
-            raise NotReplayable(m.id, "the recorded tree is in no repository here")
-        if base != EMPTY_TREE:
-            repo = _repo_with([base], candidates)
-            if repo is None:
-                raise NotReplayable(
-                    m.id,
-                    f"commit {base[:12]} is in no repository here: fetch it, or replay from "
-                    "the repository the run was recorded in",
-                )
-            _checkout(repo, base, dest, scratch)
-        if patch:
-            data = store.object_path(patch["sha256"]).read_bytes()
-            patch_file = os.path.join(scratch, "source.patch")
-            with open(patch_file, "wb") as fh:
-                fh.write(data)
-            env = dict(os.environ, LC_ALL="C", GIT_DIR=os.path.join(scratch, "no-repo"))
-            git(["apply", "--binary", "--whitespace=nowarn", patch_file], dest, env=env)
-        how = "patch"
-    rebuilt = tree_of(dest, repo, scratch)
-    if rebuilt != tree:
-        raise NotReplayable(
-            m.id, f"the rebuilt source tree {rebuilt[:12]} does not match the recorded {tree[:12]}"
-        )
-    return {"mode": how, "tree": tree, "verified": True}
-
-
 # -- environment drift ---------------------------------------------------------------------------
 
 
@@ -271,15 +86,9 @@ def environment_drift(
     hw_keys: tuple[str, ...] = ("cpu", "gpus"),
 ) -> dict[str, Any]:
     """What changed between the recorded environment and hardware and this machine's."""
-    from reprokit._api import compare
-
     if env_now is None:
-        from reprokit._capture.environment import capture_environment
-
         env_now = capture_environment()
     if hw_now is None:
-        from reprokit._capture.hardware import capture_hardware
-
         hw_now = capture_hardware()
     env_then = dict(m.environment)
     hw_then = dict(m.hardware) if isinstance(m.hardware, Mapping) else {}
@@ -300,7 +109,7 @@ def environment_drift(
             )
     if changes:
         drift["packages"] = changes
-    hw = compare({k: hw_then.get(k) for k in hw_keys}, {k: hw_now.get(k) for k in hw_keys})
+    hw = diff_mappings({k: hw_then.get(k) for k in hw_keys}, {k: hw_now.get(k) for k in hw_keys})
     if hw:
         drift["hardware"] = hw
     # Replay sets PYTHONHASHSEED for the re-execution itself: not a drift of this machine.
@@ -308,179 +117,10 @@ def environment_drift(
         k: v for k, v in (env_then.get("variables") or {}).items() if k != "PYTHONHASHSEED"
     }
     now_vars = {k: v for k, v in (env_now.get("variables") or {}).items() if k != "PYTHONHASHSEED"}
-    variables = compare(then_vars, now_vars)
+    variables = diff_mappings(then_vars, now_vars)
     if variables:
         drift["variables"] = variables
     return drift
-
-
-# -- execution -----------------------------------------------------------------------------------
-
-
-def _child_env(
-    m: Manifest, store: Store, log: str, parent: str | None, replay_of: bool = True
-) -> dict[str, str]:
-    env = dict(os.environ)
-    seeds = m.seeds
-    seed = seeds.get("seed")
-    variables = m.environment.get("variables") or {}
-    for key, value in variables.items():
-        if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
-            env[key] = value
-    hashseed = seeds.get("pythonhashseed")
-    env["PYTHONHASHSEED"] = str(hashseed if hashseed not in (None, "random") else seed)
-    env["REPROKIT_SEED"] = str(seed)
-    env["REPROKIT_STORE"] = str(store.root)
-    if replay_of:
-        env["REPROKIT_REPLAY_OF"] = m.id
-    else:
-        env.pop("REPROKIT_REPLAY_OF", None)
-    env["REPROKIT_RUN_LOG"] = log
-    if parent:
-        env["REPROKIT_PARENT"] = parent
-    else:
-        env.pop("REPROKIT_PARENT", None)
-    det = seeds.get("deterministic") or {}
-    if isinstance(det, Mapping) and det.get("requested"):
-        env["REPROKIT_DETERMINISTIC"] = "1"
-    return env
-
-
-def _plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
-    """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
-    run = m.run
-    entry = run.get("entry") or {}
-    cwd_rel = run.get("cwd") or "."
-    cwd = source if os.path.isabs(cwd_rel) else os.path.join(source, *cwd_rel.split("/"))
-    if not os.path.isdir(cwd):
-        cwd = source
-    kind = entry.get("kind")
-    argv0 = (entry.get("argv") or [""])[0]
-    if (
-        kind == "function"
-        and entry.get("module") == "__main__"
-        and entry.get("file_rel")
-        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
-    ):
-        # A function of the script itself: importing the script would run its top-level code
-        # again, so the script is re-run as it was and its run matched by name and order.
-        kind = "script"
-    if kind == "function":
-        rel = entry.get("file_rel")
-        if not rel:
-            raise NotReplayable(m.id, "the function's source file is not inside the recorded tree")
-        file = os.path.join(source, *rel.split("/"))
-        module = entry.get("module") or "__main__"
-        parts = module.split(".")
-        by_name = module != "__main__"
-        sys_path0 = os.path.dirname(file)
-        if by_name:
-            stem = rel[:-3] if rel.endswith(".py") else rel
-            stem_parts = stem.split("/")
-            if stem_parts[-1] == "__init__":
-                stem_parts = stem_parts[:-1]
-            if stem_parts[-len(parts) :] == parts:
-                base = stem_parts[: len(stem_parts) - len(parts)]
-                sys_path0 = os.path.join(source, *base) if base else source
-            else:
-                by_name = False
-        spec = {
-            "file": file,
-            "module": module,
-            "by_name": by_name,
-            "sys_path0": sys_path0,
-            "qualname": entry.get("qualname"),
-            "params": dict(params),
-            "types": dict(run.get("param_types") or {}),
-        }
-        return [sys.executable, "-c", _BOOTSTRAP], {"REPROKIT_REPLAY_SPEC": json.dumps(spec)}, cwd
-    if kind == "script":
-        rel = entry.get("file_rel")
-        if not rel:
-            raise NotReplayable(m.id, "the script is not inside the recorded tree")
-        argv = list(entry.get("argv") or [])
-        return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
-    if kind == "command":
-        return list(entry.get("argv") or []), {}, cwd
-    raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
-
-
-def _check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The params to replay with; NotReplayable with every reason when there are any."""
-    run = m.run
-    reasons = list(run.get("not_replayable_because") or [])
-    if run.get("replayable") is False and not reasons:
-        reasons.append("the run was recorded as not replayable")
-    params = dict(m.params)
-    redacted = [p for p in run.get("redacted_params") or [] if "." not in p and "[" not in p]
-    unknown = sorted(set(overrides) - set(redacted))
-    if unknown:
-        # A replay runs what was recorded; --param only gives back values that were not
-        # recorded (redacted secrets). Changing a param would make a different run.
-        raise ReprokitError(
-            f"--param {unknown[0]}: only redacted params can be supplied again "
-            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew"
-        )
-    missing = [p for p in redacted if p not in overrides]
-    if missing:
-        reasons.append(
-            "params were redacted when recorded; supply them again with "
-            + " ".join(f"--param {p}=..." for p in missing)
-        )
-    entry = run.get("entry") or {}
-    if entry.get("kind") in ("script", "command") and entry.get("redacted"):
-        reasons.append("its command line held secrets, which were not recorded")
-    if reasons:
-        raise NotReplayable(m.id, "; ".join(reasons))
-    params.update(overrides)
-    return params
-
-
-def execute(
-    m: Manifest,
-    store: Store,
-    source: str,
-    params: Mapping[str, Any],
-    log: str,
-    *,
-    parent: str | None,
-    replay_of: bool = True,
-    env_extra: Mapping[str, str] | None = None,
-    stdout: Any = None,
-    python: str | None = None,
-    verified: bool = True,
-) -> tuple[int, list[Manifest], str]:
-    """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
-
-    ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
-    ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
-    the recorded code identity instead of a snapshot of a temporary folder.
-    """
-    argv, extra, cwd = _plan(m, source, params)
-    if verified:
-        extra = dict(extra)
-        extra["REPROKIT_REPLAY_CODE"] = json.dumps({"code": dict(m.code), "source": source})
-    if python and argv and argv[0] == sys.executable:
-        argv = [python, *argv[1:]]
-    env = _child_env(m, store, log, parent, replay_of)
-    env.update(extra)
-    env.update(env_extra or {})
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, env=env, stdout=stdout if stdout is not None else sys.stderr
-        )
-    except OSError as exc:
-        raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
-    return proc.returncode, _new_runs(store, log), cwd
-
-
-def _new_runs(store: Store, log: str) -> list[Manifest]:
-    try:
-        with open(log, encoding="utf-8") as fh:
-            ids = [line.strip() for line in fh if line.strip()]
-    except FileNotFoundError:
-        return []
-    return [store.load(i) for i in ids]
 
 
 def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | None:
@@ -679,7 +319,7 @@ def replay(
     m = st.load(ref)
     report = ReplayReport(m.id)
     report.rtol, report.atol = rtol, atol
-    replay_params = _check_replayable(m, params or {})
+    replay_params = check_replayable(m, params or {})
     emit = on_event or (lambda kind, data: None)
 
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")
@@ -689,7 +329,7 @@ def replay(
             report.source = check_source_dir(m, source_dir, scratch)
             source = source_dir
         elif in_place:
-            report.source = _in_place(m, st)
+            report.source = in_place_source(m)
             source = report.source["path"]
         else:
             report.source = rebuild_source(m, st, source, scratch)
@@ -700,22 +340,18 @@ def replay(
         emit("drift", report.drift)
 
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
-        from reprokit._record.run import Run
-
         record = Run(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},
             store=st,
             entry={"kind": "replay", "of": m.id, "argv": redact_argv(list(sys.argv))[0]},
             seed=m.seeds.get("seed") if isinstance(m.seeds.get("seed"), int) else None,
+            replay_of=m.id,
         )
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             record.start()
-        record._replay_of = m.id
-        emit("running", {"cwd": _plan(m, source, replay_params)[2]})
+        emit("running", {"cwd": plan(m, source, replay_params)[2]})
         try:
             code, new, cwd = execute(
                 m,
@@ -754,13 +390,16 @@ def replay(
             report.causes = explain(recorded, new, report.runs, report.drift)
         elif report.verdict == cmp.WITHIN:
             report.causes = []
-        record._outputs["verdict"] = report.verdict
-        record._outputs["compared"] = [
-            {"recorded": r["recorded"], "replayed": r["replayed"], "verdict": r["verdict"]}
-            for r in report.runs
-        ]
+        record.set_output("verdict", report.verdict)
+        record.set_output(
+            "compared",
+            [
+                {"recorded": r["recorded"], "replayed": r["replayed"], "verdict": r["verdict"]}
+                for r in report.runs
+            ],
+        )
         if report.causes:
-            record._outputs["causes"] = report.causes
+            record.set_output("causes", report.causes)
         record.finish("completed", exit_code=code)
         report.replay_id = record.id
         return report
@@ -771,40 +410,9 @@ def replay(
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
 
 
-def _in_place(m: Manifest, store: Store) -> dict[str, Any]:
-    """Use the current working tree; say how it differs from the recorded one."""
-    from reprokit._capture.git import capture_code
-
-    cap = capture_code(os.getcwd())
-    root = cap.root or os.getcwd()
-    out: dict[str, Any] = {"mode": "in-place", "path": root, "verified": False}
-    now = cap.section.get("tree")
-    then = m.code.get("tree")
-    if now and then and now == then:
-        out["verified"] = True
-        out["differs"] = []
-        return out
-    if now and then:
-        try:
-            raw = git(["diff", "--name-status", "-z", "--no-renames", then, now], root)
-            parts = raw.decode("utf-8", "surrogateescape").split("\0")
-            out["differs"] = [
-                {"change": parts[i], "path": parts[i + 1]}
-                for i in range(0, len(parts) - 1, 2)
-                if parts[i]
-            ]
-        except GitError as exc:
-            out["differs"] = f"unavailable: {exc}"
-    else:
-        out["differs"] = "unavailable: the current tree or the recorded one is not a git tree"
-    return out
-
-
 def _command_result(
     m: Manifest, record: Any, cwd: str, source: str, exit_code: int
 ) -> dict[str, Any]:
-    from reprokit._record.run import describe_output
-
     declared = []
     for out in m.outputs.get("declared") or []:
         rel = out.get("path")
@@ -813,7 +421,7 @@ def _command_result(
             declared.append(describe_output(path, Path(source)))
         else:
             declared.append({"path": rel, "missing": True})
-    record._outputs["declared"] = declared
+    record.set_output("declared", declared)
     return {"exit_code": exit_code, "declared": declared}
 
 

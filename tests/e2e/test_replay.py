@@ -293,7 +293,7 @@ def test_in_place_runs_the_current_tree_and_says_how_it_differs(repo):
     proc = replay(repo, m.id, "--in-place")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "differs from the recorded tree in 1 file(s)" in proc.stderr
-    assert "M README.md" in proc.stderr
+    assert "modified README.md" in proc.stderr
 
 
 def test_keep_leaves_the_rebuilt_tree(repo):

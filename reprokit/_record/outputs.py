@@ -1,0 +1,112 @@
+"""What a run produced, described for the manifest: files and folders by size and sha256,
+values by fingerprint (and the value itself when small and plain, or its numbers for
+tolerances)."""
+
+from __future__ import annotations
+
+import os
+
+from reprokit._capture.params import record_params
+from reprokit._model.digest import fingerprint_exact, sha256_file
+from reprokit._model.yaml import dump
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+SMALL_VALUE_BYTES = 4096
+INLINE_CHECKPOINT = 64  # numbers kept inline in a checkpoint record, for divergence sizes
+
+
+def safe_rel(rel: str) -> str:
+    """``rel`` with every part that could climb out of a folder dropped."""
+    from pathlib import Path
+
+    parts = [p for p in Path(rel).parts if p not in ("..", "/", "\\") and not Path(p).anchor]
+    return "/".join(parts) or "artifact"
+
+
+def describe_output(path: Path, root: Path) -> dict[str, Any]:
+    """Size and sha256 of a file, or of every file in a folder, with paths relative to root."""
+    from pathlib import Path
+
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = os.fspath(path)
+    if path.is_dir():
+        files = []
+        total = 0
+        for dirpath, dirs, names in os.walk(path):
+            dirs.sort()
+            for n in sorted(names):
+                f = Path(dirpath) / n
+                digest, size = sha256_file(f)
+                files.append(
+                    {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
+                )
+                total += size
+        return {"path": rel, "kind": "folder", "size": total, "files": files}
+    digest, size = sha256_file(path)
+    return {"path": rel, "kind": "file", "size": size, "sha256": digest}
+
+
+def describe_value(value: Any) -> dict[str, Any]:
+    """Fingerprint of a value, plus the value itself when it is small plain data."""
+    fp, exact = fingerprint_exact(value)
+    out: dict[str, Any] = {"type": f"{type(value).__module__}.{type(value).__qualname__}"}
+    out["fingerprint"] = fp
+    if not exact:
+        out["exact"] = False
+    plain = record_params({"v": value})
+    small = not plain.problems and not plain.redacted
+    if small and len(dump({"v": plain.values["v"]})) <= SMALL_VALUE_BYTES:
+        out["value"] = plain.values["v"]
+    summary = numeric_summary(value)
+    if summary is not None and "value" not in out:
+        out.update(summary)
+    return out
+
+
+def numeric_summary(value: Any) -> dict[str, Any] | None:
+    """Inline numbers (small) or summary statistics (large) of numeric values, for tolerances."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return {"value": value}
+    module = type(value).__module__
+    if module == "numpy" or module.startswith("torch"):
+        try:
+            if module.startswith("torch"):
+                value = value.detach().cpu()
+                if not (value.is_floating_point() or value.dtype.is_signed):
+                    return None
+                value = value.double().numpy()
+            import numpy as np
+
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "iuf":
+                return None
+            if arr.size <= INLINE_CHECKPOINT:
+                return {"values": arr.astype(float).ravel().tolist(), "shape": list(arr.shape)}
+            a = arr.astype(np.float64)
+            return {
+                "shape": list(arr.shape),
+                "stats": {
+                    "mean": float(a.mean()),
+                    "std": float(a.std()),
+                    "min": float(a.min()),
+                    "max": float(a.max()),
+                    "l2": float(np.sqrt((a * a).sum())),
+                },
+            }
+        except Exception:
+            return None
+    if (
+        isinstance(value, (list, tuple))
+        and 0 < len(value) <= INLINE_CHECKPOINT
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        return {"values": [float(v) for v in value]}
+    return None

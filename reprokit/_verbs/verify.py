@@ -1,0 +1,45 @@
+"""``verify`` of a sealed run: its manifest and every file it keeps match their digests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprokit._store.store import Store
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``verify`` checked: the run, its manifest digest, file and object counts."""
+
+    run_id: str
+    intact: bool
+    manifest_sha256: str
+    files: int
+    objects: int
+    ledger_head: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "run": self.run_id,
+            "intact": self.intact,
+            "manifest_sha256": self.manifest_sha256,
+            "files": self.files,
+            "objects": self.objects,
+            "ledger_head": self.ledger_head,
+        }
+
+
+def verify_run(ref: str, store: Store | Path | str | None = None) -> VerifyReport:
+    """Check a sealed run against its digests; ``TamperedError`` names the first mismatch."""
+    info = Store.at(store).verify(ref)
+    return VerifyReport(
+        run_id=str(info["run"]),
+        intact=True,
+        manifest_sha256=str(info["manifest_sha256"]),
+        files=int(info["files"]),  # type: ignore[call-overload]
+        objects=int(info["objects"]),  # type: ignore[call-overload]
+        ledger_head=str(info["ledger_head"]),
+    )
