@@ -3,6 +3,7 @@
 ReprokitError                 base of everything below
  ├── RunNotFound              no run matches a reference (.ref)
  ├── AmbiguousRun             a prefix matches several runs (.ref, .matches)
+ ├── ArgumentError            an argument of a library call is wrong (.argument, .problem)
  ├── ManifestError            a manifest cannot be read: corrupt, hostile, wrong schema (.path)
  ├── StoreError               the store cannot be written or read (.path)
  ├── TamperedError            a sealed run no longer matches its digests (.run_id, .path)
@@ -24,6 +25,16 @@ class ReprokitError(Exception):
     """Base of every error reprokit raises on purpose; the CLI maps it to exit code 2."""
 
     exit_code = 2
+
+
+class ArgumentError(ReprokitError):
+    """An argument of a library call is wrong; the message names the argument (the CLI names
+    its flag instead)."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"argument {argument!r} {problem}")
+        self.argument = argument
+        self.problem = problem
 
 
 class RunNotFound(ReprokitError):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from reprokit._model.errors import NotReplayable, ReprokitError
+from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
 from reprokit._store.store import Store
@@ -165,14 +165,15 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
     if unknown:
         # A replay runs what was recorded; --param only gives back values that were not
         # recorded (redacted secrets). Changing a param would make a different run.
-        raise ReprokitError(
-            f"--param {unknown[0]}: only redacted params can be supplied again "
-            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew"
+        raise ArgumentError(
+            "params",
+            f"gives {unknown[0]!r}, but only redacted params can be supplied again "
+            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew",
         )
     missing = [p for p in redacted if p not in overrides]
     if missing:
         reasons.append(
-            "params were redacted when recorded; supply them again with "
+            "params were redacted when recorded; supply them again (params=) with "
             + " ".join(f"--param {p}=..." for p in missing)
         )
     entry = run.get("entry") or {}

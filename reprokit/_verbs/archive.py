@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 from reprokit._capture.git import git
 from reprokit._model.digest import sha256_file
 from reprokit._model.errors import (
+    ArgumentError,
     ManifestError,
     NotReplayable,
     ReprokitError,
@@ -441,13 +442,13 @@ def archive(
         ids += [e.id for e in st.entries() if e.manifest is not None]
     ids = sorted(set(ids))
     if not ids:
-        raise ReprokitError("nothing to archive: name runs, or pass --all")
+        raise ArgumentError("refs", "names no run: name the runs to archive, or ask for all")
     for rid in ids:
         st.verify(rid)
     runs = [st.load(rid) for rid in ids]
     top = name or f"reprokit-{ids[-1]}"
     if not all(c.isalnum() or c in "-_." for c in top) or top.startswith("."):
-        raise ReprokitError(f"--name may use letters, digits, '-', '_' and '.', got {top!r}")
+        raise ArgumentError("name", f"may use letters, digits, '-', '_' and '.', got {top!r}")
     report = ArchiveReport(out_path)
     report.runs = ids
     repo_root = str(st.root.parent)

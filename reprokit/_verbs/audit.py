@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._model import compare as cmp
-from reprokit._model.errors import ReprokitError
+from reprokit._model.errors import ArgumentError, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
 from reprokit._record.api import inspect_unwrap
@@ -92,11 +92,11 @@ def parse_claim(text: str) -> tuple[str, str, float]:
     """``"acc>=0.9"`` -> ("acc", ">=", 0.9); ReprokitError for anything else."""
     m = _CLAIM.match(text)
     if not m:
-        raise ReprokitError(f"--claim expects NAME>=VALUE (or <=, >, <), got {text!r}")
+        raise ArgumentError("claims", f"expects NAME>=VALUE (or <=, >, <), got {text!r}")
     try:
         return m.group(1), m.group(2), float(m.group(3))
     except ValueError:
-        raise ReprokitError(f"--claim value is not a number: {m.group(3)!r}") from None
+        raise ArgumentError("claims", f"has a value that is not a number: {m.group(3)!r}") from None
 
 
 def judge_claim(summary: dict[str, Any], op: str, value: float) -> dict[str, Any]:
@@ -375,9 +375,9 @@ def parse_seeds(spec: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise ReprokitError(f"--seeds expects e.g. 0-9 or 1,5,9, got {spec!r}") from None
+            raise ArgumentError("seeds", f"expects e.g. 0-9 or 1,5,9, got {spec!r}") from None
     if not seeds:
-        raise ReprokitError("--seeds names no seed")
+        raise ArgumentError("seeds", "names no seed")
     return seeds
 
 
@@ -407,9 +407,10 @@ def seeds(
     known = results_of(m)
     for name, _op, _value in parsed:
         if not {name, f"metric {name}", f"return.{name}"} & set(known):
-            raise ReprokitError(
-                f"--claim names {name!r}, which run {m.id} did not produce "
-                f"(results: {', '.join(sorted(known)) or 'none'})"
+            raise ArgumentError(
+                "claims",
+                f"names {name!r}, which run {m.id} did not produce "
+                f"(results: {', '.join(sorted(known)) or 'none'})",
             )
     report = SeedReport(m.id, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
@@ -455,8 +456,8 @@ def _fill(
         if key not in report.results and f"return.{name}" in report.results:
             key = f"return.{name}"
         if key not in report.results:
-            raise ReprokitError(
-                f"--claim names {name!r}, which no run produced (results: {', '.join(names)})"
+            raise ArgumentError(
+                "claims", f"names {name!r}, which no run produced (results: {', '.join(names)})"
             )
         report.claims[f"{key} {op} {value}"] = judge_claim(report.results[key], op, value)
 

@@ -27,7 +27,7 @@ from reprokit._capture.environment import capture_environment
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
-from reprokit._model.errors import NotReplayable, ReprokitError
+from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
 from reprokit._record.outputs import describe_output
@@ -313,7 +313,7 @@ def replay(
     as they happen; ``stdout`` is where the replayed program's output goes (default: stderr).
     """
     if rtol < 0 or atol < 0:
-        raise ReprokitError("--rtol and --atol must not be negative")
+        raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
     st = Store.at(store)
     st.verify(ref)
     m = st.load(ref)

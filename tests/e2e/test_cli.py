@@ -236,3 +236,70 @@ def test_every_command_prints_one_json_document_with_a_schema(repo, tmp_path):
         assert json.loads(proc.stdout)["schema"] == 1, args
     demo = cli(tmp_path, "demo", "--json")
     assert demo.returncode == 0 and json.loads(demo.stdout)["replay"]["verdict"] == "identical"
+
+
+# -- argument parsing (issue #9): global options anywhere, "--" for commands, help, suggestions
+
+
+def test_global_store_before_the_command_is_used(repo, tmp_path):
+    other = tmp_path / "elsewhere"
+    env = clean_env(REPROKIT_STORE=str(other))
+    assert run_python(repo, TRAIN, "0.1", env=env).returncode == 0
+    before = json.loads(cli(repo, "--store", str(other), "ls", "--json").stdout)
+    after = json.loads(cli(repo, "ls", "--json", "--store", str(other)).stdout)
+    default = json.loads(cli(repo, "ls", "--json").stdout)
+    assert len(before["runs"]) == 1 and before == after
+    assert default["runs"] == []
+
+
+def test_global_quiet_before_the_command_silences_narration(repo):
+    assert run_python(repo, TRAIN, "0.1").returncode == 0
+    loud = cli(repo, "replay", "latest")
+    quiet = cli(repo, "-q", "replay", "latest")
+    assert loud.returncode == quiet.returncode == 0
+    assert "source:" in loud.stderr
+    assert "source:" not in quiet.stderr and "verdict: identical" in quiet.stdout
+
+
+def test_global_debug_before_the_command_shows_the_traceback(repo):
+    proc = cli(repo, "--debug", "show", "nope")
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "RunNotFound" in proc.stderr
+
+
+def test_run_named_like_a_command_takes_the_command_after_the_separator(repo):
+    (repo / "x.py").write_text("print('hello from x')\n")
+    proc = cli(repo, "run", "--name", "check", "--", sys.executable, "x.py")
+    assert proc.returncode == 0, proc.stderr
+    assert "hello from x" in proc.stdout
+    runs = json.loads(cli(repo, "ls", "--json").stdout)["runs"]
+    assert [r["name"] for r in runs] == ["check"]
+
+
+def test_run_passes_a_second_separator_to_the_command(repo):
+    (repo / "x.py").write_text("import sys; print(sys.argv[1:])\n")
+    proc = cli(repo, "run", "--", sys.executable, "x.py", "--", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "['--', '--seed', '3']" in proc.stdout
+
+
+def test_check_of_a_command_after_the_separator(repo):
+    (repo / "x.py").write_text("print(7)\n")
+    proc = cli(repo, "check", "-n", "2", "--json", "--", sys.executable, "x.py")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["deterministic"] is True
+
+
+def test_subcommand_help_has_a_description_and_examples(tmp_path):
+    for command in ("ls", "show", "diff", "verify", "archive", "replay", "check", "seeds", "run"):
+        proc = cli(tmp_path, command, "--help")
+        assert proc.returncode == 0
+        assert "examples:" in proc.stdout and f"reprokit {command}" in proc.stdout, command
+        assert "--store" in proc.stdout  # the global options are listed everywhere
+
+
+def test_mistyped_command_and_option_get_a_suggestion(tmp_path):
+    proc = cli(tmp_path, "replya", "latest")
+    assert proc.returncode == 2 and "did you mean 'replay'?" in proc.stderr
+    proc = cli(tmp_path, "replay", "latest", "--rtoll", "0.1")
+    assert proc.returncode == 2 and "did you mean '--rtol'?" in proc.stderr

@@ -1,0 +1,151 @@
+"""Printing for the CLI: stdout carries data only, stderr the narration; shared formats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from reprokit._store.store import Store
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+def emit_json(data: Any) -> None:
+    out(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def store_of(args: argparse.Namespace) -> Any:
+    return Store.at(args.store)
+
+
+def short_commit(code: Any) -> str:
+    if not isinstance(code, dict):
+        return "-"
+    commit = code.get("commit")
+    text = commit[:8] if isinstance(commit, str) else code.get("kind", "-")
+    return text + ("+dirty" if code.get("dirty") else "")
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fmt_num(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def output_line(name: str, result: dict[str, Any]) -> str:
+    verdict = result["verdict"].replace("_", " ")
+    bits = []
+    if "max_abs" in result:
+        bits.append(f"max abs {fmt_num(result['max_abs'])}, max rel {fmt_num(result['max_rel'])}")
+    if result.get("mode") == "summary":
+        bits.append("compared by summary statistics")
+    if "first_step" in result:
+        bits.append(f"first at step {result['first_step']}")
+    div = result.get("first_divergence")
+    if div:
+        text = f"first divergence at #{div['index']} ({div.get('name')})"
+        if "max_abs" in div:
+            text += f", max abs {fmt_num(div['max_abs'])}"
+        bits.append(text)
+    if "recorded_sha256" in result:
+        bits.append(
+            f"sha256 {str(result['recorded_sha256'])[:12]} -> {str(result['replayed_sha256'])[:12]}"
+        )
+    if "recorded" in result and "replayed" in result and name == "exit_code":
+        bits.append(f"{result['recorded']} -> {result['replayed']}")
+    if result.get("detail"):
+        bits.append(str(result["detail"]))
+    return f"  {name:<28} {verdict:<16} {'; '.join(bits)}".rstrip()
+
+
+def print_drift(drift: dict[str, Any]) -> None:
+    if not drift:
+        err("drift: none (same python, packages, hardware and numerics variables)")
+        return
+    err("drift (a warning, not a failure):")
+    if "python" in drift:
+        err(f"  python {drift['python']['recorded']} -> {drift['python']['now']}")
+    for p in (drift.get("packages") or [])[:20]:
+        mark = " (imported)" if p.get("imported") else ""
+        err(f"  package {p['name']}: {p['recorded'] or '-'} -> {p['now'] or '-'}{mark}")
+    if len(drift.get("packages") or []) > 20:
+        err(f"  ... {len(drift['packages']) - 20} more packages")
+    for item in drift.get("hardware") or []:
+        err(f"  hardware {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+    for item in drift.get("variables") or []:
+        err(f"  variable {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+
+
+def param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def tampered(args: argparse.Namespace, exc: Any, subject: dict[str, Any]) -> int:
+    """Report a failed verification (exit 1): one line on stderr, one document with --json."""
+    if args.json:
+        emit_json({"schema": 1, **subject, "intact": False, "problem": str(exc), "path": exc.path})
+    err(f"tampered: {exc}")
+    return 1
+
+
+def progress(args: argparse.Namespace) -> Any:
+    """A tqdm bar factory when stderr is a terminal (and not --quiet), else None."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+
+    def start(label: str, total: int) -> Any:
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
+        return bar.update
+
+    return start
+
+
+def fmt_ci(ci: Any) -> str:
+    return "-" if not ci else f"[{ci[0]:.6g}, {ci[1]:.6g}]"
+
+
+def parser_for(
+    sub: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A subcommand's parser with its description and examples (shown by ``--help``)."""
+    return sub.add_parser(
+        name,
+        parents=[common],
+        help=help,
+        description=description,
+        epilog="examples:\n" + "".join(f"  {line}\n" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

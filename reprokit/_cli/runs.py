@@ -1,0 +1,352 @@
+"""CLI commands about stored runs: ls, show, diff, verify, archive."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from reprokit._cli.output import (
+    duration,
+    emit_json,
+    err,
+    out,
+    parser_for,
+    progress,
+    short,
+    short_commit,
+    store_of,
+    tampered,
+)
+from reprokit._model.errors import ReprokitError, TamperedError
+from reprokit._model.manifest import Manifest
+from reprokit._model.yaml import dump as dump_yaml
+from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
+from reprokit._verbs.diff import diff
+from reprokit._verbs.verify import VerifyReport, verify_run
+
+
+def _note(row: dict[str, Any]) -> str:
+    """What a run is when the tool made it: a replay, a seed sweep member, a nested call."""
+    if row.get("kind") == "replay":
+        return f"verdict of replaying {str(row.get('replay_of') or '')[-6:]}"
+    if row.get("replay_of"):
+        return f"re-execution of {row['replay_of'][-6:]}"
+    if row.get("group"):
+        return str(row["group"])
+    if row.get("parent"):
+        return f"inside {row['parent'][-6:]}"
+    return ""
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = []
+    for entry in store_of(args).entries(head=True):
+        m = entry.manifest
+        if m is None:
+            rows.append(
+                {
+                    "id": entry.id,
+                    "name": None,
+                    "status": entry.state,
+                    "started": None,
+                    "commit": None,
+                    "dirty": None,
+                    "duration_s": None,
+                }
+            )
+            continue
+        run, code = m.run, m.code
+        rows.append(
+            {
+                "id": m.id,
+                "name": run.get("name"),
+                "status": run.get("status"),
+                "started": run.get("started"),
+                "commit": code.get("commit"),
+                "dirty": code.get("dirty"),
+                "duration_s": run.get("duration_s"),
+                "parent": run.get("parent"),
+                "replay_of": run.get("replay_of"),
+                "group": run.get("group"),
+                "kind": (run.get("entry") or {}).get("kind"),
+            }
+        )
+    if args.json:
+        emit_json({"schema": 1, "runs": rows})
+        return 0
+    if not rows:
+        err(f"no runs in {store_of(args).root}")
+        return 0
+    table = [("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION", "NOTE")]
+    for r in rows:
+        code = {"commit": r["commit"], "dirty": r["dirty"]} if r["commit"] or r["dirty"] else None
+        started = (r["started"] or "-")[:19].replace("T", " ")
+        table.append(
+            (
+                r["id"],
+                r["name"] or "-",
+                r["status"],
+                started,
+                short_commit(code) if code else "-",
+                duration(r["duration_s"]),
+                _note(r),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        out("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = store_of(args)
+    m = store.load(args.ref)
+    if args.json:
+        emit_json(m.to_dict())
+        return 0
+    if args.yaml:
+        out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
+        return 0
+    print_manifest(m)
+    return 0
+
+
+def print_manifest(m: Manifest) -> None:
+    """One run's manifest, readable: the run, its code and seed, params and outputs."""
+    run, code = m.run, m.code
+    lines = [
+        f"run       {m.id}  ({run.get('name') or '-'})",
+        f"status    {run.get('status')}",
+        f"started   {run.get('started')}   duration {duration(run.get('duration_s'))}",
+        f"entry     {_entry_text(run.get('entry') or {})}",
+        f"code      {short_commit(code)}  branch {code.get('branch') or '-'}  "
+        f"digest {code.get('digest', '-')}",
+        f"seed      {m.seeds.get('seed')}  replayable {run.get('replayable')}",
+    ]
+    if run.get("parent"):
+        lines.append(f"parent    {run['parent']}")
+    if run.get("error"):
+        error = run["error"]
+        lines.append(f"error     {error.get('type')}: {error.get('message')}")
+    for reason in run.get("not_replayable_because") or []:
+        lines.append(f"not replayable: {reason}")
+    out("\n".join(lines))
+    for title, value in (("params", m.params), ("outputs", m.outputs)):
+        if value:
+            out(f"\n{title}:")
+            out("".join(f"  {line}\n" for line in dump_yaml(dict(value)).splitlines()))
+
+
+def _entry_text(entry: dict) -> str:
+    if entry.get("kind") == "function":
+        return f"{entry.get('module')}.{entry.get('qualname')}"
+    argv = entry.get("argv") or []
+    return " ".join(str(a) for a in argv)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    report = diff(args.a, args.b, store=args.store)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    out(f"--- {report.a}\n+++ {report.b}")
+    for section, content in report.sections.items():
+        if not content:
+            out(f"{section}: same")
+            continue
+        out(f"{section}:")
+        if isinstance(content, list):
+            for item in content:
+                out(f"  {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+        elif section == "packages":
+            for item in content.get("added", []):
+                out(f"  + {item['name']} {item['version']}")
+            for item in content.get("removed", []):
+                out(f"  - {item['name']} {item['version']}")
+            for item in content.get("changed", []):
+                out(f"  ~ {item['name']} {item['a']} -> {item['b']}")
+        elif section == "code":
+            for item in content.get("fields", []):
+                out(f"  {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+            files = content.get("files")
+            if isinstance(files, list):
+                for f in files:
+                    out(f"  {f['change']:>9}  {f['path']}")
+            elif files:
+                out(f"  files: {files}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if is_archive(args.ref):
+        return cmd_verify_archive(args)
+    if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
+        raise ReprokitError(f"no such archive file: {args.ref}")
+    if args.replay or args.venv:
+        raise ReprokitError("--replay and --venv apply to archives; for a run use reprokit replay")
+
+    try:
+        report = verify_run(args.ref, store=args.store)
+    except TamperedError as exc:
+        return tampered(args, exc, {"run": exc.run_id})
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        print_verified(report)
+    return 0
+
+
+def cmd_verify_archive(args: argparse.Namespace) -> int:
+    def narrate(kind: str, data: Any) -> None:
+        if args.quiet:
+            return
+        if kind == "verified":
+            err(f"intact: {data.members} members, {len(data.runs)} run(s) verify")
+        elif kind == "venv":
+            err(f"venv: {data}")
+        elif kind == "replaying":
+            err(f"replaying {data} ...")
+
+    try:
+        report = verify_archive(
+            args.ref,
+            replay=args.replay,
+            venv=args.venv,
+            rtol=args.rtol,
+            atol=args.atol,
+            on_event=narrate,
+        )
+    except TamperedError as exc:
+        return tampered(args, exc, {"archive": args.ref})
+    if args.json:
+        emit_json(report.to_dict())
+        return 0 if report.ok else 1
+    if not args.replay:
+        out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
+        return 0
+    for r in report.replays:
+        extra = f" ({r['reason']})" if r.get("reason") else ""
+        out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
+    good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
+    out(f"{good} of {len(report.replays)} runs reproduced")
+    return 0 if report.ok else 1
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    report = archive(
+        args.refs,
+        args.output,
+        store=args.store,
+        all_runs=args.all,
+        name=args.name,
+        claims=args.claims,
+        max_artifact_size=args.max_artifact_size or DEFAULT_MAX_ARTIFACT,
+        with_history=args.with_history,
+        rtol=args.rtol,
+        atol=args.atol,
+        progress=progress(args),
+    )
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    out(
+        f"wrote {report.path}: {len(report.runs)} run(s), {report.members} files, "
+        f"{report.size} bytes"
+    )
+    for item in report.large:
+        err(
+            f"reprokit: not included (over --max-artifact-size): {item['path']} "
+            f"({item['size']} bytes, sha256 {item['sha256'][:16]})"
+        )
+    for item in report.missing:
+        err(
+            f"reprokit: {item['path']} (run {item['run']}) changed or vanished since it was "
+            "recorded: listed by its sha256, not included (log_artifact(path, copy=True) keeps "
+            "a copy in the run)"
+        )
+    return 0
+
+
+def print_verified(report: VerifyReport) -> None:
+    out(
+        f"intact: {report.run_id} ({report.files} files, {report.objects} objects; "
+        f"manifest sha256 {report.manifest_sha256[:16]}, ledger head {report.ledger_head[:16]})"
+    )
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = parser_for(
+        sub, common, "ls", "list runs, newest first",
+        "List the store's runs, newest first: id, name, status, start, commit, duration, and "
+        "a note for the runs reprokit made itself (replays, audits, sweeps).",
+        "reprokit ls\nreprokit ls --json",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_ls)
+
+    p = parser_for(
+        sub, common, "show", "show one run's manifest",
+        "Show one run's manifest: the run, its code, seed, params and outputs.",
+        "reprokit show latest\nreprokit show 20261127-1201 --json",
+    )  # fmt: skip
+    p.add_argument("ref", help="run id, unique prefix or suffix, or 'latest'")
+    p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
+    p.add_argument("--yaml", action="store_true", help="the manifest file as written")
+    p.set_defaults(func=cmd_show)
+
+    p = parser_for(
+        sub, common, "diff", "what differs between two runs",
+        "What differs between two runs: code (file by file), params, seeds, packages, "
+        "environment, hardware and outputs.",
+        "reprokit diff a3f1 b7c2",
+    )  # fmt: skip
+    p.add_argument("a", help="the first run")
+    p.add_argument("b", help="the second run")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_diff)
+
+    p = parser_for(
+        sub, common, "verify", "check a run or an archive against its digests (exit 1 if tampered)",
+        "Check that a sealed run (or every run in an archive file) still matches its digests; "
+        "with --replay, also replay every run of an archive. Exit 1 if anything was tampered "
+        "with.",
+        "reprokit verify latest\nreprokit verify paper.tar.gz --replay",
+    )  # fmt: skip
+    p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("--replay", action="store_true", help="archives: replay every run too")
+    p.add_argument(
+        "--venv",
+        action="store_true",
+        help="archives: replay inside a fresh virtualenv built from requirements.lock",
+    )
+    p.add_argument("--rtol", type=float, default=0.0, help="archives: relative tolerance")
+    p.add_argument("--atol", type=float, default=0.0, help="archives: absolute tolerance")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_verify)
+
+    p = parser_for(
+        sub, common, "archive", "pack runs, source, environment and outputs into one file",
+        "Pack runs for a paper into one .tar.gz or .zip: the sealed runs, their exact source, "
+        "a pinned environment, outputs, REPRODUCE.md and RO-Crate metadata.",
+        "reprokit archive latest -o paper.tar.gz\n"
+        "reprokit archive --all -o paper.zip --claims claims.yaml",
+    )  # fmt: skip
+    p.add_argument("refs", nargs="*", metavar="REF", help="the runs to pack")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the archive: .tar.gz or .zip"
+    )
+    p.add_argument("--all", action="store_true", help="every sealed run of the store")
+    p.add_argument("--name", help="the archive's top folder name")
+    p.add_argument("--claims", metavar="YAML", help="map paper claims to runs (REPRODUCE.md)")
+    p.add_argument(
+        "--max-artifact-size",
+        type=int,
+        metavar="BYTES",
+        help="copy artifacts up to this size (default 100 MB); list larger ones",
+    )
+    p.add_argument("--with-history", action="store_true", help="add a git bundle of the commits")
+    p.add_argument("--rtol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
+    p.add_argument("--atol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_archive)
