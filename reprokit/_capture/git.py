@@ -48,6 +48,11 @@ class CodeCapture:
         self.root = root  # the repository's (or snapshot's) root folder
         self._pending: tuple[subprocess.Popen[bytes], str] | None = None  # (diff, its base)
 
+    def patch_pending(self, diff: subprocess.Popen[bytes], base: str) -> None:
+        """The portable patch is being written by ``diff`` (against ``base``): collected by
+        ``complete``."""
+        self._pending = (diff, base)
+
     def complete(self) -> CodeCapture:
         """Collect the portable patch if it is still being written; never raises.
 
@@ -296,7 +301,7 @@ def capture_git(
         tree = _write_tree(root, index, common, st, included, env)
         base = st.commit or EMPTY_TREE
         diff = _spawn(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env)
-        cap._pending = (diff, base)
+        cap.patch_pending(diff, base)
         # The ref names the tree itself: replay needs the tree, and a commit object would cost
         # another git process on the caller's path.
         _keep_alive(root, common, SNAPSHOT_REF + tree, tree, env)

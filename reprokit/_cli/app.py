@@ -54,14 +54,21 @@ class _Parser(argparse.ArgumentParser):
         unknown = re.search(r"unrecognized arguments: (\S+)", message)
         if unknown:
             word = unknown.group(1).split("=")[0]
-            options = [o for a in self._actions for o in a.option_strings]
-            for action in self._actions:  # the options of the chosen subcommand too
-                if isinstance(action, argparse._SubParsersAction):
-                    for p in action.choices.values():
-                        options += [o for a in p._actions for o in a.option_strings]
+            options = _option_strings(self)
             close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
             return f" (did you mean {close[0]!r}?)" if close else ""
         return ""
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of ``parser`` and of its subcommands (argparse keeps them private)."""
+    actions = parser._actions  # noqa: SLF001
+    out = [o for a in actions for o in a.option_strings]
+    for action in actions:
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                out += _option_strings(sub)
+    return out
 
 
 def _global_options(suppress: bool) -> argparse.ArgumentParser:

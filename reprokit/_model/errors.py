@@ -42,7 +42,7 @@ class RunNotFound(ReprokitError):
         where = f" in store {store}" if store else ""
         super().__init__(
             f"no run matches {ref!r}{where} (see `reprokit ls`; another store: --store PATH "
-            "or REPROKIT_STORE)"
+            "or $REPROKIT_STORE)"
         )
         self.ref = ref
 
@@ -106,7 +106,7 @@ def warn(message: str, category: type[Warning] = ReprokitWarning) -> None:
     import warnings
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    frame = sys._getframe(0)  # stacklevel 1 is this function
+    frame = sys._getframe(0)  # noqa: SLF001  (stacklevel 1 is this function)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame = frame.f_back  # type: ignore[assignment]

@@ -20,6 +20,7 @@ from typing import Any
 from reprokit._model.errors import ReprokitError
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
+from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
@@ -28,14 +29,14 @@ FORWARD_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
-class CommandResult:
+class CommandResult(Report):
     """A recorded command: its run id (None when it could not be recorded), status, exit code,
     and the warnings recording it gave."""
 
-    run_id: str | None
+    run_id: str | None = json_name("run")
     status: str
     exit_code: int
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = json_name(None, default=())
 
 
 def record_command(

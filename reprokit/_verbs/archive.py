@@ -31,6 +31,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -45,6 +46,7 @@ from reprokit._model.errors import (
     UnsafeArchive,
 )
 from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
@@ -386,9 +388,19 @@ def _crate(
     return {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
 
 
-class ArchiveReport:
+@dataclass(frozen=True)
+class ArchiveReport(Report):
     """What ``archive`` wrote."""
 
+    path: str
+    runs: list[str] = field(default_factory=list)
+    members: int = 0
+    size: int = 0
+    large: list[dict[str, Any]] = json_name("not_included", default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _ArchiveDraft:
     def __init__(self, path: str) -> None:
         self.path = path
         self.runs: list[str] = []
@@ -397,16 +409,8 @@ class ArchiveReport:
         self.large: list[dict[str, Any]] = []
         self.missing: list[dict[str, Any]] = []
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "path": self.path,
-            "runs": self.runs,
-            "members": self.members,
-            "size": self.size,
-            "not_included": self.large,
-            "missing": self.missing,
-        }
+    def freeze(self) -> ArchiveReport:
+        return ArchiveReport(**vars(self))
 
 
 def archive(
@@ -449,7 +453,7 @@ def archive(
     top = name or f"reprokit-{ids[-1]}"
     if not all(c.isalnum() or c in "-_." for c in top) or top.startswith("."):
         raise ArgumentError("name", f"may use letters, digits, '-', '_' and '.', got {top!r}")
-    report = ArchiveReport(out_path)
+    report = _ArchiveDraft(out_path)
     report.runs = ids
     repo_root = str(st.root.parent)
     scratch = tempfile.mkdtemp(prefix="reprokit-archive-")
@@ -596,7 +600,7 @@ def archive(
         writer.close()
         os.replace(tmp_out, out_path)
         report.size = os.path.getsize(out_path)
-        return report
+        return report.freeze()
     except BaseException:
         writer.close()
         if os.path.exists(tmp_out):
@@ -772,15 +776,17 @@ def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
         return sorted(names)
 
 
-class ArchiveVerifyReport:
+@dataclass(frozen=True)
+class ArchiveVerifyReport(Report):
     """What ``verify`` of an archive checked and, with ``replay``, each run's verdict."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.members = 0
-        self.runs: list[str] = []
-        self.replays: list[dict[str, Any]] = []
-        self.intact = True
+    JSON_PROPERTIES = ("ok",)
+
+    path: str = json_name("archive")
+    intact: bool = True
+    members: int = 0
+    runs: list[str] = field(default_factory=list)
+    replays: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -788,16 +794,17 @@ class ArchiveVerifyReport:
             r["verdict"] in ("identical", "within_tolerance") for r in self.replays
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "archive": self.path,
-            "intact": self.intact,
-            "members": self.members,
-            "runs": self.runs,
-            "replays": self.replays,
-            "ok": self.ok,
-        }
+
+class _ArchiveVerifyDraft:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.members = 0
+        self.runs: list[str] = []
+        self.replays: list[dict[str, Any]] = []
+        self.intact = True
+
+    def freeze(self) -> ArchiveVerifyReport:
+        return ArchiveVerifyReport(**vars(self))
 
 
 def is_archive(ref: str) -> bool:
@@ -825,7 +832,7 @@ def verify_archive(
     if not os.path.isfile(path):
         raise ReprokitError(f"no such archive: {path}")
     emit = on_event or (lambda kind, data: None)
-    report = ArchiveVerifyReport(path)
+    report = _ArchiveVerifyDraft(path)
     scratch = tempfile.mkdtemp(prefix="reprokit-verify-")
     try:
         dest = os.path.join(scratch, "x")
@@ -850,7 +857,7 @@ def verify_archive(
             _check_run_files(store.load(rid), top, crate_sources.get(rid), scratch)
         emit("verified", report)
         if not replay:
-            return report
+            return report.freeze()
         python = _make_venv(top, scratch, emit) if venv else None
         for rid in report.runs:
             m = store.load(rid)
@@ -873,7 +880,7 @@ def verify_archive(
                 entry = {"run": rid, "verdict": "not replayable", "reason": str(exc)}
             report.replays.append(entry)
             emit("replayed", entry)
-        return report
+        return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

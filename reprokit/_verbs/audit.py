@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from reprokit._model import compare as cmp
 from reprokit._model.errors import ArgumentError, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
+from reprokit._model.report import Report, json_name
 from reprokit._record.api import inspect_unwrap
 from reprokit._record.outputs import describe_output, describe_value
 from reprokit._record.process import STATE
@@ -145,9 +147,27 @@ def results_of(m: Manifest) -> dict[str, float]:
 # -- reports -------------------------------------------------------------------------------------
 
 
-class CheckReport:
+@dataclass(frozen=True)
+class CheckReport(Report):
     """Whether N executions with identical seeds agreed, output by output."""
 
+    JSON_PROPERTIES = ("deterministic",)
+
+    target: str
+    n: int = json_name("executions")
+    seed: int | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_divergence: dict[str, Any] | None = None
+    suspects: list[str] = field(default_factory=list)
+    # Each execution: its exit code and the runs it sealed.
+    executions: list[dict[str, Any]] = json_name("runs", default_factory=list)
+
+    @property
+    def deterministic(self) -> bool:
+        return all(o["verdict"] == cmp.IDENTICAL for o in self.outputs.values())
+
+
+class _CheckDraft:
     def __init__(self, target: str, n: int) -> None:
         self.target = target
         self.n = n
@@ -161,23 +181,35 @@ class CheckReport:
     def deterministic(self) -> bool:
         return all(o["verdict"] == cmp.IDENTICAL for o in self.outputs.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "target": self.target,
-            "executions": self.n,
-            "seed": self.seed,
-            "deterministic": self.deterministic,
-            "outputs": self.outputs,
-            "first_divergence": self.first_divergence,
-            "suspects": self.suspects,
-            "runs": self.executions,
-        }
+    def freeze(self) -> CheckReport:
+        return CheckReport(
+            target=self.target,
+            n=self.n,
+            seed=self.seed,
+            outputs=self.outputs,
+            first_divergence=self.first_divergence,
+            suspects=self.suspects,
+            executions=self.executions,
+        )
 
 
-class SeedReport:
+@dataclass(frozen=True)
+class SeedReport(Report):
     """A result under several seeds: per result, the spread and whether claims hold."""
 
+    target: str
+    seeds: list[int]
+    group: str | None = None
+    runs: list[str | None] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def robust(self) -> bool:
+        return all(c["verdict"] == "robust" for c in self.claims.values())
+
+
+class _SeedDraft:
     def __init__(self, target: str, seeds: list[int]) -> None:
         self.target = target
         self.seeds = seeds
@@ -186,20 +218,15 @@ class SeedReport:
         self.results: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
 
-    @property
-    def robust(self) -> bool:
-        return all(c["verdict"] == "robust" for c in self.claims.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "target": self.target,
-            "seeds": self.seeds,
-            "group": self.group,
-            "runs": self.runs,
-            "results": self.results,
-            "claims": self.claims,
-        }
+    def freeze(self) -> SeedReport:
+        return SeedReport(
+            target=self.target,
+            seeds=self.seeds,
+            group=self.group,
+            runs=self.runs,
+            results=self.results,
+            claims=self.claims,
+        )
 
 
 def _merge(outputs: dict[str, dict[str, Any]], compared: dict[str, Any]) -> None:
@@ -238,7 +265,7 @@ def check(
         if ref is not None:
             st.verify(ref)
             m = st.load(ref)
-            report = CheckReport(m.id, n)
+            report = _CheckDraft(m.id, n)
             params = check_replayable(m, {})
             source = os.path.join(scratch, "source")
             rebuild_source(m, st, source, scratch)
@@ -261,7 +288,7 @@ def check(
             assert command is not None
             if not command:
                 raise ReprokitError("nothing to check: give a command after --")
-            report = CheckReport(" ".join(command), n)
+            report = _CheckDraft(" ".join(command), n)
             report.seed = check_seed(seed) if seed is not None else draw_seed()
             for i in range(n):
                 log = os.path.join(scratch, f"runs{i}.log")
@@ -324,7 +351,7 @@ def check(
                     + " (time-dependent content such as timestamps, unseeded randomness, or "
                     "thread timing)"
                 )
-        return report
+        return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -412,7 +439,7 @@ def seeds(
                 f"names {name!r}, which run {m.id} did not produce "
                 f"(results: {', '.join(sorted(known)) or 'none'})",
             )
-    report = SeedReport(m.id, chosen)
+    report = _SeedDraft(m.id, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
     scratch = tempfile.mkdtemp(prefix="reprokit-seeds-")
     try:
@@ -439,13 +466,13 @@ def seeds(
             report.runs.append(top.id if top else None)
             per_seed.append(results_of(top) if top else {})
         _fill(report, per_seed, parsed)
-        return report
+        return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fill(
-    report: SeedReport, per_seed: list[dict[str, float]], claims: list[tuple[str, str, float]]
+    report: _SeedDraft, per_seed: list[dict[str, float]], claims: list[tuple[str, str, float]]
 ) -> None:
     names = sorted({k for r in per_seed for k in r})
     for name in names:
@@ -479,7 +506,7 @@ def across_seeds(
         raise ReprokitError("across_seeds needs at least 2 seeds")
     parsed = [parse_claim(c) for c in claims]
     target = getattr(fn, "__qualname__", repr(fn))
-    report = SeedReport(target, chosen)
+    report = _SeedDraft(target, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
     inner = inspect_unwrap(fn)
     code = getattr(inner, "__code__", None)
@@ -505,4 +532,4 @@ def across_seeds(
             found = results_of(fake)
         per_seed.append(found)
     _fill(report, per_seed, parsed)
-    return report
+    return report.freeze()

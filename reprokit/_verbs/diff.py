@@ -11,19 +11,17 @@ from reprokit._capture.git import changed_paths
 from reprokit._model.compare import diff_mappings
 from reprokit._model.errors import GitError
 from reprokit._model.manifest import Manifest, as_mapping
+from reprokit._model.report import Report
 from reprokit._store.store import Store
 
 
 @dataclass(frozen=True)
-class DiffReport:
+class DiffReport(Report):
     """Differences between two runs, by section; each entry is ``{key, a, b}``."""
 
     a: str
     b: str
     sections: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": 1, "a": self.a, "b": self.b, "sections": self.sections}
 
 
 def _packages(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from reprokit._model.compare import diff_mappings
 from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
+from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
 from reprokit._reexec.execute import check_replayable, execute, plan
@@ -37,8 +39,36 @@ from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_s
 from reprokit._store.store import Store
 
 
-class ReplayReport:
+@dataclass(frozen=True)
+class ReplayReport(Report):
     """The verdict of a replay, with everything that led to it. ``to_dict()`` is the JSON form."""
+
+    run_id: str = json_name("run")
+    replay_id: str | None = json_name("replay", default=None)
+    verdict: str = cmp.IDENTICAL
+    tolerance: dict[str, float] = field(default_factory=lambda: {"rtol": 0.0, "atol": 0.0})
+    source: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per compared run
+    causes: list[str] = field(default_factory=list)
+    exit_code: int | None = json_name(None, default=None)
+
+    @property
+    def identical(self) -> bool:
+        """True when every output is identical or within the tolerance."""
+        return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
+
+    @property
+    def rtol(self) -> float:
+        return self.tolerance["rtol"]
+
+    @property
+    def atol(self) -> float:
+        return self.tolerance["atol"]
+
+
+class _ReplayDraft:
+    """A replay report while it is being put together."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -48,27 +78,22 @@ class ReplayReport:
         self.atol = 0.0
         self.source: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
-        self.runs: list[dict[str, Any]] = []  # one entry per compared run
+        self.runs: list[dict[str, Any]] = []
         self.causes: list[str] = []
         self.exit_code: int | None = None
 
-    @property
-    def identical(self) -> bool:
-        """True when every output is identical or within the tolerance."""
-        return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "run": self.run_id,
-            "replay": self.replay_id,
-            "verdict": self.verdict,
-            "tolerance": {"rtol": self.rtol, "atol": self.atol},
-            "source": self.source,
-            "drift": self.drift,
-            "runs": self.runs,
-            "causes": self.causes,
-        }
+    def freeze(self) -> ReplayReport:
+        return ReplayReport(
+            run_id=self.run_id,
+            replay_id=self.replay_id,
+            verdict=self.verdict,
+            tolerance={"rtol": self.rtol, "atol": self.atol},
+            source=self.source,
+            drift=self.drift,
+            runs=self.runs,
+            causes=self.causes,
+            exit_code=self.exit_code,
+        )
 
 
 # -- environment drift ---------------------------------------------------------------------------
@@ -317,7 +342,7 @@ def replay(
     st = Store.at(store)
     st.verify(ref)
     m = st.load(ref)
-    report = ReplayReport(m.id)
+    report = _ReplayDraft(m.id)
     report.rtol, report.atol = rtol, atol
     replay_params = check_replayable(m, params or {})
     emit = on_event or (lambda kind, data: None)
@@ -402,7 +427,7 @@ def replay(
             record.set_output("causes", report.causes)
         record.finish("completed", exit_code=code)
         report.replay_id = record.id
-        return report
+        return report.freeze()
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from reprokit._model.report import Report, json_name
 from reprokit._store.store import Store
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Report):
     """What ``verify`` checked: the run, its manifest digest, file and object counts."""
 
-    run_id: str
+    run_id: str = json_name("run")
     intact: bool
     manifest_sha256: str
     files: int
     objects: int
     ledger_head: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "run": self.run_id,
-            "intact": self.intact,
-            "manifest_sha256": self.manifest_sha256,
-            "files": self.files,
-            "objects": self.objects,
-            "ledger_head": self.ledger_head,
-        }
 
 
 def verify_run(ref: str, store: Store | Path | str | None = None) -> VerifyReport:

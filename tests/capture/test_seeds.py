@@ -188,9 +188,7 @@ def test_hash_state_reports_pythonhashseed_zero_as_not_randomized() -> None:
 
 def test_hash_state_reports_fixed_nonzero_pythonhashseed() -> None:
     out = _run_child(
-        "import json\n"
-        "from reprokit._seeding import hash_state\n"
-        "print(json.dumps(hash_state()))\n",
+        "import json\nfrom reprokit._seeding import hash_state\nprint(json.dumps(hash_state()))\n",
         PYTHONHASHSEED="123",
     )
     assert out == {"pythonhashseed": "123", "hash_randomization": True}
