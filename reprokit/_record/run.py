@@ -143,8 +143,7 @@ class Run:
                         import json
 
                         self._json = json
-                        path = os.path.join(self._dir, "metrics.jsonl")  # type: ignore[arg-type]
-                        self._metrics_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                        self._metrics_fh = self.store.open_stream(self.id, "metrics.jsonl")
                     self._metrics_fh.write(
                         self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
                     )
@@ -169,8 +168,7 @@ class Run:
                         import json
 
                         self._json = json
-                        path = os.path.join(self._dir, "checkpoints.jsonl")  # type: ignore[arg-type]
-                        self._ckpt_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                        self._ckpt_fh = self.store.open_stream(self.id, "checkpoints.jsonl")
                     self._ckpt_fh.write(self._json.dumps(record) + "\n")
                 except OSError as exc:
                     self._lose(exc)
@@ -207,17 +205,11 @@ class Run:
         if not p.exists():
             raise ReprokitError(f"artifact {os.fspath(path)!r} does not exist")
         record = describe_output(p, Path(self._root_for_paths()))
-        if copy and self._recording and self._dir is not None:
-            run_dir = Path(self._dir)
-            dest = run_dir / "artifacts" / safe_rel(record["path"])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            import shutil
-
-            if p.is_dir():
-                shutil.copytree(p, dest, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(p, dest)
-            record["copy"] = dest.relative_to(run_dir).as_posix()
+        if copy and self._recording and self.id is not None:
+            try:
+                record["copy"] = self.store.keep_copy(self.id, p, safe_rel(record["path"]))
+            except OSError as exc:  # a full disk must not break training: say so, keep going
+                warn(f"artifact {record['path']!r} is hashed but not copied: {exc.strerror or exc}")
         with self._lock:
             self._artifacts.append(record)
         return record

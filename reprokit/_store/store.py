@@ -9,8 +9,10 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
                                id of each run it started (so `ls` can tell running from dead)
     ledger                     append-only, hash-chained list of sealed manifests' digests
 
-Every file operation of the store lives in this module. The three an object-store backend
-would need are ``put_if_absent``, ``get`` and ``list``.
+Every write into the store goes through ``Store``: run folders are created by
+``new_run_dir``, filled while the run is recorded by ``open_stream`` (metrics, checkpoints)
+and ``keep_copy`` (artifacts kept with ``copy=True``), and committed by ``seal``. The three
+operations an object-store backend needs are ``put_if_absent``, reading a file, and listing.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't n
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-    from typing import Any
+    from typing import Any, TextIO
 
 MANIFEST = "manifest.yaml"
+STREAMS = ("metrics.jsonl", "checkpoints.jsonl")  # what a run appends to while it is recorded
 STORE_DIRNAME = ".reprokit"
 _GENESIS = "0" * 64
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
@@ -191,6 +194,27 @@ class Store:
                 f"cannot create store {self._root}: {exc.strerror}", self._root
             ) from None
         _ready.add(self._root)
+
+    def open_stream(self, run_id: str, name: str) -> TextIO:
+        """A line file of an unsealed run (``metrics.jsonl``, ``checkpoints.jsonl``), opened for
+        appending. Raises OSError (the caller stops recording, never the user's program)."""
+        if name not in STREAMS:
+            raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
+        return open(os.path.join(self._runs, run_id, name), "a", encoding="utf-8")  # noqa: SIM115
+
+    def keep_copy(self, run_id: str, source: str | os.PathLike[str], rel: str) -> str:
+        """Copy a file or folder into the unsealed run's ``artifacts/`` under ``rel``; returns
+        the copy's path relative to the run folder. Raises OSError."""
+        import shutil
+
+        run_dir = os.path.join(self._runs, run_id)
+        dest = os.path.join(run_dir, "artifacts", *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if os.path.isdir(source):
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, dest)
+        return os.path.relpath(dest, run_dir).replace(os.sep, "/")
 
     def new_run_dir(self, run_id: str | None = None) -> tuple[str, str]:
         """Create an empty, unique run folder and an "in progress" marker; return (id, folder)."""
