@@ -255,6 +255,12 @@ def compare_files(
     return result
 
 
+def compare_exit_codes(recorded: Any, replayed: Any) -> dict[str, Any]:
+    """The verdict on two exit codes: identical or different, with both."""
+    verdict = IDENTICAL if recorded == replayed else DIFFERENT
+    return {"verdict": verdict, "recorded": recorded, "replayed": replayed}
+
+
 def worst(verdicts: list[str]) -> str:
     """The verdict of a whole: different beats missing beats within tolerance beats identical."""
     for v in (DIFFERENT, MISSING, WITHIN):

@@ -21,7 +21,7 @@ from reprokit._model.errors import ReprokitError
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
-from reprokit._record.outputs import describe_output
+from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
 
@@ -91,17 +91,7 @@ def record_command(
         r.abandon()
         raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
     code = _supervise(child)
-    root = Path(r.root)
-    declared = []
-    for path in outputs:
-        p = Path(path)
-        if p.exists() or p.is_symlink():
-            try:
-                declared.append(describe_output(p, root))
-            except OSError as exc:
-                declared.append({"path": path, "unreadable": exc.strerror or str(exc)})
-        else:
-            declared.append({"path": path, "missing": True})
+    declared = describe_declared(list(outputs), r.root, cwd=os.getcwd())
     if declared:
         r.set_output("declared", declared)
     if code < 0:

@@ -52,6 +52,27 @@ def describe_output(path: Path, root: Path) -> dict[str, Any]:
     return {"path": rel, "kind": "file", "size": size, "sha256": digest}
 
 
+def describe_declared(paths: list[str], base: str, cwd: str | None = None) -> list[dict[str, Any]]:
+    """Each declared output described as ``describe_output`` does, relative to ``base``; a path
+    given relative is found from ``cwd`` (default: ``base``). One that is missing or unreadable
+    says so instead."""
+    from pathlib import Path
+
+    out: list[dict[str, Any]] = []
+    for rel in paths:
+        if not rel:
+            continue
+        path = Path(rel) if os.path.isabs(rel) else Path(cwd or base, *str(rel).split("/"))
+        if not (path.exists() or path.is_symlink()):
+            out.append({"path": rel, "missing": True})
+            continue
+        try:
+            out.append(describe_output(path, Path(base)))
+        except OSError as exc:
+            out.append({"path": rel, "unreadable": exc.strerror or str(exc)})
+    return out
+
+
 def describe_value(value: Any) -> dict[str, Any]:
     """Fingerprint of a value, plus the value itself when it is small plain data."""
     fp, exact = fingerprint_exact(value)

@@ -27,7 +27,7 @@ from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.report import Report, json_name
 from reprokit._record.api import inspect_unwrap
-from reprokit._record.outputs import describe_output, describe_value
+from reprokit._record.outputs import describe_declared, describe_value
 from reprokit._record.process import STATE
 from reprokit._reexec.execute import check_replayable, execute, new_runs
 from reprokit._reexec.source import rebuild_source
@@ -99,6 +99,18 @@ def parse_claim(text: str) -> tuple[str, str, float]:
         return m.group(1), m.group(2), float(m.group(3))
     except ValueError:
         raise ArgumentError("claims", f"has a value that is not a number: {m.group(3)!r}") from None
+
+
+def claim_key(name: str, results: Mapping[str, Any], missing: str) -> str:
+    """The result a claim's ``name`` refers to: the name itself, else ``metric NAME``, else
+    ``return.NAME``; ArgumentError (saying ``missing``) when there is none."""
+    for key in (name, f"metric {name}", f"return.{name}"):
+        if key in results:
+            return key
+    raise ArgumentError(
+        "claims",
+        f"names {name!r}, which {missing} (results: {', '.join(sorted(results)) or 'none'})",
+    )
 
 
 def judge_claim(summary: dict[str, Any], op: str, value: float) -> dict[str, Any]:
@@ -309,12 +321,10 @@ def check(
         first = runs[0]
         compared_all: list[dict[str, Any]] = []
         for i in range(1, n):
-            if codes[i] != codes[0]:
-                report.outputs["exit_code"] = {
-                    "verdict": cmp.DIFFERENT, "recorded": codes[0], "replayed": codes[i],
-                }  # fmt: skip
-            else:
-                report.outputs.setdefault("exit_code", {"verdict": cmp.IDENTICAL})
+            _merge(
+                report.outputs,
+                {"outputs": {"exit_code": cmp.compare_exit_codes(codes[0], codes[i])}},
+            )
             for path, result in cmp.compare_files(files[0], files[i]).items():
                 _merge(report.outputs, {"outputs": {f"file {path}": result}})
             for a in first:
@@ -372,17 +382,7 @@ def _thread_suspects(runs: list[Manifest]) -> list[str]:
 
 
 def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
-    out = []
-    for rec in declared:
-        rel = rec.get("path")
-        if not rel:
-            continue
-        path = Path(rel) if os.path.isabs(rel) else Path(base, *str(rel).split("/"))
-        if path.exists():
-            out.append(describe_output(path, Path(base)))
-        else:
-            out.append({"path": rel, "missing": True})
-    return out
+    return describe_declared([rec.get("path") or "" for rec in declared], base)
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -433,12 +433,7 @@ def seeds(
     base_params = check_replayable(m, {})
     known = results_of(m)
     for name, _op, _value in parsed:
-        if not {name, f"metric {name}", f"return.{name}"} & set(known):
-            raise ArgumentError(
-                "claims",
-                f"names {name!r}, which run {m.id} did not produce "
-                f"(results: {', '.join(sorted(known)) or 'none'})",
-            )
+        claim_key(name, known, f"run {m.id} did not produce")
     report = _SeedDraft(m.id, chosen)
     report.group = "seeds-" + os.urandom(4).hex()
     scratch = tempfile.mkdtemp(prefix="reprokit-seeds-")
@@ -479,13 +474,7 @@ def _fill(
         vals = [r[name] for r in per_seed if name in r]
         report.results[name] = summarize(vals)
     for name, op, value in claims:
-        key = name if name in report.results else f"metric {name}"
-        if key not in report.results and f"return.{name}" in report.results:
-            key = f"return.{name}"
-        if key not in report.results:
-            raise ArgumentError(
-                "claims", f"names {name!r}, which no run produced (results: {', '.join(names)})"
-            )
+        key = claim_key(name, report.results, "no run produced")
         report.claims[f"{key} {op} {value}"] = judge_claim(report.results[key], op, value)
 
 

@@ -32,7 +32,7 @@ from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
-from reprokit._record.outputs import describe_output
+from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._reexec.execute import check_replayable, execute, plan
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
@@ -230,12 +230,7 @@ def compare_runs(
     for path, result in files.items():
         outputs[f"file {path}"] = result
     if "exit_code" in oa or "exit_code" in ob:
-        same = oa.get("exit_code") == ob.get("exit_code")
-        outputs["exit_code"] = {
-            "verdict": cmp.IDENTICAL if same else cmp.DIFFERENT,
-            "recorded": oa.get("exit_code"),
-            "replayed": ob.get("exit_code"),
-        }
+        outputs["exit_code"] = cmp.compare_exit_codes(oa.get("exit_code"), ob.get("exit_code"))
     out["outputs"] = outputs
     out["verdict"] = cmp.worst([o["verdict"] for o in outputs.values()])
     return out
@@ -438,14 +433,9 @@ def replay(
 def _command_result(
     m: Manifest, record: Any, cwd: str, source: str, exit_code: int
 ) -> dict[str, Any]:
-    declared = []
-    for out in m.outputs.get("declared") or []:
-        rel = out.get("path")
-        path = Path(source, *str(rel).split("/")) if rel and not os.path.isabs(rel) else Path(rel)
-        if path.exists():
-            declared.append(describe_output(path, Path(source)))
-        else:
-            declared.append({"path": rel, "missing": True})
+    declared = describe_declared(
+        [o.get("path") or "" for o in m.outputs.get("declared") or []], source
+    )
     record.set_output("declared", declared)
     return {"exit_code": exit_code, "declared": declared}
 
@@ -454,12 +444,7 @@ def _compare_command(
     m: Manifest, replayed: dict[str, Any], rtol: float, atol: float
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
-    same = m.outputs.get("exit_code") == replayed["exit_code"]
-    outputs["exit_code"] = {
-        "verdict": cmp.IDENTICAL if same else cmp.DIFFERENT,
-        "recorded": m.outputs.get("exit_code"),
-        "replayed": replayed["exit_code"],
-    }
+    outputs["exit_code"] = cmp.compare_exit_codes(m.outputs.get("exit_code"), replayed["exit_code"])
     files = cmp.compare_files(list(m.outputs.get("declared") or []), replayed["declared"])
     for path, result in files.items():
         outputs[f"file {path}"] = result
