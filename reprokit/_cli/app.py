@@ -14,7 +14,7 @@ import argparse
 import difflib
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from reprokit._cli import demo, record, replay, runs
 from reprokit._cli.output import err
@@ -77,13 +77,13 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     On the subcommands their defaults are suppressed, so an option given before the command
     is not reset by the subcommand's default.
     """
-    default = {"default": argparse.SUPPRESS} if suppress else {}
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--store",
         help="store folder (default: $REPROKIT_STORE, else .reprokit "
         "at the git repository root or in the current folder)",
-        **default,  # type: ignore[arg-type]
+        **default,
     )
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors", **default)  # type: ignore[arg-type]
     common.add_argument(

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class CommandResult(Report):
     """A recorded command: its run id (None when it could not be recorded), status, exit code,
     and the warnings recording it gave."""
 
-    run_id: str | None = json_name("run")
+    run_id: str | None = field(metadata={"json": "run"})
     status: str
     exit_code: int
     warnings: tuple[str, ...] = json_name(None, default=())

@@ -90,7 +90,7 @@ class Run:
         self._artifacts: list[dict[str, Any]] = []
         self._outputs: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
-        self._seed_token: contextvars.Token | None = None
+        self._seed_token: contextvars.Token[int | None] | None = None
         self._told = ChildProtocol()
         self._recording = False
         self._cached: dict[str, str] = {}
@@ -317,7 +317,8 @@ class Run:
                 CURRENT.set(None)
             self._token = None
             try:
-                CURRENT_SEED.reset(self._seed_token)
+                if self._seed_token is not None:
+                    CURRENT_SEED.reset(self._seed_token)
             except ValueError:
                 CURRENT_SEED.set(None)
         self.status = status

@@ -782,7 +782,7 @@ class ArchiveVerifyReport(Report):
 
     JSON_PROPERTIES = ("ok",)
 
-    path: str = json_name("archive")
+    path: str = field(metadata={"json": "archive"})
     intact: bool = True
     members: int = 0
     runs: list[str] = field(default_factory=list)

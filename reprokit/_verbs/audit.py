@@ -166,7 +166,7 @@ class CheckReport(Report):
     JSON_PROPERTIES = ("deterministic",)
 
     target: str
-    n: int = json_name("executions")
+    n: int = field(metadata={"json": "executions"})
     seed: int | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     first_divergence: dict[str, Any] | None = None

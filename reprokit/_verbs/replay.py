@@ -43,7 +43,7 @@ from reprokit._store.store import Store
 class ReplayReport(Report):
     """The verdict of a replay, with everything that led to it. ``to_dict()`` is the JSON form."""
 
-    run_id: str = json_name("run")
+    run_id: str = field(metadata={"json": "run"})
     replay_id: str | None = json_name("replay", default=None)
     verdict: str = cmp.IDENTICAL
     tolerance: dict[str, float] = field(default_factory=lambda: {"rtol": 0.0, "atol": 0.0})

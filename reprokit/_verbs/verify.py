@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprokit._model.report import Report, json_name
+from reprokit._model.report import Report
 from reprokit._store.store import Store
 
 
@@ -13,7 +13,7 @@ from reprokit._store.store import Store
 class VerifyReport(Report):
     """What ``verify`` checked: the run, its manifest digest, file and object counts."""
 
-    run_id: str = json_name("run")
+    run_id: str = field(metadata={"json": "run"})
     intact: bool
     manifest_sha256: str
     files: int
