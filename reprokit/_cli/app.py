@@ -22,6 +22,7 @@ from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._record.command import record_command
+from reprokit._reexec.inputs import input_causes
 from reprokit._store.store import Store
 from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
 from reprokit._verbs.audit import check, parse_seeds, seeds
@@ -403,6 +404,20 @@ def _print_drift(drift: dict[str, Any]) -> None:
         _err(f"  hardware {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
     for item in drift.get("variables") or []:
         _err(f"  variable {item['key']}: {_short(item['a'])} -> {_short(item['b'])}")
+    for line in input_causes(drift.get("inputs") or []):
+        _err(f"  {line}")
+
+
+def _print_inputs(data: dict[str, Any]) -> None:
+    checked, changed = len(data.get("checked") or []), len(data.get("changed") or [])
+    text = f"inputs: {checked} unchanged, {changed} changed (data root {data.get('data_root')})"
+    if data.get("linked"):
+        text += f"; linked into the rebuilt tree: {', '.join(data['linked'][:5])}"
+        if len(data["linked"]) > 5:
+            text += f" and {len(data['linked']) - 5} more"
+    _err(text)
+    for item in data.get("unchecked") or []:
+        _err(f"  {item['path']}: not checked ({item['why']})")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -435,6 +450,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 _err(f"source: rebuilt from the {data['mode']} ({what}), digest verified")
                 if data.get("path"):
                     _err(f"  kept in {data['path']}")
+        elif kind == "inputs":
+            _print_inputs(data)
         elif kind == "drift":
             seen_drift.extend(item["key"] for item in data.get("hardware") or [])
             _print_drift(data)
@@ -450,6 +467,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         keep=args.keep,
         params=params,
         on_event=narrate,
+        data_root=args.data_root,
+        full_hash=args.full_hash,
     )
     late = [d for d in report.drift.get("hardware") or [] if d["key"] not in seen_drift]
     if late and not args.quiet:
@@ -572,6 +591,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         store=args.store,
         outputs=args.output,
+        inputs=args.input,
         # With --json, stdout carries our one document: the command's output goes to stderr.
         stdout=sys.stderr if args.json else None,
     )
@@ -752,6 +772,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-place", action="store_true", help="run the current tree instead")
     p.add_argument("--keep", action="store_true", help="keep the rebuilt tree and say where")
     p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="look for inputs recorded at relative paths below DIR (default: the repository "
+        "the replay runs in)",
+    )
+    p.add_argument(
+        "--full-hash",
+        action="store_true",
+        help="check inputs by reading every byte (default: trust the stat cache, like git)",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -813,6 +844,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="a file or folder the command writes, hashed when it ends (repeatable)",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or folder the command reads, hashed before it starts; replay checks it "
+        "and makes it available (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="one JSON document: run id, status, exit")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")

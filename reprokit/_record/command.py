@@ -47,11 +47,13 @@ def record_command(
     store: Any = None,
     outputs: list[str] | tuple[str, ...] = (),
     stdout: Any = None,
+    inputs: list[str] | tuple[str, ...] = (),
 ) -> CommandResult:
     """Run ``command`` as a recorded run and return when it ended.
 
-    ``stdout`` is where the child's standard output goes (default: inherited). Raises
-    ReprokitError when the command cannot be started (no run is kept then).
+    ``stdout`` is where the child's standard output goes (default: inherited). ``inputs``:
+    files and folders the command reads, hashed before it starts. Raises ReprokitError when
+    the command cannot be started or an input does not exist (no run is kept then).
     """
     if not command:
         raise ReprokitError("nothing to run: the command is empty")
@@ -75,6 +77,7 @@ def record_command(
         warnings.simplefilter("always")
         r.start()
     said = tuple(str(w.message) for w in caught)
+    _declare_inputs(r, inputs)
     r.note_seeds(hash_randomization=os.environ["PYTHONHASHSEED"] == "random")
     if seed is None:
         r.note_seeds(source="drawn")
@@ -109,6 +112,17 @@ def record_command(
         status = "completed" if code == 0 else "failed"
     r.finish(status, exit_code=code)
     return CommandResult(r.id, status, code, said)
+
+
+def _declare_inputs(r: Run, inputs: list[str] | tuple[str, ...]) -> None:
+    """Hash the declared inputs before the command starts; none may be missing."""
+    for path in inputs:
+        try:
+            r.log_input(path)
+        except (ReprokitError, OSError) as exc:
+            r.abandon()
+            text = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ReprokitError(f"cannot record input {path!r}: {text}") from None
 
 
 def _supervise(child: subprocess.Popen[Any]) -> int:

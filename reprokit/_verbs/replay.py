@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._capture.environment import capture_environment
+from reprokit._capture.git import find_repo
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
@@ -33,6 +34,7 @@ from reprokit._model.redact import redact_argv
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
 from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.inputs import check_inputs, input_causes
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -48,6 +50,7 @@ class ReplayReport:
         self.atol = 0.0
         self.source: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}
         self.runs: list[dict[str, Any]] = []  # one entry per compared run
         self.causes: list[str] = []
         self.exit_code: int | None = None
@@ -66,6 +69,7 @@ class ReplayReport:
             "tolerance": {"rtol": self.rtol, "atol": self.atol},
             "source": self.source,
             "drift": self.drift,
+            "inputs": self.inputs,
             "runs": self.runs,
             "causes": self.causes,
         }
@@ -230,7 +234,8 @@ def explain(
     drift: dict[str, Any],
 ) -> list[str]:
     """Likely causes of a difference, most likely first, from the two records."""
-    causes: list[str] = []
+    # Data that changed since the recording explains more than anything found below.
+    causes: list[str] = input_causes(drift.get("inputs") or [])
     for comp, a in zip(compared, recorded, strict=False):
         if comp["verdict"] == cmp.IDENTICAL:
             continue
@@ -305,15 +310,25 @@ def replay(
     stdout: Any = None,
     source_dir: str | None = None,
     python: str | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    full_hash: bool = False,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
     Raises ``TamperedError`` for a run that fails verification, ``NotReplayable`` when the run
-    cannot be re-executed here. ``on_event(kind, data)`` hears "source", "drift" and "running"
-    as they happen; ``stdout`` is where the replayed program's output goes (default: stderr).
+    cannot be re-executed here (an input missing among them). ``on_event(kind, data)`` hears
+    "source", "inputs", "drift" and "running" as they happen; ``stdout`` is where the replayed
+    program's output goes (default: stderr). Inputs outside the recorded source tree are looked
+    up below ``data_root`` (default: the repository the replay runs in) and checked against
+    their digests (through the store's stat cache; ``full_hash=True`` reads every byte).
     """
     if rtol < 0 or atol < 0:
         raise ReprokitError("--rtol and --atol must not be negative")
+    if data_root is not None and in_place:
+        raise ReprokitError(
+            "data_root cannot be combined with in_place: an in-place replay reads the inputs "
+            "where the current tree has them"
+        )
     st = Store.at(store)
     st.verify(ref)
     m = st.load(ref)
@@ -336,10 +351,19 @@ def replay(
             if keep:
                 report.source["path"] = source
         emit("source", report.source)
+        recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
+        inputs = _inputs_of(st, recorded)
+        if inputs:
+            root = _data_root(data_root, report.source["path"] if in_place else None, st)
+            report.inputs = check_inputs(
+                m.id, inputs, st, root, link_into=None if in_place else source, full_hash=full_hash
+            )
+            emit("inputs", report.inputs)
         report.drift = environment_drift(m)
+        if report.inputs.get("changed"):
+            report.drift["inputs"] = report.inputs["changed"]
         emit("drift", report.drift)
 
-        recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
         record = Run(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},
@@ -408,6 +432,38 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def _inputs_of(store: Store, runs: list[Manifest]) -> list[Any]:
+    """The inputs the re-execution needs: those of the runs it re-executes and of the runs
+    nested in them (a command's tracked functions), each path once."""
+    found: dict[str, Any] = {}
+    ids = {r.id for r in runs}
+    nested: list[Manifest] = []
+    if any((r.run.get("entry") or {}).get("kind") == "command" for r in runs):
+        nested = [
+            e.manifest
+            for e in store.entries()
+            if e.manifest is not None and e.manifest.run.get("parent") in ids
+        ]
+    for r in [*runs, *nested]:
+        for rec in r.inputs:
+            found.setdefault(str(rec["path"]), rec)
+    return list(found.values())
+
+
+def _data_root(given: Any, in_place_root: str | None, store: Store) -> str:
+    """Where a replay looks for inputs recorded at relative paths."""
+    if given is not None:
+        return os.path.abspath(os.fspath(given))
+    if in_place_root is not None:
+        return in_place_root
+    found = find_repo(os.getcwd())
+    if found is not None:
+        return found[0]
+    if store.root.name == ".reprokit":
+        return str(store.root.parent)
+    return os.getcwd()
 
 
 def _command_result(
