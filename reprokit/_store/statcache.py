@@ -20,7 +20,6 @@ Every write is a temp file and a rename; a cache that cannot be read or written 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 
@@ -44,6 +43,8 @@ def cacheable(st: os.stat_result, now_ns: int | None = None) -> bool:
 
 
 def _read_json(path: str) -> Any:
+    import json  # not at module top: recording a run must not pay for it
+
     try:
         with open(path, "rb") as fh:
             return json.loads(fh.read())
@@ -52,6 +53,8 @@ def _read_json(path: str) -> Any:
 
 
 def _write_json(path: str, data: Any) -> None:
+    import json
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.{os.urandom(3).hex()}.tmp"
