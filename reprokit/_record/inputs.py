@@ -119,7 +119,7 @@ def folder_listing(
             hashed += size
             if size != st.st_size:
                 racy = True
-        if cacheable(st):
+        if cacheable(st, cache.racy_ns):
             entries[rel] = [*key, digest]
         else:
             racy = True

@@ -12,7 +12,7 @@ Layout, under the store's ``cache/`` folder (never covered by a digest: it is on
     inputs-folders/<key>.sig   {"path": ..., "sig": ..., "result": {...}}   key: sha of the path
     inputs-folders/<key>.json  {"path": ..., "files": {rel: [ino, size, mtime_ns, ctime_ns, sha]}}
 
-Entries modified less than ``RACY_NS`` before they were hashed are not kept: a write in the
+Files modified less than ``RACY_NS`` before they were hashed are not kept: a write in the
 same clock tick could leave the stat unchanged while the bytes changed (git's "racy" files).
 Every write is a temp file and a rename; a cache that cannot be read or written is ignored.
 """
@@ -36,10 +36,10 @@ def stat_key(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def cacheable(st: os.stat_result, now_ns: int | None = None) -> bool:
-    """False for a file modified so recently that its stat may not yet reflect its bytes."""
-    now = time.time_ns() if now_ns is None else now_ns
-    return st.st_mtime_ns < now - RACY_NS and st.st_ctime_ns < now - RACY_NS
+def cacheable(st: os.stat_result, racy_ns: int = RACY_NS) -> bool:
+    """False for a file modified so recently that a write in the same clock tick could leave
+    its stat unchanged while its bytes change."""
+    return st.st_mtime_ns < time.time_ns() - racy_ns
 
 
 def _read_json(path: str) -> Any:
@@ -68,8 +68,9 @@ def _write_json(path: str, data: Any) -> None:
 class StatCache:
     """Digests by stat, kept in ``folder`` (None: a cache that remembers nothing)."""
 
-    def __init__(self, folder: str | None) -> None:
+    def __init__(self, folder: str | None, racy_ns: int = RACY_NS) -> None:
         self.folder = folder
+        self.racy_ns = racy_ns
         self._files: dict[str, list[Any]] | None = None
         self._dirty = False
 
@@ -94,7 +95,7 @@ class StatCache:
         return None
 
     def remember_file(self, real: str, st: os.stat_result, sha256: str) -> None:
-        if self.folder is None or not cacheable(st):
+        if self.folder is None or not cacheable(st, self.racy_ns):
             return
         self._file_table()[real] = [*stat_key(st), sha256]
         self._dirty = True
