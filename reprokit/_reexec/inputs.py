@@ -27,11 +27,13 @@ def _size(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else "?"
 
 
-def _locate(rec: Any, data_root: str) -> str:
+def _locate(rec: Any, data_roots: list[str]) -> str:
+    """The first place the input exists (else where it was looked for first)."""
     path = str(rec["path"])
     if path.startswith("/") or os.path.isabs(path):
         return path
-    return os.path.join(data_root, *path.split("/"))
+    places = [os.path.join(root, *path.split("/")) for root in data_roots]
+    return next((p for p in places if os.path.exists(p)), places[0])
 
 
 def _safe_rel(path: str) -> bool:
@@ -43,7 +45,7 @@ def check_inputs(
     run_id: str,
     inputs: list[Any],
     store: Store,
-    data_root: str,
+    data_roots: list[str],
     *,
     link_into: str | None = None,
     full_hash: bool = False,
@@ -51,14 +53,14 @@ def check_inputs(
     """Find and check every input record (``Manifest.inputs``) of run ``run_id`` that lies
     outside its recorded source tree.
 
-    ``data_root``: the folder the recorded relative paths are looked up in. ``link_into``: the
-    rebuilt tree, where each input is linked at its recorded path (None: the inputs are used
-    where they are). Returns ``{data_root, checked, changed, unchecked, linked}``; raises
-    NotReplayable naming every missing input with its digest.
+    ``data_roots``: the folders the recorded relative paths are looked up in, in order.
+    ``link_into``: the rebuilt tree, where each input is linked at its recorded path (None: the
+    inputs are used where they are). Returns ``{data_root, checked, changed, unchecked,
+    linked}``; raises NotReplayable naming every missing input with its digest.
     """
     cache = StatCache(store.cache_dir)
     out: dict[str, Any] = {
-        "data_root": data_root,
+        "data_root": os.pathsep.join(data_roots),
         "checked": [],
         "changed": [],
         "unchecked": [],
@@ -69,7 +71,7 @@ def check_inputs(
         if rec.get("in_tree") or rec.get("unreadable"):
             continue
         path = str(rec["path"])
-        found = _locate(rec, data_root)
+        found = _locate(rec, data_roots)
         if not os.path.exists(found):
             missing.append((rec, found))
             continue

@@ -310,7 +310,7 @@ def replay(
     stdout: Any = None,
     source_dir: str | None = None,
     python: str | None = None,
-    data_root: str | os.PathLike[str] | None = None,
+    data_root: str | os.PathLike[str] | list[str] | None = None,
     full_hash: bool = False,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
@@ -320,7 +320,8 @@ def replay(
     "source", "inputs", "drift" and "running" as they happen; ``stdout`` is where the replayed
     program's output goes (default: stderr). Inputs outside the recorded source tree are looked
     up below ``data_root`` (default: the repository the replay runs in) and checked against
-    their digests (through the store's stat cache; ``full_hash=True`` reads every byte).
+    their digests (through the store's stat cache; ``full_hash=True`` reads every byte); a list
+    of folders is searched in order.
     """
     if rtol < 0 or atol < 0:
         raise ReprokitError("--rtol and --atol must not be negative")
@@ -452,18 +453,20 @@ def _inputs_of(store: Store, runs: list[Manifest]) -> list[Any]:
     return list(found.values())
 
 
-def _data_root(given: Any, in_place_root: str | None, store: Store) -> str:
-    """Where a replay looks for inputs recorded at relative paths."""
+def _data_root(given: Any, in_place_root: str | None, store: Store) -> list[str]:
+    """Where a replay looks for inputs recorded at relative paths, in order."""
+    if isinstance(given, (list, tuple)):
+        return [os.path.abspath(os.fspath(g)) for g in given]
     if given is not None:
-        return os.path.abspath(os.fspath(given))
+        return [os.path.abspath(os.fspath(given))]
     if in_place_root is not None:
-        return in_place_root
+        return [in_place_root]
     found = find_repo(os.getcwd())
     if found is not None:
-        return found[0]
+        return [found[0]]
     if store.root.name == ".reprokit":
-        return str(store.root.parent)
-    return os.getcwd()
+        return [str(store.root.parent)]
+    return [os.getcwd()]
 
 
 def _command_result(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,63 @@ with reprokit.run("r", inputs=["data.csv"]):
     assert m.inputs[0]["in_tree"] is True
     proc = cli(repo, "replay", m.id)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_archive_with_inputs_replays_anywhere_and_lists_them(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    proc = cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper", "--with-inputs")
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(out) as tf:
+        assert "paper/inputs/data/train.csv" in tf.getnames()
+        readme = tf.extractfile("paper/REPRODUCE.md").read().decode()
+    assert f"| data/train.csv | file | 8 | 1 | `{m.inputs[0]['sha256']}` |" in readme
+    assert "| yes |" in readme and "--replay --data-root DIR" in readme
+    elsewhere = tmp_path / "reviewer"
+    elsewhere.mkdir()
+    proc = cli(elsewhere, "verify", str(out), "--replay")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"{m.id}: identical" in proc.stdout
+
+
+def test_archive_without_inputs_needs_the_data_root(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    assert cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper").returncode == 0
+    with tarfile.open(out) as tf:
+        assert not any(n.startswith("paper/inputs/") for n in tf.getnames())
+        readme = tf.extractfile("paper/REPRODUCE.md").read().decode()
+    assert "no: not asked for (--with-inputs)" in readme
+    elsewhere = tmp_path / "reviewer"
+    elsewhere.mkdir()
+    proc = cli(elsewhere, "verify", str(out), "--replay")
+    assert proc.returncode != 0
+    assert "data/train.csv" in proc.stdout and "missing" in proc.stdout
+    proc = cli(elsewhere, "verify", str(out), "--replay", "--data-root", str(data_repo))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_a_packed_input_edited_in_the_archive_is_named(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper", "--with-inputs")
+    folder = tmp_path / "x"
+    with tarfile.open(out) as tf:
+        tf.extractall(folder, filter="data")
+    target = folder / "paper" / "inputs" / "data" / "train.csv"
+    target.chmod(0o644)
+    target.write_text("1,2\n3,5\n")
+    sums = (folder / "paper" / "CHECKSUMS.sha256").read_text().splitlines()
+    fixed = [  # a tamperer who also rewrites the checksums
+        f"{hashlib.sha256(target.read_bytes()).hexdigest()}  inputs/data/train.csv"
+        if line.endswith("  inputs/data/train.csv")
+        else line
+        for line in sums
+    ]
+    (folder / "paper" / "CHECKSUMS.sha256").write_text("\n".join(fixed) + "\n")
+    forged = tmp_path / "forged.tar.gz"
+    with tarfile.open(forged, "w:gz") as tf:
+        tf.add(folder / "paper", arcname="paper")
+    proc = cli(tmp_path, "verify", str(forged))
+    assert proc.returncode == 1
+    assert "inputs/data/train.csv does not match the recorded input" in proc.stderr
