@@ -175,17 +175,24 @@ def describe_input(
 # -- what one run read ---------------------------------------------------------------------------
 
 
+_PREFIXES: dict[str, tuple[str, ...]] = {}
+
+
 def _excluded_prefixes(extra: Iterable[str]) -> tuple[str, ...]:
     """Folders whose files are environment, not data: the interpreter, installed packages, the
     standard library, system folders, reprokit itself and the store."""
-    import sysconfig
+    key = "\0".join(extra)
+    if key not in _PREFIXES:
+        _PREFIXES.clear()
+        _PREFIXES[key] = _prefixes(extra)
+    return _PREFIXES[key]
 
+
+def _prefixes(extra: Iterable[str]) -> tuple[str, ...]:
+    # sysconfig would say the same, at a few milliseconds' import: os.py lives in the standard
+    # library, site knows the site-packages folders.
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            found.add(sysconfig.get_paths()[key])
-        except KeyError:
-            pass
+    found.add(os.path.dirname(os.__file__))
     site = sys.modules.get("site")
     if site is not None:
         try:
@@ -206,6 +213,9 @@ def _excluded_prefixes(extra: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+_TREES: dict[tuple[str, str], set[str]] = {}  # the last tree listed: runs of a sweep share it
+
+
 def tree_paths(code: dict[str, Any], root: str | None) -> set[str] | None:
     """The files of the recorded source tree, relative to its root (None: unknown)."""
     files = code.get("files")
@@ -213,11 +223,16 @@ def tree_paths(code: dict[str, Any], root: str | None) -> set[str] | None:
         return set(files)
     tree = code.get("tree")
     if code.get("kind") == "git" and tree and root:
-        try:
-            out = git(["ls-tree", "-r", "-z", "--name-only", tree], root)
-        except GitError:
-            return None
-        return {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
+        if (root, tree) not in _TREES:
+            try:
+                out = git(["ls-tree", "-r", "-z", "--name-only", tree], root)
+            except GitError:
+                return None
+            _TREES.clear()
+            _TREES[(root, tree)] = {
+                p for p in out.decode("utf-8", "surrogateescape").split("\0") if p
+            }
+        return _TREES[(root, tree)]
     return None
 
 
