@@ -98,7 +98,7 @@ def test_the_observer_sees_reads_not_writes_and_resolves_relative_paths(tmp_path
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "in.txt").write_text("x")
     monkeypatch.chdir(tmp_path)
-    table = observe.start()
+    token = observe.start()
     try:
         os.chdir("d")
         open("in.txt").close()  # noqa: SIM115 - opening is the point
@@ -108,10 +108,10 @@ def test_the_observer_sees_reads_not_writes_and_resolves_relative_paths(tmp_path
         fd = os.open(str(tmp_path / "d" / "in.txt"), os.O_RDONLY)
         os.close(fd)
     finally:
-        seen, dropped = observe.stop(table)
+        seen, dropped = observe.stop(token)
     assert seen == [str(tmp_path / "d" / "in.txt")] and dropped == 0
     open("in.txt").close()  # noqa: SIM115 - after stop: nobody is observing
-    assert not table
+    assert observe.stop(token) == ([], 0)
 
 
 def test_secret_files_are_known_by_name():

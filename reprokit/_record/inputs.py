@@ -37,28 +37,43 @@ if TYPE_CHECKING:
 
 OBSERVED_HASH_FILES = 1000
 OBSERVED_HASH_BYTES = 256 * 1024 * 1024
-OBSERVED_LIST_FILES = 10_000
+OBSERVED_LIST_FILES = 1000
+_I63 = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the signature packs signed ones
 
 
 # -- describing one input ------------------------------------------------------------------------
 
 
-def relative_path(path: str, root: str | None) -> str:
-    """``path`` relative to ``root`` (POSIX separators) when below it, else absolute."""
+def relative_path(path: str, root: str | None, memo: dict[str, str] | None = None) -> str:
+    """``path`` relative to ``root`` (POSIX separators) when below it, else absolute.
+
+    ``memo`` caches real paths of folders (the files of one folder cost one lookup)."""
+    memo = {} if memo is None else memo
     absolute = os.path.abspath(path)
     if root:
-        for a, r in (
-            (absolute, os.path.abspath(root)),
-            (os.path.realpath(absolute), os.path.realpath(root)),
-        ):
-            if a == r or a.startswith(r.rstrip(os.sep) + os.sep):
-                return os.path.relpath(a, r).replace(os.sep, "/")
+
+        def real(folder: str) -> str:
+            if folder not in memo:
+                memo[folder] = os.path.realpath(folder)
+            return memo[folder]
+
+        root_abs = os.path.abspath(root)
+        head, tail = os.path.split(absolute)
+        for a, r in ((absolute, root_abs), (os.path.join(real(head), tail), real(root_abs))):
+            if a == r:
+                return "."
+            prefix = r.rstrip(os.sep) + os.sep
+            if a.startswith(prefix):
+                return a[len(prefix) :].replace(os.sep, "/")
     return absolute.replace(os.sep, "/")
 
 
-def file_digest(path: str, cache: StatCache, full: bool = False) -> tuple[str, int, bool]:
-    """(sha256, size, came from the cache) of the file at ``path``."""
-    real = os.path.realpath(path)
+def file_digest(
+    path: str, cache: StatCache, full: bool = False, resolve: bool = True
+) -> tuple[str, int, bool]:
+    """(sha256, size, came from the cache) of the file at ``path``; ``resolve=False`` keys the
+    cache by ``path`` as given (an absolute path) instead of its real path."""
+    real = os.path.realpath(path) if resolve else path
     st = os.stat(real)
     if not full:
         cached = cache.file(real, st)
@@ -71,34 +86,42 @@ def file_digest(path: str, cache: StatCache, full: bool = False) -> tuple[str, i
     return digest, size, False
 
 
-def _walk(top: str, rel: str, out: list[tuple[str, os.stat_result]]) -> None:
+def _walk(top: str, rel: str, found: list[tuple[str, os.stat_result]], nums: Any) -> None:
+    """Every file below ``top`` with its stat, in the order the folders list them."""
     with os.scandir(top) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        name = f"{rel}/{entry.name}" if rel else entry.name
-        try:
-            if entry.is_dir():
-                _walk(entry.path, name, out)
-            else:
-                out.append((name, entry.stat()))
-        except OSError:
-            continue  # a broken link or a file gone meanwhile: not part of the data
+        for entry in it:
+            name = rel + entry.name
+            try:
+                if entry.is_dir():
+                    _walk(entry.path, name + "/", found, nums)
+                else:
+                    st = entry.stat()
+                    found.append((name, st))
+                    nums.extend((st.st_ino & _I63, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                continue  # a broken link or a file gone meanwhile: not part of the data
 
 
 def folder_listing(
     path: str, cache: StatCache, full: bool = False
 ) -> tuple[dict[str, Any], bytes | None]:
     """(description, listing bytes) of the folder at ``path``; listing None when cached."""
+    from array import array
+
     real = os.path.realpath(path)
     found: list[tuple[str, os.stat_result]] = []
-    _walk(real, "", found)
-    sig_parts = [f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n"
-                 for rel, st in found]  # fmt: skip
-    signature = hashlib.sha256("".join(sig_parts).encode("utf-8", "surrogateescape")).hexdigest()
+    nums = array("q")
+    _walk(real, "", found, nums)
+    # The cache key: every file's name and stat, in listing order (a different order is only a
+    # cache miss). Packed numbers, not text: this is all an unchanged folder costs.
+    sig = hashlib.sha256("\0".join(rel for rel, _ in found).encode("utf-8", "surrogateescape"))
+    sig.update(nums.tobytes())
+    signature = sig.hexdigest()
     if not full:
         cached = cache.folder_result(real, signature)
         if cached is not None:
             return cached, None
+    found.sort(key=lambda item: item[0])
     old = {} if full else cache.folder_files(real)
     lines = []
     entries: dict[str, list[Any]] = {}
@@ -243,7 +266,7 @@ class InputLog:
         self.pending = list(pending)
         self.declared: list[dict[str, Any]] = []
         self.listings: dict[str, bytes] = {}
-        self._table: dict[object, bool] | None = None
+        self._token: int | None = None
         self.observed_paths: list[str] = []
         self.dropped = 0
         self.cache = StatCache(None)
@@ -271,13 +294,13 @@ class InputLog:
         return record
 
     def start(self) -> None:
-        if self._table is None:
-            self._table = observe.start()
+        if self._token is None:
+            self._token = observe.start()
 
     def stop(self) -> None:
-        if self._table is not None:
-            self.observed_paths, self.dropped = observe.stop(self._table)
-            self._table = None
+        if self._token is not None:
+            self.observed_paths, self.dropped = observe.stop(self._token)
+            self._token = None
 
     def section(
         self,
@@ -346,15 +369,19 @@ class InputLog:
         if not self.observed_paths:
             return []
         skip = _excluded_prefixes([store_root] if store_root else [])
+        memo: dict[str, str] = {}
         out = []
         for path in self.observed_paths:
             if path.endswith((".pyc", ".pyo")) or f"{os.sep}__pycache__{os.sep}" in path:
                 continue
-            if (path + os.sep).startswith(skip) or os.path.realpath(path).startswith(skip):
+            if path.startswith(skip):
                 continue
-            if not os.path.isfile(path):
+            head = os.path.dirname(path)
+            if head not in memo:
+                memo[head] = os.path.realpath(head)
+            if (memo[head] + os.sep).startswith(skip):
                 continue
-            rel = relative_path(path, root)
+            rel = relative_path(path, root, memo)
             if rel in declared or any(rel.startswith(d + "/") for d in declared):
                 continue
             out.append((rel, path))
@@ -363,23 +390,31 @@ class InputLog:
     def _observe(
         self, candidates: list[tuple[str, str]], in_tree: set[str] | None
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        import stat as stat_mod
+
         records: list[dict[str, Any]] = []
-        hashed_files = hashed_bytes = listed = omitted = 0
+        hashed_files = hashed_bytes = listed = 0
+        unlisted: dict[str, list[int]] = {}  # folder -> [files, bytes] beyond the budget
         for rel, path in candidates:
             if in_tree is not None and rel in in_tree:
                 continue  # covered by the code digest
             rec: dict[str, Any] = {"path": rel, "kind": "file"}
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone, or never opened (the open itself failed)
+            if not stat_mod.S_ISREG(st.st_mode):
+                continue  # a folder, a device, a pipe: not data
             if is_secret_file(path):
                 rec["secret"] = True
                 records.append(rec)
                 continue
             try:
-                st = os.stat(path)
                 if hashed_files < OBSERVED_HASH_FILES and (
                     hashed_bytes + st.st_size <= OBSERVED_HASH_BYTES
-                    or self.cache.file(os.path.realpath(path), st) is not None
+                    or self.cache.file(path, st) is not None
                 ):
-                    digest, size, cached = file_digest(path, self.cache)
+                    digest, size, cached = file_digest(path, self.cache, resolve=False)
                     hashed_files += 1
                     hashed_bytes += 0 if cached else size
                     rec.update({"size": size, "files": 1, "sha256": digest})
@@ -387,17 +422,29 @@ class InputLog:
                     listed += 1
                     rec.update({"size": st.st_size, "files": 1, "mtime_ns": st.st_mtime_ns})
                 else:
-                    omitted += 1
+                    folder = rel.rsplit("/", 1)[0] if "/" in rel else "."
+                    count = unlisted.setdefault(folder, [0, 0])
+                    count[0] += 1
+                    count[1] += st.st_size
                     continue
             except OSError as exc:
                 rec["unreadable"] = exc.strerror or str(exc)
             records.append(rec)
         limits: dict[str, Any] = {}
-        if listed or omitted or self.dropped:
+        if listed or unlisted or self.dropped:
             limits = {
                 "hashed": hashed_files,
                 "listed_by_stat": listed,
-                "omitted": omitted + self.dropped,
-                "budget": {"files": OBSERVED_HASH_FILES, "bytes": OBSERVED_HASH_BYTES},
+                "budget": {
+                    "hashed_files": OBSERVED_HASH_FILES,
+                    "hashed_bytes": OBSERVED_HASH_BYTES,
+                    "listed_files": OBSERVED_LIST_FILES,
+                },
             }
+            if unlisted:
+                limits["unlisted"] = [
+                    {"folder": f, "files": n, "size": b} for f, (n, b) in sorted(unlisted.items())
+                ]
+            if self.dropped:
+                limits["opens_not_logged"] = self.dropped
         return records, limits

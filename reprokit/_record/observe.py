@@ -2,11 +2,12 @@
 
 ``open`` audit events are raised by ``open()``, ``io.open``, ``os.open`` and ``io.open_code``:
 ``numpy.load``, ``torch.load``, pandas' readers and ``json.load(open(...))`` all go through
-them. The hook is installed the first time a run starts (an audit hook cannot be removed) and
-does nothing unless a run is observing: for any other event one string comparison. For an
-``open`` it stores the path as given (with the working folder it was relative to) in each
-observing run's table: no stat, no hashing. Filtering and hashing happen when the run seals
-(``reprokit._record.inputs``).
+them. The hook is installed the first time a run starts (an audit hook cannot be removed). While
+no run observes, it costs one comparison per audit event. While one does, an ``open`` costs one
+``list.append`` of the event's arguments into a log shared by the observing runs: no stat, no
+path handling, no hashing there. Each run reads its part of the log when it stops, resolving
+relative paths against the working folder of the moment (``os.chdir`` events are logged too);
+filtering and hashing happen when the run seals (``reprokit._record.inputs``).
 """
 
 from __future__ import annotations
@@ -14,101 +15,109 @@ from __future__ import annotations
 import os
 import sys
 
-MAX_SEEN = 100_000  # distinct paths kept per run; more are counted, not kept
+MAX_LOG = 200_000  # open events kept while runs observe; more are counted, not kept
 
-# One table per observing run: key -> True (read) or False (written during the run, so not an
-# input). A key is an absolute path, or (cwd, relative path). Replaced, never mutated, so the
-# hook may iterate it while another thread starts or ends a run.
-_ACTIVE: tuple[dict[object, bool], ...] = ()
-_cwd: str | None = None
+_CWD = "\0cwd"  # a log entry that says which folder relative paths are relative to from there on
+_CHDIR = "\0chdir"
+
+_on = False
+_log: list[tuple] = []
+_lost = 0
 _installed = False
-_overflow: dict[int, int] = {}
+_observers: dict[int, int] = {}  # token -> where in the log its run began
 
 
 def _hook(event: str, args: tuple) -> None:
-    if event != "open":
-        if event == "os.chdir":
-            global _cwd
-            _cwd = None
-        return
-    tables = _ACTIVE
-    if not tables:
-        return
-    path, mode, flags = args
-    if mode is None:
-        read = not (flags or 0) & 3  # O_RDONLY
-    else:
-        read = "r" in mode and "+" not in mode
-    if type(path) is not str:
-        if isinstance(path, int) or path is None:
-            return
-        try:
-            path = os.fsdecode(path)
-        except TypeError:
-            return
-    if path[:1] == "/" or (os.sep != "/" and os.path.isabs(path)):
-        key: object = path
-    else:
-        cwd = _cwd
-        if cwd is None:
-            cwd = _set_cwd()
-        key = (cwd, path)
-    for table in tables:
-        if read:
-            if key not in table:
-                if len(table) < MAX_SEEN:
-                    table[key] = True
-                else:
-                    _overflow[id(table)] = _overflow.get(id(table), 0) + 1
-        else:
-            table[key] = False
+    # Runs on every audit event of the process: keep the common cases to a few operations.
+    if event == "open":
+        if _on:
+            if len(_log) < MAX_LOG:
+                _log.append(args)
+            else:
+                _count_lost()
+    elif event == "os.chdir" and _on:
+        _log.append((_CHDIR, args[0], None))
 
 
-def _set_cwd() -> str:
-    global _cwd
+def _count_lost() -> None:
+    global _lost
+    _lost += 1
+
+
+def _cwd() -> str:
     try:
-        _cwd = os.getcwd()
+        return os.getcwd()
     except OSError:
-        _cwd = ""
-    return _cwd
+        return ""
 
 
-def start() -> dict[object, bool]:
-    """Begin observing for one run; returns its table (hand it back to ``stop``)."""
-    global _ACTIVE, _installed
+def start() -> int:
+    """Begin observing for one run; returns a token to hand back to ``stop``."""
+    global _on, _installed
     if not _installed:
         sys.addaudithook(_hook)
         _installed = True
-    table: dict[object, bool] = {}
-    _set_cwd()
-    _ACTIVE = (*_ACTIVE, table)
-    return table
+    token = len(_observers) and max(_observers) + 1
+    _observers[token] = len(_log)
+    _log.append((_CWD, _cwd(), None))
+    _on = True
+    return token
 
 
-def stop(table: dict[object, bool]) -> tuple[list[str], int]:
-    """End observing for the run that owns ``table``: (absolute paths it read, paths dropped)."""
-    global _ACTIVE
-    _ACTIVE = tuple(t for t in _ACTIVE if t is not table)
-    dropped = _overflow.pop(id(table), 0)
-    out = []
-    for key, read in list(table.items()):
-        if not read:
+def stop(token: int) -> tuple[list[str], int]:
+    """End observing for the run of ``token``: (absolute paths it read and did not write, in
+    the order first opened; open events that did not fit in the log)."""
+    global _on, _log, _lost
+    begin = _observers.pop(token, None)
+    if begin is None:
+        return [], 0
+    entries = _log[begin:]
+    lost = _lost
+    if not _observers:
+        _on = False
+        _log = []
+        _lost = 0
+    read: dict[str, None] = {}
+    written: set[str] = set()
+    cwd = ""
+    for path, mode, flags in entries:
+        if path == _CWD:
+            cwd = mode
             continue
-        if isinstance(key, tuple):
-            cwd, rel = key
+        if path == _CHDIR:
+            try:
+                cwd = os.path.normpath(os.path.join(cwd, os.fsdecode(mode)))
+            except TypeError:
+                pass
+            continue
+        if isinstance(path, int) or path is None:
+            continue
+        try:
+            text = os.fsdecode(path)
+        except TypeError:
+            continue
+        if not os.path.isabs(text):
             if not cwd:
                 continue
-            key = os.path.join(cwd, rel)
-        out.append(os.path.normpath(key))
-    written = set()
-    for key, read in table.items():
-        if not read:
-            written.add(os.path.normpath(os.path.join(*key) if isinstance(key, tuple) else key))
-    table.clear()
-    return [p for p in dict.fromkeys(out) if p not in written], dropped
+            text = os.path.join(cwd, text)
+        text = os.path.normpath(text)
+        if mode is not None:
+            is_read = "r" in mode and "+" not in mode
+        else:
+            is_read = not (flags or 0) & 3  # O_RDONLY
+        if is_read:
+            if text not in written:
+                read.setdefault(text, None)
+        else:
+            written.add(text)
+            read.pop(text, None)  # read back after the run wrote it: an output, not an input
+    return list(read), lost
 
 
 def forget_after_fork() -> None:
     """In a forked child the parent's observing runs are not this process's."""
-    global _ACTIVE
-    _ACTIVE = ()
+    global _on, _log, _lost
+    _observers.clear()
+    _on = False
+    _log = []
+    _lost = 0

@@ -27,13 +27,31 @@ def _size(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else "?"
 
 
-def _locate(rec: Any, data_roots: list[str]) -> str:
-    """The first place the input exists (else where it was looked for first)."""
+def _locate(rec: Any, data_roots: list[str]) -> tuple[str, str | None]:
+    """(the first place the input exists, else where it was looked for first; its data root)."""
     path = str(rec["path"])
     if path.startswith("/") or os.path.isabs(path):
-        return path
-    places = [os.path.join(root, *path.split("/")) for root in data_roots]
-    return next((p for p in places if os.path.exists(p)), places[0])
+        return path, None
+    places = [(os.path.join(root, *path.split("/")), root) for root in data_roots]
+    return next((p for p in places if os.path.exists(p[0])), places[0])
+
+
+def _link(link_into: str, path: str, data_root: str) -> str | None:
+    """Link the outermost part of ``path`` that the rebuilt tree lacks to the same part below
+    ``data_root`` (a gitignored ``data/`` folder comes back whole, files not recorded
+    included); returns what was linked, None when the tree already has it."""
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        rel = "/".join(parts[:i])
+        dest = os.path.join(link_into, *parts[:i])
+        if os.path.islink(dest):
+            return None  # linked for an earlier input
+        if not os.path.lexists(dest):
+            os.symlink(os.path.join(data_root, *parts[:i]), dest)
+            return rel
+        if not os.path.isdir(dest):
+            return None
+    return None
 
 
 def _safe_rel(path: str) -> bool:
@@ -71,12 +89,15 @@ def check_inputs(
         if rec.get("in_tree") or rec.get("unreadable"):
             continue
         path = str(rec["path"])
-        found = _locate(rec, data_roots)
+        found, root = _locate(rec, data_roots)
         if not os.path.exists(found):
             missing.append((rec, found))
             continue
         recorded = rec.get("sha256")
-        if rec.get("secret") or not recorded:
+        if rec.get("unlisted"):
+            why = f"{rec.get('files')} files read beyond the observation budget: not listed"
+            out["unchecked"].append({"path": path, "why": why})
+        elif rec.get("secret") or not recorded:
             why = "a secret file: not hashed" if rec.get("secret") else "listed by stat only"
             size_now = os.path.getsize(found) if os.path.isfile(found) else None
             if not rec.get("secret") and rec.get("size") not in (None, size_now):
@@ -92,12 +113,10 @@ def check_inputs(
                 out["changed"].append(change)
             else:
                 out["checked"].append(path)
-        if link_into is not None and _safe_rel(path):
-            dest = os.path.join(link_into, *path.split("/"))
-            if not os.path.lexists(dest):
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                os.symlink(os.path.abspath(found), dest)
-                out["linked"].append(path)
+        if link_into is not None and root is not None and _safe_rel(path):
+            linked = _link(link_into, path, os.path.abspath(root))
+            if linked is not None:
+                out["linked"].append(linked)
     cache.save()
     if missing:
         shown = "; ".join(

@@ -450,6 +450,13 @@ def _inputs_of(store: Store, runs: list[Manifest]) -> list[Any]:
     for r in [*runs, *nested]:
         for rec in r.inputs:
             found.setdefault(str(rec["path"]), rec)
+        # Files read beyond the observation budget are known by folder only: it must exist.
+        section = r.get("inputs")
+        limits = section.get("observed_limits") if isinstance(section, Mapping) else None
+        for item in (limits or {}).get("unlisted") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("folder"), str):
+                rec = {"path": item["folder"], "kind": "folder", "unlisted": True}
+                found.setdefault(item["folder"], {**rec, "files": item.get("files")})
     return list(found.values())
 
 

@@ -61,7 +61,7 @@ def test_gitignored_data_unchanged_replays_identical(data_repo):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert proc.stdout.startswith("verdict: identical")
     assert "inputs: 1 unchanged, 0 changed" in proc.stderr
-    assert "linked into the rebuilt tree: data/train.csv" in proc.stderr
+    assert "linked into the rebuilt tree: data" in proc.stderr  # the ignored folder, whole
 
 
 def test_a_changed_input_is_named_first_among_the_causes(data_repo):
@@ -254,3 +254,30 @@ def test_a_packed_input_edited_in_the_archive_is_named(data_repo, tmp_path):
     proc = cli(tmp_path, "verify", str(forged))
     assert proc.returncode == 1
     assert "inputs/data/train.csv does not match the recorded input" in proc.stderr
+
+
+def test_files_beyond_the_observation_budget_are_counted_by_folder_and_still_available(
+    data_repo,
+):
+    for i in range(4):
+        (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
+    code = """
+import reprokit
+import reprokit._record.inputs as budget
+budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # a tiny budget, for the test
+
+@reprokit.track
+def train():
+    return sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
+
+train()
+"""
+    m = record(data_repo, code)
+    section = m.data["inputs"]
+    assert [r.get("sha256") is not None for r in section["observed"]] == [True, False]
+    assert section["observed_limits"]["unlisted"] == [{"folder": "data", "files": 2, "size": 8}]
+    proc = cli(data_repo, "replay", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "data: not checked (2 files read beyond the observation budget" in proc.stderr
+    shutil.rmtree(data_repo / "data")
+    assert cli(data_repo, "replay", m.id).returncode == 2
