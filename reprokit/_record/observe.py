@@ -56,6 +56,8 @@ def start() -> int:
     global _on, _installed
     if not _installed:
         sys.addaudithook(_hook)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=forget_after_fork)
         _installed = True
     token = len(_observers) and max(_observers) + 1
     _observers[token] = len(_log)

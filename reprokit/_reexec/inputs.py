@@ -11,9 +11,12 @@ a changed one is reported, and named first among the likely causes of a differen
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.git import find_repo
 from reprokit._model.errors import NotReplayable
+from reprokit._model.manifest import Manifest
 from reprokit._record.inputs import file_digest, folder_listing, parse_listing
 from reprokit._store.statcache import StatCache
 from reprokit._store.store import Store
@@ -169,6 +172,56 @@ def _folder_changes(store: Store, recorded: str, listing_now: bytes | None) -> l
         elif then[rel] != now[rel]:
             out.append(f"{rel} (modified)")
     return out[:20]
+
+
+def inputs_needed(store: Store, runs: list[Manifest]) -> list[Any]:
+    """The inputs the re-execution needs: those of the runs it re-executes and of the runs
+    nested in them (a command's tracked functions), each path once."""
+    found: dict[str, Any] = {}
+    ids = {r.id for r in runs}
+    nested: list[Manifest] = []
+    if any((r.run.get("entry") or {}).get("kind") == "command" for r in runs):
+        nested = [
+            e.manifest
+            for e in store.entries()
+            if e.manifest is not None and e.manifest.run.get("parent") in ids
+        ]
+    for r in [*runs, *nested]:
+        for rec in r.inputs:
+            found.setdefault(str(rec["path"]), rec)
+        # Files read beyond the observation budget are known by folder only: it must exist.
+        section = r.get("inputs")
+        limits = section.get("observed_limits") if isinstance(section, Mapping) else None
+        for item in (limits or {}).get("unlisted") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("folder"), str):
+                rec = {"path": item["folder"], "kind": "folder", "unlisted": True}
+                found.setdefault(item["folder"], {**rec, "files": item.get("files")})
+    return list(found.values())
+
+
+def resolve_data_roots(given: Any, store: Store, in_place_root: str | None = None) -> list[str]:
+    """Where a replay looks for inputs recorded at relative paths, in order."""
+    if isinstance(given, (list, tuple)):
+        return [os.path.abspath(os.fspath(g)) for g in given]
+    if given is not None:
+        return [os.path.abspath(os.fspath(given))]
+    if in_place_root is not None:
+        return [in_place_root]
+    found = find_repo(os.getcwd())
+    if found is not None:
+        return [found[0]]
+    if store.root.name == ".reprokit":
+        return [str(store.root.parent)]
+    return [os.getcwd()]
+
+
+def make_inputs_available(m: Manifest, store: Store, source: str) -> dict[str, Any]:
+    """For a re-execution of ``m`` in the rebuilt tree ``source``: check its inputs below the
+    default data root and link them in (NotReplayable when one is missing)."""
+    needed = inputs_needed(store, [m])
+    if not needed:
+        return {}
+    return check_inputs(m.id, needed, store, resolve_data_roots(None, store), link_into=source)
 
 
 def input_causes(changed: list[dict[str, Any]]) -> list[str]:

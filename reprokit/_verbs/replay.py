@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._capture.environment import capture_environment
-from reprokit._capture.git import find_repo
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
@@ -34,7 +33,7 @@ from reprokit._model.redact import redact_argv
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
 from reprokit._reexec.execute import check_replayable, execute, plan
-from reprokit._reexec.inputs import check_inputs, input_causes
+from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -353,9 +352,9 @@ def replay(
                 report.source["path"] = source
         emit("source", report.source)
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
-        inputs = _inputs_of(st, recorded)
+        inputs = inputs_needed(st, recorded)
         if inputs:
-            root = _data_root(data_root, report.source["path"] if in_place else None, st)
+            root = resolve_data_roots(data_root, st, report.source["path"] if in_place else None)
             report.inputs = check_inputs(
                 m.id, inputs, st, root, link_into=None if in_place else source, full_hash=full_hash
             )
@@ -433,47 +432,6 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
-
-
-def _inputs_of(store: Store, runs: list[Manifest]) -> list[Any]:
-    """The inputs the re-execution needs: those of the runs it re-executes and of the runs
-    nested in them (a command's tracked functions), each path once."""
-    found: dict[str, Any] = {}
-    ids = {r.id for r in runs}
-    nested: list[Manifest] = []
-    if any((r.run.get("entry") or {}).get("kind") == "command" for r in runs):
-        nested = [
-            e.manifest
-            for e in store.entries()
-            if e.manifest is not None and e.manifest.run.get("parent") in ids
-        ]
-    for r in [*runs, *nested]:
-        for rec in r.inputs:
-            found.setdefault(str(rec["path"]), rec)
-        # Files read beyond the observation budget are known by folder only: it must exist.
-        section = r.get("inputs")
-        limits = section.get("observed_limits") if isinstance(section, Mapping) else None
-        for item in (limits or {}).get("unlisted") or []:
-            if isinstance(item, Mapping) and isinstance(item.get("folder"), str):
-                rec = {"path": item["folder"], "kind": "folder", "unlisted": True}
-                found.setdefault(item["folder"], {**rec, "files": item.get("files")})
-    return list(found.values())
-
-
-def _data_root(given: Any, in_place_root: str | None, store: Store) -> list[str]:
-    """Where a replay looks for inputs recorded at relative paths, in order."""
-    if isinstance(given, (list, tuple)):
-        return [os.path.abspath(os.fspath(g)) for g in given]
-    if given is not None:
-        return [os.path.abspath(os.fspath(given))]
-    if in_place_root is not None:
-        return [in_place_root]
-    found = find_repo(os.getcwd())
-    if found is not None:
-        return [found[0]]
-    if store.root.name == ".reprokit":
-        return [str(store.root.parent)]
-    return [os.getcwd()]
 
 
 def _command_result(

@@ -281,3 +281,12 @@ train()
     assert "data: not checked (2 files read beyond the observation budget" in proc.stderr
     shutil.rmtree(data_repo / "data")
     assert cli(data_repo, "replay", m.id).returncode == 2
+
+
+def test_the_determinism_check_gets_the_inputs_too(data_repo):
+    m = record(data_repo)
+    proc = cli(data_repo, "check", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    shutil.rmtree(data_repo / "data")
+    proc = cli(data_repo, "check", m.id)
+    assert proc.returncode == 2 and "data/train.csv" in proc.stderr
