@@ -253,7 +253,7 @@ class Run:
         for path in pending:
             try:
                 self.log_input(path)
-            except (ReprokitError, OSError) as exc:
+            except Exception as exc:  # never into the user's call: a warning says it
                 warn(f"input {os.fspath(path)!r} is not recorded: {exc}")
 
     def not_replayable(self, reason: str) -> None:
@@ -474,7 +474,10 @@ class Run:
             run["redacted_params"] = sorted(set(self._params.redacted))
         if self._params.types:
             run["param_types"] = self._params.types
-        inputs = self._inputs.section(root, self._code.section, self.store)
+        try:
+            inputs = self._inputs.section(root, self._code.section, self.store)
+        except Exception as exc:  # capture degrades; it never costs the user the run
+            inputs = {"unavailable": f"{type(exc).__name__}: {exc}"}
         if inputs:
             sections["inputs"] = inputs
         sections["outputs"] = outputs
