@@ -6,6 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
+import reprokit
 from reprokit._model.redact import is_secret_file
 from reprokit._record import observe
 from reprokit._record.inputs import describe_input, file_digest, folder_listing, parse_listing
@@ -119,3 +122,15 @@ def test_secret_files_are_known_by_name():
         assert is_secret_file(path), path
     for path in ("/p/train.csv", "/p/keys.txt", "/p/environment.yaml"):
         assert not is_secret_file(path), path
+
+
+def test_a_declared_input_that_is_missing_warns_and_the_run_is_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.csv").write_text("1\n")
+    store = tmp_path / "store"
+    run = reprokit.run("r", store=store, inputs=["nope.csv", "here.csv"])
+    with pytest.warns(reprokit.ReprokitWarning, match="nope.csv"), run as r:
+        pass
+    m = reprokit.load(r.id, store=store)
+    assert m.status == "completed"
+    assert [rec["path"].rsplit("/", 1)[-1] for rec in m.inputs] == ["here.csv"]
