@@ -7,8 +7,10 @@ Figures, each against the issue's budget (printed with PASS/FAIL, never asserted
    ``--rounds`` alternating rounds. Budget: >= 90 %.
 2. re-recording an unchanged dataset: ``describe_input`` of a folder of ``--files`` files
    holding ``--size`` MB in all, after a first (hashing) description filled the store's stat
-   cache: median of ``--rounds`` calls, each a fresh ``StatCache`` object (the cache is read
-   from disk, as a new run would). Budget: <= 10 ms. The first, hashing, description is shown.
+   cache: median wall (and CPU) time of ``--rounds`` calls, each a fresh ``StatCache`` object
+   (the cache is read from disk, as a new run would). Budget: <= 10 ms. The first, hashing,
+   description is shown. Its floor is one ``stat`` per file (a file changed in place changes
+   nothing but its own stat).
 3. the audit hook on a data-loading loop: a child process opens and reads each of the
    ``--files`` small files of the dataset; the loop's CPU time (best of 3 in the process)
    inside an observed run against the same loop in a process where no run ever started (no
@@ -128,19 +130,20 @@ def figure_digest(tmp: Path, size_mb: int, rounds: int) -> tuple[float, float, f
     return min(ref) / min(ours), size_mb / min(ours), size_mb / min(ref)
 
 
-def figure_rerecord(tmp: Path, data: Path, rounds: int) -> tuple[float, float]:
+def figure_rerecord(tmp: Path, data: Path, rounds: int) -> tuple[float, float, float]:
     cache_dir = str(tmp / "store" / "cache")
     t = time.perf_counter()
     first, listing = describe_input(data, str(tmp), StatCache(cache_dir))
     first_s = time.perf_counter() - t
     assert listing is not None
-    times = []
+    times, cpu = [], []
     for _ in range(rounds):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         again, listing = describe_input(data, str(tmp), StatCache(cache_dir))
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
         assert listing is None and again == first, "the stat cache was not used"
-    return statistics.median(times), first_s
+    return statistics.median(times), statistics.median(cpu), first_s
 
 
 def run_loops(tmp: Path, work: str, procs: int) -> dict[str, list[tuple[float, float]]]:
@@ -175,10 +178,10 @@ def main() -> None:
                      f"({ours:.0f} vs {ref:.0f} MB/s)", ">= 90 %", ratio >= 0.9))  # fmt: skip
         data = tmp / "data"
         make_dataset(data, args.files, args.size)
-        median, first = figure_rerecord(tmp, data, args.rounds)
+        median, cpu, first = figure_rerecord(tmp, data, args.rounds)
         rows.append((f"re-record unchanged {args.size} MB / {args.files} files (cached)",
-                     f"{median * 1000:.1f} ms (first, hashing: {first:.2f} s)", "<= 10 ms",
-                     median <= 0.010))  # fmt: skip
+                     f"{median * 1000:.1f} ms ({cpu * 1000:.1f} ms CPU; first, hashing: "
+                     f"{first:.2f} s)", "<= 10 ms", median <= 0.010))  # fmt: skip
         flat = tmp / "flat"
         flat.mkdir()
         for sub in sorted(data.iterdir()):
