@@ -61,6 +61,7 @@ def test_public_names_are_pinned():
         "jax_key",
         "load",
         "log_artifact",
+        "log_input",
         "log_metric",
         "log_params",
         "replay",

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from reprokit._reexec.inputs import input_causes
 from reprokit._store.store import Store
 
 
@@ -95,6 +96,21 @@ def print_drift(drift: dict[str, Any]) -> None:
         err(f"  hardware {item['key']}: {short(item['a'])} -> {short(item['b'])}")
     for item in drift.get("variables") or []:
         err(f"  variable {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+    for line in input_causes(drift.get("inputs") or []):
+        err(f"  {line}")
+
+
+def print_inputs(data: dict[str, Any]) -> None:
+    """What replay found of the run's inputs before it started the program."""
+    checked, changed = len(data.get("checked") or []), len(data.get("changed") or [])
+    text = f"inputs: {checked} unchanged, {changed} changed (data root {data.get('data_root')})"
+    if data.get("linked"):
+        text += f"; linked into the rebuilt tree: {', '.join(data['linked'][:5])}"
+        if len(data["linked"]) > 5:
+            text += f" and {len(data['linked']) - 5} more"
+    err(text)
+    for item in data.get("unchecked") or []:
+        err(f"  {item['path']}: not checked ({item['why']})")
 
 
 def param_value(text: str) -> Any:

@@ -31,6 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         store=args.store,
         outputs=args.output,
+        inputs=args.input,
         # With --json, stdout carries our one document: the command's output goes to stderr.
         stdout=sys.stderr if args.json else None,
     )
@@ -71,6 +72,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         default=[],
         metavar="PATH",
         help="a file or folder the command writes, hashed when it ends (repeatable)",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or folder the command reads, hashed before it starts; replay checks it "
+        "and makes it available (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="one JSON document: run id, status, exit")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command")

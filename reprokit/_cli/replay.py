@@ -15,6 +15,7 @@ from reprokit._cli.output import (
     param_value,
     parser_for,
     print_drift,
+    print_inputs,
     short,
 )
 from reprokit._model.errors import ReprokitError
@@ -40,6 +41,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         keep=args.keep,
         params=params,
         on_event=narrator(args.quiet, seen_drift),
+        data_root=args.data_root,
+        full_hash=args.full_hash,
     )
     code = 0 if report.identical else 1
     if args.json:
@@ -73,6 +76,8 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
                 err(f"source: rebuilt from the {data['mode']} ({what}), digest verified")
                 if data.get("path"):
                     err(f"  kept in {data['path']}")
+        elif kind == "inputs":
+            print_inputs(data)
         elif kind == "drift":
             seen_drift.extend(item["key"] for item in data.get("hardware") or [])
             print_drift(data)
@@ -193,6 +198,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for numbers")
     p.add_argument("--in-place", action="store_true", help="run the current tree instead")
     p.add_argument("--keep", action="store_true", help="keep the rebuilt tree and say where")
+    p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="look for inputs recorded at relative paths below DIR (default: the repository "
+        "the replay runs in)",
+    )
+    p.add_argument(
+        "--full-hash",
+        action="store_true",
+        help="check inputs by reading every byte (default: trust the stat cache, like git)",
+    )
     p.add_argument(
         "--param",
         action="append",

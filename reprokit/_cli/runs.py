@@ -22,6 +22,7 @@ from reprokit._model.errors import ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
+from reprokit._verbs.archive_inputs import DEFAULT_MAX_INPUT
 from reprokit._verbs.diff import diff
 from reprokit._verbs.verify import VerifyReport, verify_run
 
@@ -216,6 +217,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             on_event=narrate,
+            data_root=args.data_root,
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
@@ -246,6 +248,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         progress=progress(args),
+        with_inputs=args.with_inputs,
+        max_input_size=args.max_input_size or DEFAULT_MAX_INPUT,
     )
     if args.json:
         emit_json(report.to_dict())
@@ -265,6 +269,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
             "recorded: listed by its sha256, not included (log_artifact(path, copy=True) keeps "
             "a copy in the run)"
         )
+    left = [r for r in report.inputs if not r["included"]]
+    if left and not args.quiet:
+        err(f"reprokit: {len(left)} input(s) not included; REPRODUCE.md lists what to fetch:")
+        for row in left[:10]:
+            err(f"  {row['path']} ({row['why']})")
     return 0
 
 
@@ -320,6 +329,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="archives: replay inside a fresh virtualenv built from requirements.lock",
     )
+    p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="archives: where --replay finds inputs not packed in the archive (default: here)",
+    )
     p.add_argument("--rtol", type=float, default=0.0, help="archives: relative tolerance")
     p.add_argument("--atol", type=float, default=0.0, help="archives: absolute tolerance")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -346,6 +360,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="copy artifacts up to this size (default 100 MB); list larger ones",
     )
     p.add_argument("--with-history", action="store_true", help="add a git bundle of the commits")
+    p.add_argument(
+        "--with-inputs",
+        action="store_true",
+        help="pack the runs' inputs that still match their record (see --max-input-size)",
+    )
+    p.add_argument(
+        "--max-input-size",
+        type=int,
+        metavar="BYTES",
+        help="with --with-inputs: pack inputs up to this size each (default 100 MB)",
+    )
     p.add_argument("--rtol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
     p.add_argument("--atol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")

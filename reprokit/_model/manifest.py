@@ -81,7 +81,7 @@ class Manifest:
         for key in ("status", "started"):
             if not isinstance(run.get(key), str):
                 raise ManifestError(f"manifest has no run.{key} (a string)", path)
-        for key in ("code", "params", "seeds", "outputs", "environment", "digests"):
+        for key in ("code", "params", "seeds", "inputs", "outputs", "environment", "digests"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ManifestError(f"manifest section {key!r} is not a mapping", path)
         if run.get("entry") is not None and not isinstance(run["entry"], dict):
@@ -139,6 +139,17 @@ class Manifest:
     @property
     def seeds(self) -> Mapping[str, Any]:
         return self.data.get("seeds") or {}
+
+    @property
+    def inputs(self) -> list[Mapping[str, Any]]:
+        """Every input the run read: declared ones first, then observed ones."""
+        section = self.data.get("inputs") or {}
+        out: list[Mapping[str, Any]] = []
+        for key in ("declared", "observed"):
+            items = section.get(key) if isinstance(section, Mapping) else None
+            if isinstance(items, list):
+                out.extend(r for r in items if isinstance(r, Mapping) and "path" in r)
+        return out
 
     @property
     def outputs(self) -> Mapping[str, Any]:

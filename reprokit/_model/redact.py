@@ -169,3 +169,21 @@ def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             redacted.append(f"argv[{len(out)}] userinfo")
         out.append(cleaned)
     return out, redacted
+
+
+# Files that hold credentials by their name alone: an input like this is listed by path, never
+# hashed into a manifest (a digest of a short secret can be brute-forced) nor archived.
+_SECRET_FILE_NAMES = {".env", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", "credentials",
+                      ".git-credentials", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
+                      "secrets.yaml", "secrets.yml", "secrets.json", "secrets.toml"}  # fmt: skip
+_SECRET_FILE_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".keystore", ".jks", ".kdbx")
+
+
+def is_secret_file(path: str) -> bool:
+    """True when the file at ``path`` holds credentials by its name (``.env``, ``*.pem``, ...)."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if name in _SECRET_FILE_NAMES or name.startswith(".env."):
+        return True
+    if name.endswith(_SECRET_FILE_SUFFIXES):
+        return True
+    return "/.ssh/" in path or "/.aws/" in path or "/.gnupg/" in path

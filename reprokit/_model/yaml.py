@@ -170,6 +170,7 @@ SECTIONS = (
     "code",
     "params",
     "seeds",
+    "inputs",
     "outputs",
     "environment",
     "hardware",

@@ -15,7 +15,7 @@ from reprokit._seeding import check_seed
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any, TypeVar, overload
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +50,17 @@ def log_artifact(path: str | os.PathLike[str], copy: bool = False) -> dict[str, 
     return _active().log_artifact(path, copy)
 
 
+def log_input(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    source: str | None = None,
+    *,
+    full_hash: bool = False,
+) -> dict[str, Any]:
+    """``current_run().log_input(...)``: record a file or folder the run reads."""
+    return _active().log_input(path, name, source, full_hash=full_hash)
+
+
 def checkpoint(name: str, value: Any) -> str:
     """``current_run().checkpoint(...)``; outside a run it only returns the fingerprint."""
     r = CURRENT.get()
@@ -81,11 +92,13 @@ def run(
     *,
     deterministic: bool = False,
     store: Any = None,
+    inputs: Iterable[str | os.PathLike[str]] | None = None,
 ) -> Run:
     """A run for a ``with`` block: ``with reprokit.run("exp") as run: ...``.
 
     Entering the block captures and starts the run; leaving it seals the run (``failed`` with
-    the traceback when the block raised; the exception is re-raised unchanged).
+    the traceback when the block raised; the exception is re-raised unchanged). ``inputs``:
+    files and folders the block reads, recorded as by ``log_input``.
     """
     entry, file, problems = _script_entry()
     r = Run(
@@ -97,6 +110,7 @@ def run(
         entry=entry,
         entry_file=file,
         start_dir=os.getcwd(),
+        inputs=inputs,
     )
     for problem in problems:
         r.not_replayable(problem)
@@ -149,6 +163,7 @@ if TYPE_CHECKING:
         seed: int | None = None,
         deterministic: bool = False,
         store: Any = None,
+        inputs: Iterable[str | os.PathLike[str]] | None = None,
     ) -> Callable[[F], F]: ...
 
 
@@ -159,19 +174,23 @@ def track(
     seed: int | None = None,
     deterministic: bool = False,
     store: Any = None,
+    inputs: Iterable[str | os.PathLike[str]] | None = None,
 ) -> Any:
     """Record every call of the decorated function as a run (plain, method or ``async def``).
 
     Params are bound from the signature with defaults applied. The function returns and raises
-    exactly what it did before.
+    exactly what it did before. ``inputs``: files and folders each call reads (relative paths
+    from the working folder at call time), recorded as by ``log_input``.
     """
+    kw = {"name": name, "seed": seed, "deterministic": deterministic, "store": store}
+    kw["inputs"] = list(inputs) if inputs is not None else None
     if func is None:
 
         def decorate(f: Callable[..., Any]) -> Any:
-            return _track(f, name=name, seed=seed, deterministic=deterministic, store=store)
+            return _track(f, **kw)
 
         return decorate
-    return _track(func, name=name, seed=seed, deterministic=deterministic, store=store)
+    return _track(func, **kw)
 
 
 def _track(
@@ -181,6 +200,7 @@ def _track(
     seed: int | None,
     deterministic: bool,
     store: Any,
+    inputs: list[Any] | None = None,
 ) -> Any:
     if seed is not None:
         check_seed(seed)
@@ -206,6 +226,7 @@ def _track(
                 entry=info["entry"],
                 entry_file=file,
                 start_dir=os.path.dirname(file) if file is not None else os.getcwd(),
+                inputs=inputs,
             )
             for problem in info["problems"]:
                 r.not_replayable(problem)

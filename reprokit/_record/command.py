@@ -21,6 +21,7 @@ from reprokit._model.errors import ReprokitError
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
+from reprokit._record import observe
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
@@ -48,11 +49,13 @@ def record_command(
     store: Any = None,
     outputs: list[str] | tuple[str, ...] = (),
     stdout: Any = None,
+    inputs: list[str] | tuple[str, ...] = (),
 ) -> CommandResult:
     """Run ``command`` as a recorded run and return when it ended.
 
-    ``stdout`` is where the child's standard output goes (default: inherited). Raises
-    ReprokitError when the command cannot be started (no run is kept then).
+    ``stdout`` is where the child's standard output goes (default: inherited). ``inputs``:
+    files and folders the command reads, hashed before it starts. Raises ReprokitError when
+    the command cannot be started or an input does not exist (no run is kept then).
     """
     if not command:
         raise ReprokitError("nothing to run: the command is empty")
@@ -76,6 +79,7 @@ def record_command(
         warnings.simplefilter("always")
         r.start()
     said = tuple(str(w.message) for w in caught)
+    _declare_inputs(r, inputs)
     r.note_seeds(hash_randomization=os.environ["PYTHONHASHSEED"] == "random")
     if seed is None:
         r.note_seeds(source="drawn")
@@ -91,7 +95,8 @@ def record_command(
         r.abandon()
         raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
     code = _supervise(child)
-    declared = describe_declared(list(outputs), r.root, cwd=os.getcwd())
+    with observe.paused():
+        declared = describe_declared(list(outputs), r.root, cwd=os.getcwd())
     if declared:
         r.set_output("declared", declared)
     if code < 0:
@@ -100,6 +105,17 @@ def record_command(
         status = "completed" if code == 0 else "failed"
     r.finish(status, exit_code=code)
     return CommandResult(r.id, status, code, said)
+
+
+def _declare_inputs(r: Run, inputs: list[str] | tuple[str, ...]) -> None:
+    """Hash the declared inputs before the command starts; none may be missing."""
+    for path in inputs:
+        try:
+            r.log_input(path)
+        except (ReprokitError, OSError) as exc:
+            r.abandon()
+            text = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ReprokitError(f"cannot record input {path!r}: {text}") from None
 
 
 def _supervise(child: subprocess.Popen[Any]) -> int:

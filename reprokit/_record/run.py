@@ -20,6 +20,7 @@ from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
 from reprokit._record import signals
+from reprokit._record.inputs import InputLog
 from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
 from reprokit._record.process import CAPTURE, STATE
 from reprokit._seeding import (
@@ -30,11 +31,12 @@ from reprokit._seeding import (
     reset_late_seeded,
     seed_everything,
 )
+from reprokit._store.statcache import StatCache
 from reprokit._store.store import Store, default_store_path, digest_folder
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from pathlib import Path
     from typing import Any
 
@@ -64,6 +66,7 @@ class Run:
         start_dir: str | None = None,
         entry_file: str | None = None,
         replay_of: str | None = None,
+        inputs: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self.name = name
         self._replay_of_given = replay_of
@@ -97,6 +100,7 @@ class Run:
         self._extra_run: dict[str, Any] = {}
         self._replayable_problems: list[str] = []
         self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
+        self._inputs = InputLog(inputs or ())
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -214,6 +218,37 @@ class Run:
             self._artifacts.append(record)
         return record
 
+    def log_input(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        source: str | None = None,
+        *,
+        full_hash: bool = False,
+    ) -> dict[str, Any]:
+        """Record a file or folder the run reads: path, size, file count and sha256.
+
+        ``name`` labels it, ``source`` says where it comes from (a URL, a dataset id).
+        Unchanged files keep their digest through the store's stat cache; ``full_hash=True``
+        reads every byte again. Returns the record.
+        """
+        with self._lock:
+            return self._inputs.declare(
+                path, self._root_for_paths(), name=name, source=source, full=full_hash
+            )
+
+    def _start_inputs(self) -> None:
+        """Watch what the program opens, and declare the inputs given to the constructor."""
+        self._inputs.cache = StatCache(self.store.cache_dir)
+        if self._entry.get("kind") != "replay":  # a verdict reads records, not data
+            self._inputs.start()
+        pending, self._inputs.pending = self._inputs.pending, []
+        for path in pending:
+            try:
+                self.log_input(path)
+            except Exception as exc:  # never into the user's call: a warning says it
+                warn(f"input {os.fspath(path)!r} is not recorded: {exc}")
+
     def not_replayable(self, reason: str) -> None:
         """Mark the run not replayable; ``reason`` is recorded in the manifest."""
         self._replayable_problems.append(reason)
@@ -275,6 +310,7 @@ class Run:
         self._seed_token = CURRENT_SEED.set(self.seed)
         if self._recording:
             signals.add_active(self)
+            self._start_inputs()
         return self
 
     def _seed_and_capture(self) -> None:
@@ -310,6 +346,7 @@ class Run:
     ) -> None:
         """Seal the run. Failures here become a warning; the user's program goes on."""
         signals.remove_active(self)
+        self._inputs.stop()
         if self._token is not None:
             try:
                 CURRENT.reset(self._token)
@@ -431,6 +468,12 @@ class Run:
             run["redacted_params"] = sorted(set(self._params.redacted))
         if self._params.types:
             run["param_types"] = self._params.types
+        try:
+            inputs = self._inputs.section(root, self._code.section, self.store)
+        except Exception as exc:  # capture degrades; it never costs the user the run
+            inputs = {"unavailable": f"{type(exc).__name__}: {exc}"}
+        if inputs:
+            sections["inputs"] = inputs
         sections["outputs"] = outputs
         sections["digests"] = digest_folder(self._dir)  # type: ignore[arg-type]
         code_text = CAPTURE.code_text(self._code_cache)

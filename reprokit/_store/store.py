@@ -173,6 +173,11 @@ class Store:
     def ledger(self) -> Path:
         return _path(self._ledger)
 
+    @property
+    def cache_dir(self) -> str:
+        """Where caches live (``cache/``: input digests by stat); never covered by a digest."""
+        return os.path.join(self._root, "cache")
+
     def run_path(self, run_id: str) -> str:
         return os.path.join(self._runs, run_id)
 
@@ -302,6 +307,10 @@ class Store:
         if not _OBJECT.match(digest):
             raise ManifestError(f"bad object name {digest!r}")
         return os.path.join(self._objects, digest[:2], digest)
+
+    def has_object(self, digest: str) -> bool:
+        """True when the store holds the object named ``digest``."""
+        return os.path.exists(self._object_str(digest))
 
     def object_path(self, digest: str) -> Path:
         """Where the object named ``digest`` lives."""
@@ -580,6 +589,12 @@ def referenced_objects(manifest: Manifest) -> list[str]:
     files = code.get("files")
     if isinstance(files, dict):
         found.extend(v for v in files.values() if isinstance(v, str))
+    # A folder input's digest names its listing (one "sha256 size path" line per file).
+    inputs = manifest.get("inputs")
+    for rec in (inputs.get("declared") or []) if isinstance(inputs, dict) else []:
+        digest = rec.get("sha256") if isinstance(rec, dict) else None
+        if rec.get("kind") == "folder" and isinstance(digest, str) and _OBJECT.match(digest):
+            found.append(digest)
     return sorted(set(found))
 
 

@@ -9,6 +9,7 @@ Layout inside the archive (under one top folder)::
     store/                    the runs' sealed folders, the objects they use, the ledger
     source/<tree>/            each distinct source tree the runs ran from
     outputs/<run>/<path>      output artifacts up to --max-artifact-size
+    inputs/<path>             with --with-inputs: the runs' inputs, up to --max-input-size each
     CITATION.cff              when the repository has one
     history.bundle            with --with-history
     CHECKSUMS.sha256          sha256 of every other member (written last)
@@ -50,6 +51,13 @@ from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
+from reprokit._verbs.archive_inputs import (
+    DEFAULT_MAX_INPUT,
+    INPUTS_DIR,
+    check_archived_inputs,
+    input_rows,
+    pack_inputs,
+)
 from reprokit._verbs.audit import results_of
 from reprokit._verbs.replay import replay as replay_run
 from reprokit._verbs.templates import PACKAGE_DIR, templates_dir
@@ -398,6 +406,7 @@ class ArchiveReport(Report):
     size: int = 0
     large: list[dict[str, Any]] = json_name("not_included", default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _ArchiveDraft:
@@ -408,6 +417,7 @@ class _ArchiveDraft:
         self.size = 0
         self.large: list[dict[str, Any]] = []
         self.missing: list[dict[str, Any]] = []
+        self.inputs: list[dict[str, Any]] = []
 
     def freeze(self) -> ArchiveReport:
         return ArchiveReport(**vars(self))
@@ -426,11 +436,15 @@ def archive(
     rtol: float = 0.0,
     atol: float = 0.0,
     progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
+    with_inputs: bool = False,
+    max_input_size: int = DEFAULT_MAX_INPUT,
 ) -> ArchiveReport:
     """Pack runs for a paper into one ``.tar.gz`` or ``.zip`` file (chosen by extension).
 
-    Every run must verify first. ``progress(label, total_bytes)`` may return a callback that is
-    told how many bytes were processed (the CLI draws a bar with it).
+    Every run must verify first. Every input the runs read is listed in REPRODUCE.md with its
+    digest, size and source; ``with_inputs`` packs those that still match their record, up to
+    ``max_input_size`` bytes each, under ``inputs/``. ``progress(label, total_bytes)`` may
+    return a callback that is told how many bytes were processed (the CLI draws a bar with it).
     """
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -526,6 +540,13 @@ def archive(
                     {"path": rel, "size": rec["size"], "sha256": rec["sha256"]}
                 )
 
+        report.inputs = input_rows(runs)
+        if with_inputs:
+            pack_inputs(report.inputs, st, repo_root, writer.add_file, max_input_size)
+        else:
+            for row in report.inputs:
+                row["why"] = "not asked for (--with-inputs)"
+
         writer.add_bytes("requirements.lock", _lock_lines(runs).encode())
         citation = os.path.join(repo_root, "CITATION.cff")
         has_citation = os.path.isfile(citation)
@@ -583,6 +604,8 @@ def archive(
             max_artifact_size=f"{max_artifact_size / 1024 / 1024:g} MB",
             large=report.large,
             missing=report.missing,
+            inputs=report.inputs,
+            inputs_included=any(r["included"] for r in report.inputs),
             citation=has_citation,
             history=with_history,
             python=first_py,
@@ -821,8 +844,12 @@ def verify_archive(
     limits: Limits | None = None,
     on_event: Callable[[str, Any], None] | None = None,
     stdout: Any = None,
+    data_root: str | os.PathLike[str] | None = None,
 ) -> ArchiveVerifyReport:
     """Check every checksum and every run of an archive; optionally replay every run.
+
+    Replays find the runs' inputs in the archive's ``inputs/`` folder, else below ``data_root``
+    (default: the current folder), at their recorded paths.
 
     Raises TamperedError naming the first bad member, UnsafeArchive for hostile archives.
     Works anywhere: no repository and no store are needed.
@@ -855,10 +882,13 @@ def verify_archive(
         crate_sources = _sources_by_run(top)
         for rid in report.runs:
             _check_run_files(store.load(rid), top, crate_sources.get(rid), scratch)
+        check_archived_inputs(top, [store.load(rid) for rid in report.runs], store)
         emit("verified", report)
         if not replay:
             return report.freeze()
         python = _make_venv(top, scratch, emit) if venv else None
+        roots = [os.path.join(top, INPUTS_DIR)]
+        roots.append(os.path.abspath(os.fspath(data_root)) if data_root else os.getcwd())
         for rid in report.runs:
             m = store.load(rid)
             if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
@@ -874,6 +904,7 @@ def verify_archive(
                     source_dir=src,
                     python=python,
                     stdout=stdout,
+                    data_root=roots,
                 )
                 entry = {"run": rid, "verdict": r.verdict, "causes": r.causes}
             except ReprokitError as exc:

@@ -30,6 +30,7 @@ from reprokit._record.api import inspect_unwrap
 from reprokit._record.outputs import describe_declared, describe_value
 from reprokit._record.process import STATE
 from reprokit._reexec.execute import check_replayable, execute, new_runs
+from reprokit._reexec.inputs import make_inputs_available
 from reprokit._reexec.source import rebuild_source
 from reprokit._seeding import check_seed, draw_seed
 from reprokit._store.store import Store
@@ -281,6 +282,7 @@ def check(
             params = check_replayable(m, {})
             source = os.path.join(scratch, "source")
             rebuild_source(m, st, source, scratch)
+            make_inputs_available(m, st, source)
             report.seed = m.seeds.get("seed")
             for i in range(n):
                 code, new, cwd = execute(
@@ -440,6 +442,7 @@ def seeds(
     try:
         source = os.path.join(scratch, "source")
         rebuild_source(m, st, source, scratch)
+        make_inputs_available(m, st, source)
         per_seed: list[dict[str, float]] = []
         for i, s in enumerate(chosen):
             params = dict(base_params)

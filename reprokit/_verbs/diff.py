@@ -101,9 +101,21 @@ def _by_path(outputs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _inputs(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
+    """Inputs whose digest (or size, for those listed by stat) differs, by path."""
+
+    def keyed(m: Manifest) -> dict[str, Any]:
+        return {
+            str(r["path"]): r.get("sha256") or ("secret" if r.get("secret") else r.get("size"))
+            for r in m.inputs
+        }
+
+    return diff_mappings(keyed(ma), keyed(mb))
+
+
 def diff(a: str, b: str, store: Store | Path | str | None = None) -> DiffReport:
-    """What differs between runs ``a`` and ``b``: code, params, seeds, packages, hardware,
-    outputs, environment."""
+    """What differs between runs ``a`` and ``b``: code, params, seeds, inputs, packages,
+    hardware, outputs, environment."""
     st = Store.at(store)
     ma, mb = st.load(a), st.load(b)
     ea, eb = ma.environment, mb.environment
@@ -111,6 +123,7 @@ def diff(a: str, b: str, store: Store | Path | str | None = None) -> DiffReport:
         "code": _code(ma, mb, st),
         "params": diff_mappings(ma.params, mb.params),
         "seeds": diff_mappings(ma.seeds, mb.seeds),
+        "inputs": _inputs(ma, mb),
         "packages": _packages(ea, eb),
         "environment": diff_mappings(
             {"python": ea.get("python"), "variables": ea.get("variables")},

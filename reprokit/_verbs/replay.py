@@ -35,6 +35,7 @@ from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -49,6 +50,7 @@ class ReplayReport(Report):
     tolerance: dict[str, float] = field(default_factory=lambda: {"rtol": 0.0, "atol": 0.0})
     source: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per compared run
     causes: list[str] = field(default_factory=list)
     exit_code: int | None = json_name(None, default=None)
@@ -78,9 +80,14 @@ class _ReplayDraft:
         self.atol = 0.0
         self.source: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}
         self.runs: list[dict[str, Any]] = []
         self.causes: list[str] = []
         self.exit_code: int | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
 
     def freeze(self) -> ReplayReport:
         return ReplayReport(
@@ -90,6 +97,7 @@ class _ReplayDraft:
             tolerance={"rtol": self.rtol, "atol": self.atol},
             source=self.source,
             drift=self.drift,
+            inputs=self.inputs,
             runs=self.runs,
             causes=self.causes,
             exit_code=self.exit_code,
@@ -250,7 +258,8 @@ def explain(
     drift: dict[str, Any],
 ) -> list[str]:
     """Likely causes of a difference, most likely first, from the two records."""
-    causes: list[str] = []
+    # Data that changed since the recording explains more than anything found below.
+    causes: list[str] = input_causes(drift.get("inputs") or [])
     for comp, a in zip(compared, recorded, strict=False):
         if comp["verdict"] == cmp.IDENTICAL:
             continue
@@ -325,15 +334,27 @@ def replay(
     stdout: Any = None,
     source_dir: str | None = None,
     python: str | None = None,
+    data_root: str | os.PathLike[str] | list[str] | None = None,
+    full_hash: bool = False,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
     Raises ``TamperedError`` for a run that fails verification, ``NotReplayable`` when the run
-    cannot be re-executed here. ``on_event(kind, data)`` hears "source", "drift" and "running"
-    as they happen; ``stdout`` is where the replayed program's output goes (default: stderr).
+    cannot be re-executed here (an input missing among them). ``on_event(kind, data)`` hears
+    "source", "inputs", "drift" and "running" as they happen; ``stdout`` is where the replayed
+    program's output goes (default: stderr). Inputs outside the recorded source tree are looked
+    up below ``data_root`` (default: the repository the replay runs in) and checked against
+    their digests (through the store's stat cache; ``full_hash=True`` reads every byte); a list
+    of folders is searched in order.
     """
     if rtol < 0 or atol < 0:
         raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
+    if data_root is not None and in_place:
+        raise ArgumentError(
+            "data_root",
+            "cannot be combined with in_place: an in-place replay reads the inputs "
+            "where the current tree has them",
+        )
     st = Store.at(store)
     st.verify(ref)
     m = st.load(ref)
@@ -356,10 +377,19 @@ def replay(
             if keep:
                 report.source["path"] = source
         emit("source", report.source)
+        recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
+        inputs = inputs_needed(st, recorded)
+        if inputs:
+            root = resolve_data_roots(data_root, st, report.source["path"] if in_place else None)
+            report.inputs = check_inputs(
+                m.id, inputs, st, root, link_into=None if in_place else source, full_hash=full_hash
+            )
+            emit("inputs", report.inputs)
         report.drift = environment_drift(m)
+        if report.inputs.get("changed"):
+            report.drift["inputs"] = report.inputs["changed"]
         emit("drift", report.drift)
 
-        recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
         record = Run(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},

@@ -1,0 +1,450 @@
+"""Inputs: the data a run read, fingerprinted for the manifest's ``inputs`` section.
+
+A file is described by its path (relative to the recorded root when it lies below it), size and
+sha256. A folder by its total size, file count and the sha256 of its *listing* — one
+``"<sha256> <size> <path>\\n"`` line per file, sorted by path — which is kept in the store as an
+object, so a replay can name the file in a folder that changed. Digests come from the store's
+stat cache when a file's inode, size and times are unchanged (``full_hash=True`` reads every
+byte again).
+
+Declared inputs (``log_input``, ``track(inputs=)``, ``run(inputs=)``, ``reprokit run --input``)
+are hashed when declared. Observed inputs (files the program opened for reading, see
+``reprokit._record.observe``) are filtered and hashed when the run seals, within a budget:
+``OBSERVED_HASH_FILES`` files and ``OBSERVED_HASH_BYTES`` bytes are hashed, up to
+``OBSERVED_LIST_FILES`` more are listed by size and mtime, the rest only counted. Files in the
+recorded source tree are covered by the code digest and are not repeated; secret files (``.env``,
+``*.pem``, ...) are listed by path only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+from reprokit._capture.git import GitError, git
+from reprokit._model.digest import sha256_file
+from reprokit._model.errors import ReprokitError
+from reprokit._model.redact import is_secret_file
+from reprokit._record import observe
+from reprokit._store.statcache import StatCache, cacheable, stat_key
+from reprokit._store.store import Store
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+OBSERVED_HASH_FILES = 1000
+OBSERVED_HASH_BYTES = 256 * 1024 * 1024
+OBSERVED_LIST_FILES = 1000
+_I63 = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the signature packs signed ones
+
+
+# -- describing one input ------------------------------------------------------------------------
+
+
+def relative_path(path: str, root: str | None, memo: dict[str, str] | None = None) -> str:
+    """``path`` relative to ``root`` (POSIX separators) when below it, else absolute.
+
+    ``memo`` caches real paths of folders (the files of one folder cost one lookup)."""
+    memo = {} if memo is None else memo
+    absolute = os.path.abspath(path)
+    if root:
+
+        def real(folder: str) -> str:
+            if folder not in memo:
+                memo[folder] = os.path.realpath(folder)
+            return memo[folder]
+
+        root_abs = os.path.abspath(root)
+        head, tail = os.path.split(absolute)
+        for a, r in ((absolute, root_abs), (os.path.join(real(head), tail), real(root_abs))):
+            if a == r:
+                return "."
+            prefix = r.rstrip(os.sep) + os.sep
+            if a.startswith(prefix):
+                return a[len(prefix) :].replace(os.sep, "/")
+    return absolute.replace(os.sep, "/")
+
+
+def file_digest(
+    path: str, cache: StatCache, full: bool = False, resolve: bool = True
+) -> tuple[str, int, bool]:
+    """(sha256, size, came from the cache) of the file at ``path``; ``resolve=False`` keys the
+    cache by ``path`` as given (an absolute path) instead of its real path."""
+    real = os.path.realpath(path) if resolve else path
+    st = os.stat(real)
+    if not full:
+        cached = cache.file(real, st)
+        if cached is not None:
+            return cached, st.st_size, True
+    digest, size = sha256_file(real)
+    after = os.stat(real)
+    if stat_key(after) == stat_key(st):  # not written to while we read it
+        cache.remember_file(real, after, digest)
+    return digest, size, False
+
+
+def _walk(top: str, rel: str, found: list[tuple[str, os.stat_result]], nums: Any) -> None:
+    """Every file below ``top`` with its stat, in the order the folders list them."""
+    with os.scandir(top) as it:
+        for entry in it:
+            name = rel + entry.name
+            try:
+                if entry.is_dir():
+                    _walk(entry.path, name + "/", found, nums)
+                else:
+                    st = entry.stat()
+                    found.append((name, st))
+                    nums.extend((st.st_ino & _I63, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                continue  # a broken link or a file gone meanwhile: not part of the data
+
+
+def folder_listing(
+    path: str, cache: StatCache, full: bool = False
+) -> tuple[dict[str, Any], bytes | None]:
+    """(description, listing bytes) of the folder at ``path``; listing None when cached."""
+    from array import array
+
+    real = os.path.realpath(path)
+    found: list[tuple[str, os.stat_result]] = []
+    nums = array("q")
+    _walk(real, "", found, nums)
+    # The cache key: every file's name and stat, in listing order (a different order is only a
+    # cache miss). Packed numbers, not text: this is all an unchanged folder costs.
+    sig = hashlib.sha256("\0".join(rel for rel, _ in found).encode("utf-8", "surrogateescape"))
+    sig.update(nums.tobytes())
+    signature = sig.hexdigest()
+    if not full:
+        cached = cache.folder_result(real, signature)
+        if cached is not None:
+            return cached, None
+    found.sort(key=lambda item: item[0])
+    old = {} if full else cache.folder_files(real)
+    lines = []
+    entries: dict[str, list[Any]] = {}
+    total = 0
+    hashed = 0
+    racy = False
+    for rel, st in found:
+        key = stat_key(st)
+        entry = old.get(rel)
+        if is_secret_file("/" + rel):
+            lines.append(f"secret {st.st_size} {rel}\n")
+            total += st.st_size
+            continue
+        if isinstance(entry, list) and entry[:4] == key:
+            digest = entry[4]
+        else:
+            digest, size = sha256_file(os.path.join(real, *rel.split("/")))
+            hashed += size
+            if size != st.st_size:
+                racy = True
+        if cacheable(st, cache.racy_ns):
+            entries[rel] = [*key, digest]
+        else:
+            racy = True
+        lines.append(f"{digest} {st.st_size} {rel}\n")
+        total += st.st_size
+    listing = "".join(lines).encode("utf-8", "surrogateescape")
+    result = {
+        "kind": "folder",
+        "size": total,
+        "files": len(found),
+        "sha256": hashlib.sha256(listing).hexdigest(),
+    }
+    cache.remember_folder(real, None if racy else signature, result, entries)
+    return result, listing
+
+
+def parse_listing(data: bytes) -> dict[str, tuple[str, int]]:
+    """A folder listing as {path: (sha256 or "secret", size)}."""
+    out = {}
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        digest, _, rest = line.partition(" ")
+        size, _, rel = rest.partition(" ")
+        if rel:
+            out[rel] = (digest, int(size) if size.isdigit() else -1)
+    return out
+
+
+def describe_input(
+    path: str | os.PathLike[str],
+    root: str | None,
+    cache: StatCache,
+    *,
+    full: bool = False,
+) -> tuple[dict[str, Any], bytes | None]:
+    """(record, folder listing or None) for the file or folder at ``path``."""
+    text = os.fspath(path)
+    rel = relative_path(text, root)
+    if not os.path.exists(text):
+        raise ReprokitError(f"input {text!r} does not exist")
+    record: dict[str, Any] = {"path": rel}
+    if os.path.isdir(text):
+        result, listing = folder_listing(text, cache, full)
+        record.update(result)
+        return record, listing
+    if is_secret_file(os.path.abspath(text)):
+        record.update({"kind": "file", "secret": True})
+        return record, None
+    digest, size, _cached = file_digest(text, cache, full)
+    record.update({"kind": "file", "size": size, "files": 1, "sha256": digest})
+    return record, None
+
+
+# -- what one run read ---------------------------------------------------------------------------
+
+
+_PREFIXES: dict[str, tuple[str, ...]] = {}
+
+
+def _excluded_prefixes(extra: Iterable[str]) -> tuple[str, ...]:
+    """Folders whose files are environment, not data: the interpreter, installed packages, the
+    standard library, system folders, reprokit itself and the store."""
+    key = "\0".join(extra)
+    if key not in _PREFIXES:
+        _PREFIXES.clear()
+        _PREFIXES[key] = _prefixes(extra)
+    return _PREFIXES[key]
+
+
+def _prefixes(extra: Iterable[str]) -> tuple[str, ...]:
+    # sysconfig would say the same, at a few milliseconds' import: os.py lives in the standard
+    # library, site knows the site-packages folders.
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    found.add(os.path.dirname(os.__file__))
+    site = sys.modules.get("site")
+    if site is not None:
+        try:
+            found.update(site.getsitepackages())
+            found.add(site.getusersitepackages())
+        except (AttributeError, TypeError):
+            pass
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.name == "posix":
+        found.update(("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev",
+                      "/run", "/var/lib", "/var/cache", "/snap"))  # fmt: skip
+    found.update(extra)
+    out = set()
+    for p in found:
+        if p:
+            out.add(os.path.abspath(p).rstrip(os.sep) + os.sep)
+            out.add(os.path.realpath(p).rstrip(os.sep) + os.sep)
+    return tuple(sorted(out))
+
+
+_TREES: dict[tuple[str, str], set[str]] = {}  # the last tree listed: runs of a sweep share it
+
+
+def tree_paths(code: dict[str, Any], root: str | None) -> set[str] | None:
+    """The files of the recorded source tree, relative to its root (None: unknown)."""
+    files = code.get("files")
+    if code.get("kind") == "snapshot" and isinstance(files, dict):
+        return set(files)
+    tree = code.get("tree")
+    if code.get("kind") == "git" and tree and root:
+        if (root, tree) not in _TREES:
+            try:
+                out = git(["ls-tree", "-r", "-z", "--name-only", tree], root)
+            except GitError:
+                return None
+            _TREES.clear()
+            _TREES[(root, tree)] = {
+                p for p in out.decode("utf-8", "surrogateescape").split("\0") if p
+            }
+        return _TREES[(root, tree)]
+    return None
+
+
+class InputLog:
+    """The inputs of one run: declared as they come, observed between ``start`` and ``stop``."""
+
+    def __init__(self, pending: Iterable[Any] = ()) -> None:
+        self.pending = list(pending)
+        self.declared: list[dict[str, Any]] = []
+        self.listings: dict[str, bytes] = {}
+        self._token: int | None = None
+        self.observed_paths: list[str] = []
+        self.dropped = 0
+        self.cache = StatCache(None)
+        self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
+
+    def declare(
+        self,
+        path: str | os.PathLike[str],
+        root: str | None,
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        full: bool = False,
+    ) -> dict[str, Any]:
+        record, listing = describe_input(path, root, self.cache, full=full)
+        if name is not None:
+            record["name"] = str(name)
+        if source is not None:
+            record["source"] = str(source)
+        if listing is not None:
+            self.listings[record["sha256"]] = listing
+        elif record.get("kind") == "folder":
+            self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
+        self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+        return record
+
+    def start(self) -> None:
+        if self._token is None:
+            self._token = observe.start()
+
+    def stop(self) -> None:
+        if self._token is not None:
+            self.observed_paths, self.dropped = observe.stop(self._token)
+            self._token = None
+
+    def section(
+        self,
+        root: str | None,
+        code: dict[str, Any],
+        store: Store,
+    ) -> dict[str, Any] | None:
+        """The manifest's ``inputs`` section (None when the run read nothing worth naming);
+        folder listings are written to ``store`` as objects."""
+        self.stop()
+        store_root = str(store.root)
+        self._keep_listings(store)
+        declared_paths = {r["path"] for r in self.declared}
+        candidates = self._observed_candidates(root, store_root, declared_paths)
+        in_tree = None
+        below_root = [r["path"] for r in self.declared] + [rel for rel, _ in candidates]
+        if any(not rel.startswith("/") for rel in below_root):
+            in_tree = tree_paths(code, root)
+        declared = []
+        for rec in self.declared:
+            rec = dict(rec)
+            if in_tree is not None and self._covered(rec, in_tree):
+                rec["in_tree"] = True
+            declared.append(rec)
+        observed = self._observe(candidates, in_tree)
+        out: dict[str, Any] = {}
+        if declared:
+            out["declared"] = declared
+        if observed[0]:
+            out["observed"] = observed[0]
+        if observed[1]:
+            out["observed_limits"] = observed[1]
+        self.cache.save()
+        return out or None
+
+    def _keep_listings(self, store: Store) -> None:
+        for rec in self.declared:
+            digest = rec.get("sha256")
+            if rec.get("kind") != "folder" or not digest:
+                continue
+            if digest not in self.listings and not store.has_object(digest):
+                # Described from the cache, but its listing never reached this store.
+                path = self._folders.get(digest)
+                if path is None:
+                    continue
+                again, listing = folder_listing(path, self.cache, full=True)
+                if listing is None or again["sha256"] != digest:
+                    continue
+                self.listings[digest] = listing
+            if digest in self.listings:
+                store.put_object(digest, self.listings[digest])
+
+    def _covered(self, rec: dict[str, Any], in_tree: set[str]) -> bool:
+        path = rec["path"]
+        if rec.get("kind") != "folder":
+            return path in in_tree
+        listing = self.listings.get(rec.get("sha256", ""))
+        if listing is None:
+            return False
+        names = parse_listing(listing)
+        return bool(names) and all(f"{path}/{n}" in in_tree for n in names)
+
+    def _observed_candidates(
+        self, root: str | None, store_root: str | None, declared: set[str]
+    ) -> list[tuple[str, str]]:
+        if not self.observed_paths:
+            return []
+        skip = _excluded_prefixes([store_root] if store_root else [])
+        memo: dict[str, str] = {}
+        out = []
+        for path in self.observed_paths:
+            if path.endswith((".pyc", ".pyo")) or f"{os.sep}__pycache__{os.sep}" in path:
+                continue
+            if path.startswith(skip):
+                continue
+            head = os.path.dirname(path)
+            if head not in memo:
+                memo[head] = os.path.realpath(head)
+            if (memo[head] + os.sep).startswith(skip):
+                continue
+            rel = relative_path(path, root, memo)
+            if rel in declared or any(rel.startswith(d + "/") for d in declared):
+                continue
+            out.append((rel, path))
+        return out
+
+    def _observe(
+        self, candidates: list[tuple[str, str]], in_tree: set[str] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        import stat as stat_mod
+
+        records: list[dict[str, Any]] = []
+        hashed_files = hashed_bytes = listed = 0
+        unlisted: dict[str, list[int]] = {}  # folder -> [files, bytes] beyond the budget
+        for rel, path in candidates:
+            if in_tree is not None and rel in in_tree:
+                continue  # covered by the code digest
+            rec: dict[str, Any] = {"path": rel, "kind": "file"}
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone, or never opened (the open itself failed)
+            if not stat_mod.S_ISREG(st.st_mode):
+                continue  # a folder, a device, a pipe: not data
+            if is_secret_file(path):
+                rec["secret"] = True
+                records.append(rec)
+                continue
+            try:
+                if hashed_files < OBSERVED_HASH_FILES and (
+                    hashed_bytes + st.st_size <= OBSERVED_HASH_BYTES
+                    or self.cache.file(path, st) is not None
+                ):
+                    digest, size, cached = file_digest(path, self.cache, resolve=False)
+                    hashed_files += 1
+                    hashed_bytes += 0 if cached else size
+                    rec.update({"size": size, "files": 1, "sha256": digest})
+                elif listed < OBSERVED_LIST_FILES:
+                    listed += 1
+                    rec.update({"size": st.st_size, "files": 1, "mtime_ns": st.st_mtime_ns})
+                else:
+                    folder = rel.rsplit("/", 1)[0] if "/" in rel else "."
+                    count = unlisted.setdefault(folder, [0, 0])
+                    count[0] += 1
+                    count[1] += st.st_size
+                    continue
+            except OSError as exc:
+                rec["unreadable"] = exc.strerror or str(exc)
+            records.append(rec)
+        limits: dict[str, Any] = {}
+        if listed or unlisted or self.dropped:
+            limits = {
+                "hashed": hashed_files,
+                "listed_by_stat": listed,
+                "budget": {
+                    "hashed_files": OBSERVED_HASH_FILES,
+                    "hashed_bytes": OBSERVED_HASH_BYTES,
+                    "listed_files": OBSERVED_LIST_FILES,
+                },
+            }
+            if unlisted:
+                limits["unlisted"] = [
+                    {"folder": f, "files": n, "size": b} for f, (n, b) in sorted(unlisted.items())
+                ]
+            if self.dropped:
+                limits["opens_not_logged"] = self.dropped
+        return records, limits

@@ -1,0 +1,138 @@
+"""Observed inputs: the files a run opens for reading, seen through Python's audit hooks.
+
+``open`` audit events are raised by ``open()``, ``io.open``, ``os.open`` and ``io.open_code``:
+``numpy.load``, ``torch.load``, pandas' readers and ``json.load(open(...))`` all go through
+them. The hook is installed the first time a run starts (an audit hook cannot be removed). While
+no run observes, it costs one comparison per audit event. While one does, an ``open`` costs one
+``list.append`` of the event's arguments into a log shared by the observing runs: no stat, no
+path handling, no hashing there. Each run reads its part of the log when it stops, resolving
+relative paths against the working folder of the moment (``os.chdir`` events are logged too);
+filtering and hashing happen when the run seals (``reprokit._record.inputs``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from _thread import get_ident
+
+MAX_LOG = 200_000  # open events kept while runs observe; more are counted, not kept
+
+_CWD = "\0cwd"  # a log entry that says which folder relative paths are relative to from there on
+_CHDIR = "\0chdir"
+
+_on = False
+_log: list[tuple] = []
+_lost = 0
+_installed = False
+_observers: dict[int, int] = {}  # token -> where in the log its run began
+_paused: set[int] = set()  # threads whose opens are reprokit's own (hashing outputs)
+
+
+def _hook(event: str, args: tuple) -> None:
+    # Runs on every audit event of the process: keep the common cases to a few operations.
+    if event == "open":
+        if _on and not (_paused and get_ident() in _paused):
+            if len(_log) < MAX_LOG:
+                _log.append(args)
+            else:
+                _count_lost()
+    elif event == "os.chdir" and _on:
+        _log.append((_CHDIR, args[0], None))
+
+
+def _count_lost() -> None:
+    global _lost
+    _lost += 1
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
+def start() -> int:
+    """Begin observing for one run; returns a token to hand back to ``stop``."""
+    global _on, _installed
+    if not _installed:
+        sys.addaudithook(_hook)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=forget_after_fork)
+        _installed = True
+    token = len(_observers) and max(_observers) + 1
+    _observers[token] = len(_log)
+    _log.append((_CWD, _cwd(), None))
+    _on = True
+    return token
+
+
+def stop(token: int) -> tuple[list[str], int]:
+    """End observing for the run of ``token``: (absolute paths it read and did not write, in
+    the order first opened; open events that did not fit in the log)."""
+    global _on, _log, _lost
+    begin = _observers.pop(token, None)
+    if begin is None:
+        return [], 0
+    entries = _log[begin:]
+    lost = _lost
+    if not _observers:
+        _on = False
+        _log = []
+        _lost = 0
+    read: dict[str, None] = {}
+    written: set[str] = set()
+    cwd = ""
+    for path, mode, flags in entries:
+        if path == _CWD:
+            cwd = mode
+            continue
+        if path == _CHDIR:
+            try:
+                cwd = os.path.normpath(os.path.join(cwd, os.fsdecode(mode)))
+            except TypeError:
+                pass
+            continue
+        if isinstance(path, int) or path is None:
+            continue
+        try:
+            text = os.fsdecode(path)
+        except TypeError:
+            continue
+        if not os.path.isabs(text):
+            if not cwd:
+                continue
+            text = os.path.join(cwd, text)
+        text = os.path.normpath(text)
+        if mode is not None:
+            is_read = "r" in mode and "+" not in mode
+        else:
+            is_read = not (flags or 0) & 3  # O_RDONLY
+        if is_read:
+            if text not in written:
+                read.setdefault(text, None)
+        else:
+            written.add(text)
+            read.pop(text, None)  # read back after the run wrote it: an output, not an input
+    return list(read), lost
+
+
+def forget_after_fork() -> None:
+    """In a forked child the parent's observing runs are not this process's."""
+    global _on, _log, _lost
+    _observers.clear()
+    _on = False
+    _log = []
+    _lost = 0
+
+
+class paused:
+    """While inside, files this thread opens are reprokit's own reads (hashing a command's
+    declared outputs, say), not the run's inputs."""
+
+    def __enter__(self) -> None:
+        _paused.add(get_ident())
+
+    def __exit__(self, *exc: object) -> None:
+        _paused.discard(get_ident())

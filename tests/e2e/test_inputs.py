@@ -1,0 +1,292 @@
+"""Inputs end to end: a gitignored data folder recorded, checked and made available at replay."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import reprokit
+from tests.conftest import cli, git, make_repo, run_python
+
+TRAIN = """
+import reprokit
+
+@reprokit.track
+def train(scale=2):
+    with open("data/train.csv") as fh:
+        rows = [line.split(",") for line in fh.read().split()]
+    return sum(int(v) for row in rows for v in row) * scale
+
+if __name__ == "__main__":
+    print(train())
+"""
+
+
+@pytest.fixture
+def data_repo(tmp_path: Path) -> Path:
+    """The common layout: code in git, data/ ignored by git."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {".gitignore": "data/\n__pycache__/\n", "train.py": TRAIN, "config.txt": "lr=1\n"},
+    )
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("1,2\n3,4\n")
+    return repo
+
+
+def record(repo: Path, code: str = TRAIN, script: str = "train.py") -> reprokit.Manifest:
+    proc = run_python(repo, code, script=script)
+    assert proc.returncode == 0, proc.stderr
+    return reprokit.load("latest", store=repo / ".reprokit")
+
+
+def test_a_file_the_program_opened_is_recorded_as_an_observed_input(data_repo):
+    m = record(data_repo)
+    (rec,) = m.inputs
+    assert rec["path"] == "data/train.csv"
+    assert rec["size"] == 8 and rec["files"] == 1
+    assert rec["sha256"] == hashlib.sha256(b"1,2\n3,4\n").hexdigest()
+    assert m.data["inputs"]["observed"] == [rec]
+
+
+def test_gitignored_data_unchanged_replays_identical(data_repo):
+    m = record(data_repo)
+    proc = cli(data_repo, "replay", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.startswith("verdict: identical")
+    assert "inputs: 1 unchanged, 0 changed" in proc.stderr
+    assert "linked into the rebuilt tree: data" in proc.stderr  # the ignored folder, whole
+
+
+def test_a_changed_input_is_named_first_among_the_causes(data_repo):
+    m = record(data_repo)
+    before = m.inputs[0]["sha256"]
+    (data_repo / "data" / "train.csv").write_text("1,2\n3,5\n")  # one byte changed
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "different"
+    changed = report["drift"]["inputs"][0]
+    assert changed["path"] == "data/train.csv" and changed["recorded_sha256"] == before
+    assert changed["now_sha256"] != before and changed["now_size"] == changed["recorded_size"]
+    assert report["causes"][0].startswith(f"input data/train.csv changed: sha256 {before[:12]}")
+    assert "size 8 → 8" in report["causes"][0]
+    text = cli(data_repo, "replay", m.id)
+    assert "  input data/train.csv changed" in text.stderr  # in the drift report
+    assert "  1. input data/train.csv changed" in text.stdout
+
+
+def test_a_missing_input_is_exit_2_naming_path_and_digest(data_repo):
+    m = record(data_repo)
+    digest = m.inputs[0]["sha256"]
+    shutil.rmtree(data_repo / "data")
+    proc = cli(data_repo, "replay", m.id)
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "verdict" not in proc.stdout
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "data/train.csv" in line and digest[:12] in line and "missing" in line
+
+
+def test_data_root_points_replay_at_moved_data(data_repo, tmp_path):
+    m = record(data_repo)
+    elsewhere = tmp_path / "mounted"
+    elsewhere.mkdir()
+    shutil.move(str(data_repo / "data"), str(elsewhere / "data"))
+    assert cli(data_repo, "replay", m.id).returncode == 2
+    proc = cli(data_repo, "replay", m.id, "--data-root", str(elsewhere))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"data root {elsewhere}" in proc.stderr
+
+
+def test_files_of_the_source_tree_and_of_the_environment_are_not_inputs(data_repo):
+    code = TRAIN.replace(
+        'with open("data/train.csv") as fh:',
+        'open("config.txt").read(); import json, os; open(json.__file__).read()\n'
+        '    open("out.txt", "w").write("x"); open("out.txt").read()\n'
+        '    with open("data/train.csv") as fh:',
+    )
+    m = record(data_repo, code)
+    assert [r["path"] for r in m.inputs] == ["data/train.csv"]
+
+
+def test_a_secret_file_is_listed_by_path_only(data_repo):
+    (data_repo / "data" / ".env").write_text("API_TOKEN=abc\n")
+    code = TRAIN.replace("    with open", '    open("data/.env").read()\n    with open')
+    m = record(data_repo, code)
+    secret = next(r for r in m.inputs if r["path"] == "data/.env")
+    assert secret == {"path": "data/.env", "kind": "file", "secret": True}
+
+
+def test_declared_inputs_file_and_folder_through_track_and_log_input(data_repo):
+    (data_repo / "data" / "images").mkdir()
+    for i in range(3):
+        (data_repo / "data" / "images" / f"{i}.bin").write_bytes(bytes([i]) * (i + 1))
+    code = """
+import reprokit
+
+@reprokit.track(inputs=["data/images"])
+def train():
+    reprokit.log_input("data/train.csv", name="train", source="s3://bucket/train.csv")
+    return 1
+
+train()
+"""
+    m = record(data_repo, code)
+    declared = {r["path"]: r for r in m.data["inputs"]["declared"]}
+    folder = declared["data/images"]
+    assert folder["kind"] == "folder" and folder["files"] == 3 and folder["size"] == 6
+    assert declared["data/train.csv"]["name"] == "train"
+    assert declared["data/train.csv"]["source"] == "s3://bucket/train.csv"
+    # The folder's digest names its listing, kept in the store and checked by verify.
+    listing = data_repo / ".reprokit" / "objects" / folder["sha256"][:2] / folder["sha256"]
+    assert listing.read_text().splitlines()[0].endswith(" 1 0.bin")
+    assert cli(data_repo, "verify", m.id).returncode == 0
+
+
+def test_a_changed_file_inside_a_folder_input_is_named(data_repo):
+    (data_repo / "data" / "images").mkdir()
+    for i in range(3):
+        (data_repo / "data" / "images" / f"{i}.bin").write_bytes(b"x")
+    proc = cli(data_repo, "run", "--input", "data/images", "--", "python", "-c", "print(1)")
+    assert proc.returncode == 0, proc.stderr
+    (data_repo / "data" / "images" / "1.bin").write_bytes(b"y")
+    proc = cli(data_repo, "replay", "latest")
+    assert proc.returncode == 0, proc.stderr  # the output did not change...
+    assert "input data/images changed" in proc.stderr  # ...but the drift says the data did
+    assert "1.bin (modified)" in proc.stderr
+
+
+def test_run_input_that_does_not_exist_is_exit_2_and_no_run(data_repo):
+    proc = cli(data_repo, "run", "--input", "data/nope.csv", "--", "python", "-c", "print(1)")
+    assert proc.returncode == 2
+    assert "data/nope.csv" in proc.stderr
+    assert not (data_repo / ".reprokit" / "runs").exists() or not os.listdir(
+        data_repo / ".reprokit" / "runs"
+    )
+
+
+def test_diff_shows_the_input_that_differs(data_repo):
+    a = record(data_repo)
+    (data_repo / "data" / "train.csv").write_text("1,2\n3,5\n")
+    b = record(data_repo)
+    proc = cli(data_repo, "diff", a.id, b.id)
+    assert proc.returncode == 0, proc.stderr
+    assert f"data/train.csv: {a.inputs[0]['sha256']}"[:40] in proc.stdout
+    assert "inputs:" in proc.stdout
+
+
+def test_git_tracked_input_is_marked_in_tree_and_not_linked(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"data.csv": "1,2\n", "train.py": "x = 1\n"})
+    code = """
+import reprokit
+with reprokit.run("r", inputs=["data.csv"]):
+    pass
+"""
+    (repo / "train.py").write_text(code)
+    git(repo, "commit", "-qam", "train")
+    m = record(repo, code)
+    assert m.inputs[0]["in_tree"] is True
+    proc = cli(repo, "replay", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_archive_with_inputs_replays_anywhere_and_lists_them(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    proc = cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper", "--with-inputs")
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(out) as tf:
+        assert "paper/inputs/data/train.csv" in tf.getnames()
+        readme = tf.extractfile("paper/REPRODUCE.md").read().decode()
+    assert f"| data/train.csv | file | 8 | 1 | `{m.inputs[0]['sha256']}` |" in readme
+    assert "| yes |" in readme and "--replay --data-root DIR" in readme
+    elsewhere = tmp_path / "reviewer"
+    elsewhere.mkdir()
+    proc = cli(elsewhere, "verify", str(out), "--replay")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"{m.id}: identical" in proc.stdout
+
+
+def test_archive_without_inputs_needs_the_data_root(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    assert cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper").returncode == 0
+    with tarfile.open(out) as tf:
+        assert not any(n.startswith("paper/inputs/") for n in tf.getnames())
+        readme = tf.extractfile("paper/REPRODUCE.md").read().decode()
+    assert "no: not asked for (--with-inputs)" in readme
+    elsewhere = tmp_path / "reviewer"
+    elsewhere.mkdir()
+    proc = cli(elsewhere, "verify", str(out), "--replay")
+    assert proc.returncode != 0
+    assert "data/train.csv" in proc.stdout and "missing" in proc.stdout
+    proc = cli(elsewhere, "verify", str(out), "--replay", "--data-root", str(data_repo))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_a_packed_input_edited_in_the_archive_is_named(data_repo, tmp_path):
+    m = record(data_repo)
+    out = tmp_path / "paper.tar.gz"
+    cli(data_repo, "archive", m.id, "-o", str(out), "--name", "paper", "--with-inputs")
+    folder = tmp_path / "x"
+    with tarfile.open(out) as tf:
+        tf.extractall(folder, filter="data")
+    target = folder / "paper" / "inputs" / "data" / "train.csv"
+    target.chmod(0o644)
+    target.write_text("1,2\n3,5\n")
+    sums = (folder / "paper" / "CHECKSUMS.sha256").read_text().splitlines()
+    fixed = [  # a tamperer who also rewrites the checksums
+        f"{hashlib.sha256(target.read_bytes()).hexdigest()}  inputs/data/train.csv"
+        if line.endswith("  inputs/data/train.csv")
+        else line
+        for line in sums
+    ]
+    (folder / "paper" / "CHECKSUMS.sha256").write_text("\n".join(fixed) + "\n")
+    forged = tmp_path / "forged.tar.gz"
+    with tarfile.open(forged, "w:gz") as tf:
+        tf.add(folder / "paper", arcname="paper")
+    proc = cli(tmp_path, "verify", str(forged))
+    assert proc.returncode == 1
+    assert "inputs/data/train.csv does not match the recorded input" in proc.stderr
+
+
+def test_files_beyond_the_observation_budget_are_counted_by_folder_and_still_available(
+    data_repo,
+):
+    for i in range(4):
+        (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
+    code = """
+import reprokit
+import reprokit._record.inputs as budget
+budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # a tiny budget, for the test
+
+@reprokit.track
+def train():
+    return sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
+
+train()
+"""
+    m = record(data_repo, code)
+    section = m.data["inputs"]
+    assert [r.get("sha256") is not None for r in section["observed"]] == [True, False]
+    assert section["observed_limits"]["unlisted"] == [{"folder": "data", "files": 2, "size": 8}]
+    proc = cli(data_repo, "replay", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "data: not checked (2 files read beyond the observation budget" in proc.stderr
+    shutil.rmtree(data_repo / "data")
+    assert cli(data_repo, "replay", m.id).returncode == 2
+
+
+def test_the_determinism_check_gets_the_inputs_too(data_repo):
+    m = record(data_repo)
+    proc = cli(data_repo, "check", m.id)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    shutil.rmtree(data_repo / "data")
+    proc = cli(data_repo, "check", m.id)
+    assert proc.returncode == 2 and "data/train.csv" in proc.stderr

@@ -1,0 +1,136 @@
+"""Input digests, the stat cache and the open-file observer, on real files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+import reprokit
+from reprokit._model.redact import is_secret_file
+from reprokit._record import observe
+from reprokit._record.inputs import describe_input, file_digest, folder_listing, parse_listing
+from reprokit._store.statcache import StatCache
+
+HOUR_NS = 3600 * 10**9
+
+
+def age(*paths: Path) -> None:
+    """Move mtimes an hour back: files older than the racy window, as real datasets are."""
+    for p in paths:
+        st = os.stat(p)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - HOUR_NS))
+
+
+def test_an_unchanged_file_keeps_its_digest_from_the_cache(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"a" * 1000)
+    age(f)
+    cache = StatCache(str(tmp_path / "cache"))
+    digest, size, cached = file_digest(str(f), cache)
+    assert (digest, size, cached) == (hashlib.sha256(b"a" * 1000).hexdigest(), 1000, False)
+    cache.save()
+    again = StatCache(str(tmp_path / "cache"))  # read back from disk
+    assert file_digest(str(f), again) == (digest, 1000, True)
+    assert file_digest(str(f), again, full=True) == (digest, 1000, False)
+
+
+def test_a_changed_file_is_hashed_again_even_with_the_same_size(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"abc")
+    age(f)
+    cache = StatCache(str(tmp_path / "cache"))
+    first = file_digest(str(f), cache)[0]
+    f.write_bytes(b"abd")
+    second, _, cached = file_digest(str(f), cache)
+    assert not cached and second == hashlib.sha256(b"abd").hexdigest() != first
+
+
+def test_a_file_modified_within_the_racy_window_is_not_cached(tmp_path):
+    f = tmp_path / "fresh.csv"
+    f.write_bytes(b"x")
+    cache = StatCache(str(tmp_path / "cache"))
+    file_digest(str(f), cache)
+    assert file_digest(str(f), cache)[2] is False
+
+
+def test_a_folder_listing_names_each_file_and_an_unchanged_folder_comes_from_the_cache(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.bin").write_bytes(b"1")
+    (data / "sub" / "b.bin").write_bytes(b"22")
+    age(data / "a.bin", data / "sub" / "b.bin")
+    cache = StatCache(str(tmp_path / "cache"))
+    result, listing = folder_listing(str(data), cache)
+    assert result["files"] == 2 and result["size"] == 3
+    assert result["sha256"] == hashlib.sha256(listing).hexdigest()
+    assert parse_listing(listing) == {
+        "a.bin": (hashlib.sha256(b"1").hexdigest(), 1),
+        "sub/b.bin": (hashlib.sha256(b"22").hexdigest(), 2),
+    }
+    cached, none = folder_listing(str(data), cache)
+    assert none is None and cached == result
+    (data / "sub" / "b.bin").write_bytes(b"23")
+    changed, listing2 = folder_listing(str(data), cache)
+    assert listing2 is not None and changed["sha256"] != result["sha256"]
+    assert changed == folder_listing(str(data), StatCache(None), full=True)[0]
+
+
+def test_a_cache_that_cannot_be_read_is_ignored(tmp_path):
+    f = tmp_path / "x.csv"
+    f.write_bytes(b"x")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "inputs-files.json").write_text("{not json")
+    assert file_digest(str(f), StatCache(str(tmp_path / "cache")))[0] == (
+        hashlib.sha256(b"x").hexdigest()
+    )
+
+
+def test_describe_input_gives_paths_relative_to_the_root(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("1\n")
+    rec, listing = describe_input(tmp_path / "data" / "t.csv", str(tmp_path), StatCache(None))
+    assert rec["path"] == "data/t.csv" and rec["files"] == 1 and listing is None
+    outside, _ = describe_input(tmp_path / "data" / "t.csv", str(tmp_path / "x"), StatCache(None))
+    assert outside["path"] == str(tmp_path / "data" / "t.csv")
+
+
+def test_the_observer_sees_reads_not_writes_and_resolves_relative_paths(tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "in.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    token = observe.start()
+    try:
+        os.chdir("d")
+        open("in.txt").close()  # noqa: SIM115 - opening is the point
+        with open("out.txt", "w") as fh:
+            fh.write("y")
+        open("out.txt").close()  # noqa: SIM115 - read back what the run wrote: not an input
+        fd = os.open(str(tmp_path / "d" / "in.txt"), os.O_RDONLY)
+        os.close(fd)
+    finally:
+        seen, dropped = observe.stop(token)
+    assert seen == [str(tmp_path / "d" / "in.txt")] and dropped == 0
+    open("in.txt").close()  # noqa: SIM115 - after stop: nobody is observing
+    assert observe.stop(token) == ([], 0)
+
+
+def test_secret_files_are_known_by_name():
+    for path in ("/p/.env", "/p/.env.local", "/p/server.pem", "/home/u/.ssh/config", "/p/tls.key"):
+        assert is_secret_file(path), path
+    for path in ("/p/train.csv", "/p/keys.txt", "/p/environment.yaml"):
+        assert not is_secret_file(path), path
+
+
+def test_a_declared_input_that_is_missing_warns_and_the_run_is_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.csv").write_text("1\n")
+    store = tmp_path / "store"
+    run = reprokit.run("r", store=store, inputs=["nope.csv", "here.csv"])
+    with pytest.warns(reprokit.ReprokitWarning, match="nope.csv"), run as r:
+        pass
+    m = reprokit.load(r.id, store=store)
+    assert m.status == "completed"
+    assert [rec["path"].rsplit("/", 1)[-1] for rec in m.inputs] == ["here.csv"]
