@@ -9,17 +9,23 @@ declared as outputs.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprokit._capture.git import capture_snapshot
+from reprokit._capture.params import Params
+from reprokit._capture.pycommand import python_program
 from reprokit._model.errors import ReprokitError
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
+from reprokit._record.bootstrap import bootstrap_env, read_report
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
@@ -83,13 +89,25 @@ def record_command(
         parent=r.id,
         store=str(Path(r.store.root).resolve()) if r.store is not None else None,
     )
+    env = told.child_env()
+    program = python_program(command)
+    scratch = tempfile.mkdtemp(prefix="reprokit-run-") if program is not None else None
+    report_path = os.path.join(scratch, "child.json") if scratch is not None else None
+    if report_path is not None:
+        bootstrap_env(env, report_path)
     try:
-        child = subprocess.Popen(command, env=told.child_env(), stdout=stdout)
-    except OSError as exc:
-        # Nothing ran: there is no run to keep (a typo must not become `latest`).
-        r.abandon()
-        raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
-    code = _supervise(child)
+        try:
+            child = subprocess.Popen(command, env=env, stdout=stdout)
+        except OSError as exc:
+            # Nothing ran: there is no run to keep (a typo must not become `latest`).
+            r.abandon()
+            raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+        code = _supervise(child)
+        report = read_report(report_path) if report_path is not None else None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    said += tuple(_take_report(r, command, program, report))
     root = Path(r.root)
     declared = []
     for path in outputs:
@@ -109,6 +127,90 @@ def record_command(
         status = "completed" if code == 0 else "failed"
     r.finish(status, exit_code=code)
     return CommandResult(r.id, status, code, said)
+
+
+def _take_report(
+    r: Run, command: list[str], program: dict[str, Any] | None, report: dict[str, Any] | None
+) -> list[str]:
+    """Put what the child reported (seeds, params, its files) into the run; the warnings to
+    give. Only what happened in the child is recorded: nothing reported, nothing claimed."""
+    said: list[str] = []
+    base = r.start_dir
+    if program is not None:
+        r.set_entry(
+            "program",
+            {k: v for k, v in program.items() if k in ("how", "script", "module")},
+        )
+    if report is not None and isinstance(report.get("seeds"), dict):
+        seeds = report["seeds"]
+        r.note_seeds(
+            seeded=seeds.get("seeded") or {},
+            deterministic=seeds.get("deterministic") or {},
+            seeded_in="child",
+        )
+        if seeds.get("seeded_on_import"):
+            r.note_seeds(seeded_on_import=seeds["seeded_on_import"])
+    else:
+        # The command's own process was never seeded by us: say so, claim nothing.
+        r.note_seeds(
+            seeded={},
+            seeded_in="none",
+            note="only PYTHONHASHSEED and REPROKIT_SEED reached the command"
+            + ("" if program is None else " (the start-up hook did not report)"),
+        )
+    params = (report or {}).get("params")
+    if isinstance(params, dict) and isinstance(params.get("values"), dict):
+        got = Params()
+        got.values.update(params["values"])
+        got.problems.extend(str(p) for p in params.get("problems") or [])
+        got.redacted.extend(str(p) for p in params.get("redacted") or [])
+        r.add_params(got, str(params.get("source") or "argparse"))
+        if params.get("flags") and params.get("from_argv"):
+            r.set_entry("flags", params["flags"])
+    cap = r.code
+    if cap is None or cap.section.get("kind") == "git":
+        return said
+    # Outside git: the program's own files, as the child listed them (else the files named on
+    # its command line), captured relative to the folder the command ran in.
+    files: list[Path] = []
+    problems: list[str] = []
+    entry_file = (report or {}).get("entry_file")
+    if report is not None and report.get("exited"):
+        files = [Path(p) for p in [entry_file, *(report.get("modules") or [])] if p]
+    else:
+        files = [Path(base, a) for a in command[1:] if os.path.isfile(os.path.join(base, a))]
+        if program is not None and program["how"] != "code":
+            problems.append(
+                "outside git, the program's imported modules are unknown: it ended before "
+                "reprokit's start-up hook could list them (killed, os._exit, or an interpreter "
+                "that cannot import reprokit)"
+            )
+    if program is not None and program["how"] == "script":
+        script = Path(base, program["script"]).resolve()
+        if not script.is_relative_to(Path(base).resolve()):
+            problems.append(
+                f"outside git, its script {program['script']} lies outside the working folder "
+                "and was not captured"
+            )
+        elif script not in [f.resolve() for f in files] and script.is_file():
+            files.append(script)
+    snap = capture_snapshot(None, files, Path(base).resolve())
+    snap.section["captured"] = "the command's own files, listed by it when it ended"
+    if (
+        not snap.section["files"]
+        and program is not None
+        and program["how"]
+        in (
+            "script",
+            "module",
+        )
+    ):
+        problems.append("outside git, no source file of the program could be captured")
+    for reason in problems:
+        r.not_replayable(reason)
+        said.append(f"reprokit: this run cannot be replayed: {reason}")
+    r.use_code(snap)
+    return said
 
 
 def _supervise(child: subprocess.Popen[Any]) -> int:

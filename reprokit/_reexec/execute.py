@@ -14,9 +14,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.pycommand import python_program
 from reprokit._model.errors import NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
+from reprokit._record.bootstrap import bootstrap_env
 from reprokit._store.store import Store
 
 BOOTSTRAP = r"""
@@ -149,8 +151,61 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         argv = list(entry.get("argv") or [])
         return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
     if kind == "command":
-        return list(entry.get("argv") or []), {}, cwd
+        argv = list(entry.get("argv") or [])
+        changed = {k: v for k, v in params.items() if k not in m.params or m.params[k] != v}
+        if changed:
+            argv = with_flags(m, argv, changed)
+        program = python_program(argv)
+        if program is not None and program["how"] == "script":
+            script = os.path.join(cwd, program["script"])
+            if not os.path.isfile(script):
+                raise NotReplayable(
+                    m.id,
+                    f"its script {program['script']} is not in the recorded source "
+                    f"({m.code.get('kind')} {m.code.get('digest') or m.code.get('tree')})",
+                )
+        return argv, {}, cwd
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
+
+
+def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list[str]:
+    """``argv`` with the flags of the ``changed`` params set to their new values."""
+    flags = (m.run.get("entry") or {}).get("flags") or {}
+    program = python_program(argv)
+    start = program["args_at"] if program is not None else 1
+    head, args = argv[:start], argv[start:]
+    for name, value in changed.items():
+        flag = flags.get(name)
+        if not isinstance(flag, Mapping):
+            raise ReprokitError(f"param {name!r} was not set by a command-line flag")
+        option, kind = str(flag.get("option")), flag.get("kind")
+        end = args.index("--") if "--" in args else len(args)
+        if kind == "value":
+            if isinstance(value, (dict, list)) or value is None:
+                raise ReprokitError(
+                    f"param {name!r}: {option} takes one value, got {json.dumps(value)}"
+                )
+            text = value if isinstance(value, str) else json.dumps(value)
+            for i, a in enumerate(args[:end]):
+                if a == option and i + 1 < end:
+                    args[i + 1] = text
+                    break
+                if a.startswith(option + "="):
+                    args[i] = f"{option}={text}"
+                    break
+            else:
+                args[end:end] = [option, text]
+        elif kind == "switch":
+            if not isinstance(value, bool):
+                raise ReprokitError(f"param {name!r}: {option} is a switch; give true or false")
+            present = option in args[:end]
+            if value == bool(flag.get("sets")) and not present:
+                args.insert(end, option)
+            elif value != bool(flag.get("sets")) and present:
+                args.remove(option)
+        else:
+            raise ReprokitError(f"param {name!r}: {option} cannot be set again by reprokit")
+    return head + args
 
 
 def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,13 +216,17 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
         reasons.append("the run was recorded as not replayable")
     params = dict(m.params)
     redacted = [p for p in run.get("redacted_params") or [] if "." not in p and "[" not in p]
-    unknown = sorted(set(overrides) - set(redacted))
+    entry = run.get("entry") or {}
+    # A command's flags can be set again: a replay then asks "what does this change do?".
+    settable = set(entry.get("flags") or {}) if entry.get("kind") == "command" else set()
+    unknown = sorted(set(overrides) - set(redacted) - settable)
     if unknown:
         # A replay runs what was recorded; --param only gives back values that were not
         # recorded (redacted secrets). Changing a param would make a different run.
         raise ReprokitError(
-            f"--param {unknown[0]}: only redacted params can be supplied again "
-            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew"
+            f"param {unknown[0]!r}: only redacted params and a command's flags can be supplied "
+            f"again (this run's: {', '.join(sorted(set(redacted) | settable)) or 'none'}); "
+            "to try other values, run it anew"
         )
     missing = [p for p in redacted if p not in overrides]
     if missing:
@@ -175,7 +234,6 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
             "params were redacted when recorded; supply them again with "
             + " ".join(f"--param {p}=..." for p in missing)
         )
-    entry = run.get("entry") or {}
     if entry.get("kind") in ("script", "command") and entry.get("redacted"):
         reasons.append("its command line held secrets, which were not recorded")
     if reasons:
@@ -214,6 +272,9 @@ def execute(
         argv = [python, *argv[1:]]
     env = child_env(m, store, log, parent, replay_of)
     env.update(extra)
+    if (m.run.get("entry") or {}).get("kind") == "command" and python_program(argv) is not None:
+        # Seeded as the recorded program was: by the start-up hook, before its first line.
+        bootstrap_env(env, child_report_path(log))
     if protocol is not None:
         protocol.apply(env)
     try:
@@ -223,6 +284,11 @@ def execute(
     except OSError as exc:
         raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
     return proc.returncode, new_runs(store, log), cwd
+
+
+def child_report_path(log: str) -> str:
+    """Where a re-executed command's start-up hook reports (beside the run log)."""
+    return os.path.join(os.path.dirname(log), "child.json")
 
 
 def new_runs(store: Store, log: str) -> list[Manifest]:

@@ -51,6 +51,8 @@ class ReplayReport:
         self.runs: list[dict[str, Any]] = []  # one entry per compared run
         self.causes: list[str] = []
         self.exit_code: int | None = None
+        # Params a replay was asked to change (a command's flags): {name: {recorded, replayed}}.
+        self.changed_params: dict[str, Any] = {}
 
     @property
     def identical(self) -> bool:
@@ -68,6 +70,7 @@ class ReplayReport:
             "drift": self.drift,
             "runs": self.runs,
             "causes": self.causes,
+            "changed_params": self.changed_params,
         }
 
 
@@ -340,6 +343,15 @@ def replay(
         emit("drift", report.drift)
 
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
+        # Planned before the replay's own run starts: a run that cannot start leaves no record.
+        cwd_planned = plan(m, source, replay_params)[2]
+        changed = {
+            k: {"recorded": m.params.get(k), "replayed": v}
+            for k, v in replay_params.items()
+            if k not in m.params or m.params[k] != v
+        }
+        changed = {k: v for k, v in changed.items() if k not in redacted_names(m)}
+        report.changed_params = changed
         record = Run(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},
@@ -351,7 +363,9 @@ def replay(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             record.start()
-        emit("running", {"cwd": plan(m, source, replay_params)[2]})
+        if changed:
+            record.log_params(changed={k: v["replayed"] for k, v in changed.items()})
+        emit("running", {"cwd": cwd_planned})
         try:
             code, new, cwd = execute(
                 m,
@@ -388,6 +402,8 @@ def replay(
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
             report.causes = explain(recorded, new, report.runs, report.drift)
+            if kind == "command":
+                report.causes = _command_causes(m, changed) + report.causes
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -408,6 +424,34 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def redacted_names(m: Manifest) -> set[str]:
+    return set(m.run.get("redacted_params") or [])
+
+
+def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> list[str]:
+    """Likely causes of a recorded command's difference, from what its record says."""
+    causes = []
+    if changed:
+        shown = ", ".join(
+            f"{k} {v['recorded']!r} -> {v['replayed']!r}" for k, v in sorted(changed.items())
+        )
+        causes.append(f"this replay changed params on purpose: {shown}")
+    seeds = m.seeds
+    if seeds.get("seeded_in") == "child":
+        if not changed:
+            causes.append(
+                "an RNG not under the seed's control (e.g. np.random.default_rng() without a "
+                "seed, random.SystemRandom, os.urandom, uuid4), the clock, or input that "
+                "changed: the program was seeded with the recorded seed both times"
+            )
+    elif seeds.get("seeded_in") == "none":
+        causes.append(
+            "the command's program was not seeded by reprokit (not a Python program, or its "
+            "start-up hook did not run): only PYTHONHASHSEED and REPROKIT_SEED reached it"
+        )
+    return causes
 
 
 def _command_result(
