@@ -182,8 +182,8 @@ def _take_report(
         if program is not None and program["how"] != "code":
             problems.append(
                 "outside git, the program's imported modules are unknown: it ended before "
-                "reprokit's start-up hook could list them (killed, os._exit, or an interpreter "
-                "that cannot import reprokit)"
+                "reprokit's start-up hook could list them (killed, os._exit, -E/-I, or an "
+                "interpreter that cannot import reprokit)"
             )
     if program is not None and program["how"] == "script":
         script = Path(base, program["script"]).resolve()
@@ -195,17 +195,16 @@ def _take_report(
         elif script not in [f.resolve() for f in files] and script.is_file():
             files.append(script)
     snap = capture_snapshot(None, files, Path(base).resolve())
-    snap.section["captured"] = "the command's own files, listed by it when it ended"
-    if (
-        not snap.section["files"]
-        and program is not None
-        and program["how"]
-        in (
-            "script",
-            "module",
+    if report is not None and report.get("exited"):
+        snap.section["captured"] = "the program's own files, as it listed them when it ended"
+    else:
+        snap.section["captured"] = "the files named on the command line"
+    if not snap.section["files"] and (program is None or program["how"] != "code"):
+        # Replaying it would run against an empty folder: its failure would read as a verdict.
+        problems.append(
+            "outside git, nothing the command reads could be captured (it names no file in "
+            "the working folder); record it inside a git repository"
         )
-    ):
-        problems.append("outside git, no source file of the program could be captured")
     for reason in problems:
         r.not_replayable(reason)
         said.append(f"reprokit: this run cannot be replayed: {reason}")

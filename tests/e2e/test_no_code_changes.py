@@ -1,0 +1,307 @@
+"""`reprokit run -- python ...` on programs nobody changed for reprokit: argparse flags become
+params, `--seed` seeds the program, its files are captured outside git, and every run that
+cannot be replayed says so (exit 2, never a verdict)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from reprokit._capture.pycommand import python_program
+from reprokit._model.errors import NotReplayable
+from reprokit._model.manifest import Manifest
+from reprokit._reexec.execute import plan
+from tests.conftest import clean_env, cli, git, make_repo
+
+# A third-party style script: argparse flags, unseeded RNGs, numpy imported after parsing, and
+# no `import reprokit` anywhere.
+TRAIN = """\
+import argparse
+import random
+
+import helper
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--name", default="base")
+parser.add_argument("--fast", action="store_true")
+args = parser.parse_args()
+
+import numpy as np
+
+w = helper.start()
+for epoch in range(args.epochs):
+    w = w - args.lr * (w - random.random() - float(np.random.rand()))
+with open("result.txt", "w") as fh:
+    fh.write(repr(w) + "\\n")
+print("trained", w)
+"""
+HELPER = "def start():\n    return 0.5\n"
+
+
+def _record(cwd: Path, *args: str, env: dict[str, str] | None = None):
+    return cli(cwd, "run", "--output", "result.txt", *args, env=env)
+
+
+def _show(cwd: Path, ref: str = "latest") -> dict:
+    out = cli(cwd, "show", ref, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder that is no git repository, holding train.py and the module it imports."""
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "train.py").write_text(TRAIN)
+    (folder / "helper.py").write_text(HELPER)
+    return folder
+
+
+@pytest.fixture
+def git_project(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"train.py": TRAIN, "helper.py": HELPER})
+
+
+# -- the command line as params -----------------------------------------------------------------
+
+
+def test_argparse_flags_are_recorded_as_typed_params(git_project: Path) -> None:
+    out = _record(git_project, "--seed", "0", "--", sys.executable, "train.py", "--lr", "0.2")
+    assert out.returncode == 0, out.stderr
+    m = _show(git_project)
+    assert m["params"] == {"lr": 0.2, "epochs": 3, "name": "base", "fast": False}
+    assert m["run"]["param_sources"] == {
+        "epochs": "argparse",
+        "fast": "argparse",
+        "lr": "argparse",
+        "name": "argparse",
+    }
+    assert m["run"]["entry"]["argv"][-2:] == ["--lr", "0.2"]  # argv stays recorded too
+    assert m["run"]["entry"]["program"] == {"how": "script", "script": "train.py"}
+
+
+def test_diff_shows_the_changed_flag(git_project: Path) -> None:
+    for lr in ("0.1", "0.2"):
+        out = _record(git_project, "--seed", "0", "--", sys.executable, "train.py", "--lr", lr)
+        assert out.returncode == 0, out.stderr
+    ids = [r["id"] for r in json.loads(cli(git_project, "ls", "--json").stdout)["runs"]]
+    out = cli(git_project, "diff", ids[1], ids[0])
+    assert out.returncode == 0, out.stderr
+    assert "params:\n  lr: 0.1 -> 0.2\n" in out.stdout
+
+
+def test_replay_with_a_changed_flag_reruns_the_program_with_it(git_project: Path) -> None:
+    out = _record(git_project, "--seed", "0", "--", sys.executable, "train.py", "--lr", "0.1")
+    assert out.returncode == 0, out.stderr
+    out = cli(git_project, "replay", "latest", "--param", "lr=0.2", "--param", "fast=true")
+    assert out.returncode == 1, out.stderr  # a verdict: the result changed
+    assert "this replay changed params on purpose: fast False -> True, lr 0.1 -> 0.2" in out.stdout
+    replayed = json.loads(
+        cli(git_project, "replay", "latest", "--json", "--param", "lr=0.2").stdout
+    )
+    assert replayed["changed_params"] == {"lr": {"recorded": 0.1, "replayed": 0.2}}
+
+
+def test_replay_refuses_to_change_a_param_no_flag_set(git_project: Path) -> None:
+    assert _record(git_project, "--", sys.executable, "train.py").returncode == 0
+    out = cli(git_project, "replay", "latest", "--param", "nope=1")
+    assert out.returncode == 2
+    assert "param 'nope'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_parse_known_args_and_python_m_are_recorded(tmp_path: Path) -> None:
+    folder = make_repo(tmp_path / "repo", {"pkg/__init__.py": "", "pkg/cli.py": ""})
+    (folder / "pkg" / "cli.py").write_text(
+        "import argparse\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--batch', type=int, default=8)\n"
+        "args, rest = p.parse_known_args()\n"
+        "print(args.batch, rest)\n"
+    )
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", "cli")
+    out = cli(folder, "run", "--", sys.executable, "-m", "pkg.cli", "--batch", "32", "--extra")
+    assert out.returncode == 0, out.stderr
+    m = _show(folder)
+    assert m["params"] == {"batch": 32}
+    assert m["run"]["entry"]["program"] == {"how": "module", "module": "pkg.cli"}
+
+
+# -- seeding a program that never imports reprokit ----------------------------------------------
+
+
+def test_seed_flag_seeds_an_unmodified_program_and_it_replays_identically(
+    git_project: Path,
+) -> None:
+    out = _record(git_project, "--seed", "7", "--", sys.executable, "train.py")
+    assert out.returncode == 0, out.stderr
+    m = _show(git_project)
+    seeds = m["seeds"]
+    assert seeds["seeded_in"] == "child"
+    assert seeds["seeded"]["python"]["seed"] == 7
+    assert seeds["seeded_on_import"]["numpy"]["seed"] == 7  # imported after start-up
+    out = cli(git_project, "replay", "latest")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "verdict: identical" in out.stdout
+
+
+def test_the_seeded_program_gets_the_numbers_seed_everything_gives(git_project: Path) -> None:
+    (git_project / "draw.py").write_text(
+        "import random, numpy\nprint(random.random(), numpy.random.rand())\n"
+    )
+    out = cli(git_project, "run", "--seed", "3", "--", sys.executable, "draw.py")
+    import random
+
+    import numpy
+
+    random.seed(3)
+    numpy.random.seed(3)
+    assert out.stdout.split() == [repr(random.random()), repr(float(numpy.random.rand()))]
+
+
+def test_a_non_python_command_is_not_said_to_be_seeded(git_project: Path) -> None:
+    out = cli(git_project, "run", "--seed", "1", "--", "sh", "-c", "echo $REPROKIT_SEED")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+    m = _show(git_project)
+    assert m["seeds"]["seeded"] == {} and m["seeds"]["seeded_in"] == "none"
+    assert "program" not in m["run"]["entry"]
+
+
+def test_the_program_sees_its_own_environment_and_sitecustomize(tmp_path: Path) -> None:
+    folder = make_repo(tmp_path / "repo", {"show.py": ""})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos.environ['MINE_RAN'] = '1'\n")
+    (folder / "show.py").write_text(
+        "import os, sys\n"
+        "print(os.environ.get('PYTHONPATH'))\n"
+        "print(os.environ.get('MINE_RAN'))\n"
+        "print(any('startup' in p and 'reprokit' in p for p in sys.path))\n"
+        "print(sorted(k for k in os.environ if k == 'REPROKIT_CHILD_REPORT'))\n"
+    )
+    env = clean_env(PYTHONPATH=str(site))
+    out = cli(folder, "run", "--", sys.executable, "show.py", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(site), "1", "False", "[]"]
+
+
+# -- outside git --------------------------------------------------------------------------------
+
+
+def test_outside_git_the_script_and_its_modules_are_captured_and_replayed(project: Path) -> None:
+    out = _record(project, "--seed", "0", "--", sys.executable, "train.py", "--epochs", "2")
+    assert out.returncode == 0, out.stderr
+    m = _show(project)
+    assert m["run"]["replayable"] is True
+    assert sorted(m["code"]["files"]) == ["helper.py", "train.py"]
+    (project / "helper.py").write_text("def start():\n    return 9.0\n")  # moved on since
+    out = cli(project, "replay", "latest")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "verdict: identical" in out.stdout
+
+
+def test_outside_git_a_script_outside_the_working_folder_is_not_replayable(
+    project: Path,
+) -> None:
+    inner = project / "inner"
+    inner.mkdir()
+    out = cli(inner, "run", "--", sys.executable, "../train.py")
+    assert out.returncode == 0, out.stderr
+    assert "cannot be replayed" in out.stderr and "../train.py" in out.stderr
+    m = _show(inner)
+    assert m["run"]["replayable"] is False
+    assert any("../train.py" in r for r in m["run"]["not_replayable_because"])
+    out = cli(inner, "replay", "latest")
+    assert out.returncode == 2
+    assert "not replayable" in out.stderr and "../train.py" in out.stderr
+
+
+def test_outside_git_without_the_hook_the_run_says_what_is_missing(project: Path) -> None:
+    # -E: the interpreter ignores PYTHONPATH, so reprokit's start-up hook cannot run.
+    out = _record(project, "--", sys.executable, "-E", "train.py")
+    assert out.returncode == 0, out.stderr
+    m = _show(project)
+    assert m["run"]["replayable"] is False
+    assert "imported modules are unknown" in " ".join(m["run"]["not_replayable_because"])
+    assert m["seeds"]["seeded"] == {}
+    assert cli(project, "replay", "latest").returncode == 2
+
+
+def test_replay_of_a_script_the_recorded_source_lacks_is_exit_2(tmp_path: Path) -> None:
+    # What runs recorded before the hook existed look like: a Python command, an empty snapshot.
+    manifest = Manifest(
+        {
+            "run": {"id": "r1", "entry": {"kind": "command", "argv": ["python", "t.py"]}},
+            "code": {"kind": "snapshot", "files": {}, "digest": "sha256:0"},
+            "params": {},
+        }
+    )
+    with pytest.raises(NotReplayable, match="its script t.py is not in the recorded source"):
+        plan(manifest, str(tmp_path), {})
+
+
+def test_outside_git_a_non_python_command_naming_no_file_is_not_replayable(
+    project: Path,
+) -> None:
+    out = cli(project, "run", "--", "sh", "-c", f"{sys.executable} train.py")
+    assert out.returncode == 0, out.stderr
+    m = _show(project)
+    assert m["run"]["replayable"] is False
+    assert "cannot be replayed" in out.stderr
+    out = cli(project, "replay", "latest")
+    assert out.returncode == 2 and "not replayable" in out.stderr
+
+
+def test_outside_git_a_shell_script_named_on_the_command_line_is_captured(
+    project: Path,
+) -> None:
+    (project / "job.sh").write_text("echo done > result.txt\n")
+    out = _record(project, "--", "sh", "job.sh")
+    assert out.returncode == 0, out.stderr
+    m = _show(project)
+    assert m["run"]["replayable"] is True and list(m["code"]["files"]) == ["job.sh"]
+    assert cli(project, "replay", "latest").returncode == 0
+
+
+# -- recognising Python programs ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["python", "t.py", "--lr", "1"], {"how": "script", "script": "t.py", "args_at": 2}),
+        (["python3.11", "-u", "-X", "dev", "t.py"], {"how": "script", "script": "t.py"}),
+        (["python", "-Wignore", "-m", "pkg.mod", "-v"], {"how": "module", "module": "pkg.mod"}),
+        (["python", "-mpkg", "x"], {"how": "module", "module": "pkg", "args_at": 2}),
+        (["python", "-c", "print(1)"], {"how": "code"}),
+        (["python"], {"how": "stdin"}),
+        (["sh", "-c", "python t.py"], None),
+    ],
+)
+def test_python_program(argv: list[str], expected: dict | None) -> None:
+    found = python_program(argv)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and expected.items() <= found.items()
+
+
+def test_a_console_script_with_a_python_shebang_is_a_python_program(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text(f"#!{sys.executable}\nprint('hi')\n")
+    script.chmod(0o755)
+    assert python_program([str(script), "--x"]) == {
+        "how": "console-script",
+        "script": str(script),
+        "args_at": 1,
+    }
+    shell = tmp_path / "tool.sh"
+    shell.write_text("#!/bin/sh\necho hi\n")
+    assert python_program([str(shell)]) is None
