@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
+from reprokit._capture.modules import own_module_files
 from reprokit._model.protocol import ChildProtocol, variable
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -43,12 +44,12 @@ def bootstrap_env(env: dict[str, str], report: str) -> None:
 
 def read_report(path: str) -> dict[str, Any] | None:
     """What a started program reported, or None when it reported nothing."""
-    import json
+    import marshal
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        with open(path, "rb") as fh:
+            data = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -68,24 +69,43 @@ def start() -> None:
         _report["cwd"] = os.getcwd()
         _report["python"] = sys.executable
         if told.seed is not None:
-            _seed(told.seed, told.deterministic)
+            _seed_args[:] = [told.seed, told.deterministic]
+            if any(name in sys.modules for name in _SEED_TRIGGERS):
+                _seed()
+            else:
+                for name in _SEED_TRIGGERS:
+                    _after_import[name] = _seed_once
         if "argparse" in sys.modules:
             _patch_argparse(sys.modules["argparse"])
         else:
+            _after_import["argparse"] = _patch_argparse
+        if _after_import:
             sys.meta_path.insert(0, _AfterImport())
         import atexit
 
         atexit.register(_at_exit)
-        _write()
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
         _write()
 
 
-def _seed(seed: int, deterministic: bool) -> None:
+# Seeding waits for the first of these imports: nothing random can have been drawn before it,
+# and a program that never imports one does not pay for importing ``random`` at start-up.
+# (The same libraries seed_everything seeds, plus ``random`` itself.)
+_SEED_TRIGGERS = ("random", "numpy", "torch", "tensorflow", "keras", "cupy")
+_seed_args: list[Any] = []
+
+
+def _seed_once(_module: Any) -> None:
+    for name in _SEED_TRIGGERS:
+        _after_import.pop(name, None)
+    _seed()
+
+
+def _seed() -> None:
     from reprokit._seeding import seed_everything
 
-    state = seed_everything(seed, deterministic)
+    state = seed_everything(*_seed_args)
     _report["seeds"] = {
         "seeded": state.get("seeded", {}),
         "deterministic": state.get("deterministic", {}),
@@ -93,16 +113,21 @@ def _seed(seed: int, deterministic: bool) -> None:
 
 
 def _write() -> None:
-    """Replace the report file with the current report (atomically); never raises."""
+    """Replace the report file with the current report (atomically); never raises.
+
+    ``marshal`` is built into the interpreter: importing ``json`` would cost the program more
+    than everything else this hook does. The parent reads it with ``read_report``.
+    """
     if not _where or _pid != [os.getpid()]:
         return
-    import json
+    import marshal
 
     path = _where[0]
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(_report, fh, default=repr)
+        data = marshal.dumps(_plain(_report))
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except Exception:
         try:
@@ -111,45 +136,53 @@ def _write() -> None:
             pass
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with only what marshal writes and the parent may read: plain data."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
 def _at_exit() -> None:
     if _pid != [os.getpid()]:
         return  # a forked copy of the program ends: the program itself has not
     try:
-        from reprokit._seeding import late_seeded
+        if "seeds" in _report:
+            from reprokit._seeding import late_seeded
 
-        late = late_seeded()
-        if late and "seeds" in _report:
-            _report["seeds"]["seeded_on_import"] = late
+            late = late_seeded()
+            if late:
+                _report["seeds"]["seeded_on_import"] = late
         main = sys.modules.get("__main__")
         entry = getattr(main, "__file__", None)
         _report["entry_file"] = os.path.abspath(entry) if isinstance(entry, str) else None
-        _report["modules"] = _own_modules(_report.get("cwd") or os.getcwd())
+        _report["modules"] = sorted(own_module_files(_report.get("cwd") or os.getcwd()))
         _report["exited"] = True
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
     _write()
 
 
-def _own_modules(base: str) -> list[str]:
-    from pathlib import Path
-
-    from reprokit._capture.git import local_modules
-
-    return sorted(str(p) for p in local_modules(Path(base).resolve()))
-
-
 # -- argparse ------------------------------------------------------------------------------------
 
 
-class _AfterImport:
-    """``sys.meta_path`` finder: patches argparse the moment its import completes.
+# module name -> what to do with the module once its import completed
+_after_import: dict[str, Any] = {}
 
-    argparse is not imported here (it costs milliseconds of the program's start-up); for any
-    other name this returns None after one comparison.
+
+class _AfterImport:
+    """``sys.meta_path`` finder: acts on a watched module the moment its import completes.
+
+    Nothing is imported here; for a name not watched this returns None after one lookup.
     """
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "argparse":
+        action = _after_import.get(fullname)
+        if action is None:
             return None
         for finder in list(sys.meta_path):
             if finder is self or getattr(finder, "find_spec", None) is None:
@@ -158,34 +191,37 @@ class _AfterImport:
             if spec is not None:
                 loader = spec.loader
                 if loader is not None and hasattr(loader, "exec_module"):
-                    spec.loader = _PatchingLoader(loader)
+                    spec.loader = _ActingLoader(loader, fullname)
                 return spec
         return None
 
 
-class _PatchingLoader:
-    def __init__(self, loader: Any) -> None:
+class _ActingLoader:
+    def __init__(self, loader: Any, name: str) -> None:
         self.loader = loader
+        self.name = name
 
     def create_module(self, spec: Any) -> Any:
         create = getattr(self.loader, "create_module", None)
         return create(spec) if create is not None else None
 
     def exec_module(self, module: Any) -> None:
+        # The real loader goes back before the module runs: code that inspects __loader__ or
+        # __spec__.loader sees the one it expects.
         if module.__dict__.get("__loader__") is self:
             module.__loader__ = self.loader
         spec = module.__dict__.get("__spec__")
         if spec is not None and spec.loader is self:
             spec.loader = self.loader
         self.loader.exec_module(module)
-        try:
-            _patch_argparse(module)
-        except Exception:
-            pass
-        for i, finder in enumerate(sys.meta_path):
-            if isinstance(finder, _AfterImport):
-                del sys.meta_path[i]
-                break
+        action = _after_import.pop(self.name, None)
+        if action is not None:
+            try:
+                action(module)
+            except Exception as exc:
+                _report.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
+        if not _after_import:
+            sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.loader, attr)

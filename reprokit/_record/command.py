@@ -141,15 +141,15 @@ def _take_report(
             "program",
             {k: v for k, v in program.items() if k in ("how", "script", "module")},
         )
-    if report is not None and isinstance(report.get("seeds"), dict):
-        seeds = report["seeds"]
-        r.note_seeds(
-            seeded=seeds.get("seeded") or {},
-            deterministic=seeds.get("deterministic") or {},
-            seeded_in="child",
-        )
+    if report is not None:
+        seeds = report.get("seeds") if isinstance(report.get("seeds"), dict) else {}
+        r.note_seeds(seeded=seeds.get("seeded") or {}, seeded_in="child")
+        if seeds.get("deterministic"):
+            r.note_seeds(deterministic=seeds["deterministic"])
         if seeds.get("seeded_on_import"):
             r.note_seeds(seeded_on_import=seeds["seeded_on_import"])
+        if not seeds:
+            r.note_seeds(note="the program imported none of the RNGs reprokit seeds")
     else:
         # The command's own process was never seeded by us: say so, claim nothing.
         r.note_seeds(

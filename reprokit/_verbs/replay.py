@@ -60,7 +60,7 @@ class ReplayReport:
         return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": 1,
             "run": self.run_id,
             "replay": self.replay_id,
@@ -70,8 +70,10 @@ class ReplayReport:
             "drift": self.drift,
             "runs": self.runs,
             "causes": self.causes,
-            "changed_params": self.changed_params,
         }
+        if self.changed_params:
+            out["changed_params"] = self.changed_params
+        return out
 
 
 # -- environment drift ---------------------------------------------------------------------------

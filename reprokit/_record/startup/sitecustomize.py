@@ -8,11 +8,11 @@ raise into the program: if reprokit cannot be imported by this interpreter, the 
 as it would have without us.
 """
 
+import os
+import sys
 
-def _reprokit_startup() -> None:
-    import os
-    import sys
 
+def _forget_this_folder() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     shown = os.environ.get("PYTHONPATH")
@@ -22,18 +22,31 @@ def _reprokit_startup() -> None:
             os.environ["PYTHONPATH"] = os.pathsep.join(kept)
         else:
             del os.environ["PYTHONPATH"]
-    # The sitecustomize this file shadows (a distribution's, a virtualenv's) still runs.
-    try:
-        from importlib.machinery import PathFinder
 
-        spec = PathFinder.find_spec("sitecustomize", sys.path)
-        if spec is not None and spec.loader is not None:
-            module = type(sys)("sitecustomize")
-            module.__file__ = spec.origin
-            module.__spec__ = spec
-            module.__loader__ = spec.loader
-            sys.modules["sitecustomize"] = module
-            spec.loader.exec_module(module)
+
+def _run_shadowed() -> None:
+    """Run the sitecustomize this file shadows (a distribution's, a virtualenv's)."""
+    # Looked for by hand first: importing importlib.machinery costs more than these stats.
+    names = ("sitecustomize.py", "sitecustomize", "sitecustomize.pyc")
+    if not any(os.path.exists(os.path.join(p or ".", n)) for p in sys.path for n in names):
+        return
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("sitecustomize", sys.path)
+    if spec is None or spec.loader is None:
+        return
+    module = type(sys)("sitecustomize")
+    module.__file__ = spec.origin
+    module.__spec__ = spec
+    module.__loader__ = spec.loader
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+def _reprokit_startup() -> None:
+    try:
+        _forget_this_folder()
+        _run_shadowed()
     except Exception:
         pass
     try:
@@ -44,4 +57,3 @@ def _reprokit_startup() -> None:
 
 
 _reprokit_startup()
-del _reprokit_startup
