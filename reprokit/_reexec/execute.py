@@ -7,6 +7,7 @@ through the parent/child protocol, and returns the runs the child sealed, in ord
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -65,6 +66,28 @@ try:
         asyncio.run(result)
 except BaseException:
     sys.exit(1)
+""".replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
+
+
+NOTEBOOK_RUNNER = r"""
+import json, os, sys
+import nbformat
+from nbclient import NotebookClient
+spec = json.loads(os.environ.pop("REPLAY_SPEC_VARIABLE"))
+nb = nbformat.v4.new_notebook()
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb.cells = [nbformat.v4.new_code_cell(cell["source"]) for cell in spec["cells"]]
+client = NotebookClient(
+    nb, timeout=None, kernel_name="python3", allow_errors=True,
+    resources={"metadata": {"path": spec["cwd"]}},
+)
+client.execute()
+for cell in nb.cells:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            sys.stdout.write(out.get("text", ""))
+        elif out.get("output_type") == "error":
+            sys.stdout.write(f"{out.get('ename')}: {out.get('evalue')}\n")
 """.replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
 
 
@@ -150,6 +173,21 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
             raise NotReplayable(m.id, "the script is not inside the recorded tree")
         argv = list(entry.get("argv") or [])
         return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
+    if kind == "notebook":
+        needed = ("nbclient", "nbformat", "ipykernel")
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
+            raise NotReplayable(
+                m.id,
+                f"replaying a notebook run needs {', '.join(missing)}: "
+                "pip install 'reprokit[notebook]'",
+            )
+        spec = {"cells": list(entry.get("cells") or []), "cwd": cwd}
+        return (
+            [sys.executable, "-c", NOTEBOOK_RUNNER],
+            ChildProtocol(replay_spec=json.dumps(spec)).child_env({}),
+            cwd,
+        )
     if kind == "command":
         argv = list(entry.get("argv") or [])
         changed = {k: v for k, v in params.items() if k not in m.params or m.params[k] != v}
