@@ -439,6 +439,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             seen_drift.extend(item["key"] for item in data.get("hardware") or [])
             _print_drift(data)
         elif kind == "running":
+            for name, change in (data.get("changed_params") or {}).items():
+                _err(
+                    f"param {name} changed for this replay: {change['recorded']!r} -> "
+                    f"{change['replayed']!r}"
+                )
             _err(f"running in {data['cwd']}")
 
     report = replay(

@@ -96,7 +96,11 @@ _SEED_TRIGGERS = ("random", "numpy", "torch", "tensorflow", "keras", "cupy")
 _seed_args: list[Any] = []
 
 
-def _seed_once(_module: Any) -> None:
+def _seed_once(module: Any) -> None:
+    if _importing - {module.__name__}:
+        # Imported from inside another trigger's import (torch importing random, say): seed
+        # when that one is complete, or seed_everything would find it half-initialised.
+        return
     for name in _SEED_TRIGGERS:
         _after_import.pop(name, None)
     _seed()
@@ -172,6 +176,7 @@ def _at_exit() -> None:
 
 # module name -> what to do with the module once its import completed
 _after_import: dict[str, Any] = {}
+_importing: set[str] = set()  # watched modules whose import is under way
 
 
 class _AfterImport:
@@ -213,7 +218,11 @@ class _ActingLoader:
         spec = module.__dict__.get("__spec__")
         if spec is not None and spec.loader is self:
             spec.loader = self.loader
-        self.loader.exec_module(module)
+        _importing.add(self.name)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            _importing.discard(self.name)
         action = _after_import.pop(self.name, None)
         if action is not None:
             try:

@@ -367,7 +367,7 @@ def replay(
             record.start()
         if changed:
             record.log_params(changed={k: v["replayed"] for k, v in changed.items()})
-        emit("running", {"cwd": cwd_planned})
+        emit("running", {"cwd": cwd_planned, "changed_params": changed})
         try:
             code, new, cwd = execute(
                 m,

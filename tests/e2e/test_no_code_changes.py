@@ -165,6 +165,26 @@ def test_the_seeded_program_gets_the_numbers_seed_everything_gives(git_project: 
     assert out.stdout.split() == [repr(random.random()), repr(float(numpy.random.rand()))]
 
 
+def test_a_library_that_imports_random_while_loading_is_seeded_once_loaded(
+    git_project: Path,
+) -> None:
+    # Stands in for torch/numpy importing `random` from inside their own import.
+    (git_project / "numpy").mkdir()
+    (git_project / "numpy" / "__init__.py").write_text(
+        "import random\n"
+        "class _Random:\n"
+        "    def seed(self, s):\n"
+        "        self.seeded_with = s\n"
+        "random = _Random()\n"
+        "__version__ = 'stand-in'\n"
+    )
+    (git_project / "uses.py").write_text("import numpy\nprint(numpy.random.seeded_with)\n")
+    out = cli(git_project, "run", "--seed", "9", "--", sys.executable, "uses.py")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "9"
+    assert _show(git_project)["seeds"]["seeded"]["numpy"]["seed"] == 9
+
+
 def test_a_non_python_command_is_not_said_to_be_seeded(git_project: Path) -> None:
     out = cli(git_project, "run", "--seed", "1", "--", "sh", "-c", "echo $REPROKIT_SEED")
     assert out.returncode == 0, out.stderr
