@@ -68,8 +68,9 @@ def start() -> None:
         _report["pid"] = os.getpid()
         _report["cwd"] = os.getcwd()
         _report["python"] = sys.executable
-        if told.seed is not None:
-            _seed_args[:] = [told.seed, told.deterministic]
+        seed = told.seed_override if told.seed_override is not None else told.seed
+        if seed is not None:
+            _seed_args[:] = [seed, told.deterministic]
             if any(name in sys.modules for name in _SEED_TRIGGERS):
                 _seed()
             else:

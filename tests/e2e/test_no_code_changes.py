@@ -185,6 +185,12 @@ def test_a_library_that_imports_random_while_loading_is_seeded_once_loaded(
     assert _show(git_project)["seeds"]["seeded"]["numpy"]["seed"] == 9
 
 
+def test_check_of_an_unmodified_seeded_program_finds_it_deterministic(git_project: Path) -> None:
+    out = cli(git_project, "check", "--output", "result.txt", "--", sys.executable, "train.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("deterministic")
+
+
 def test_a_non_python_command_is_not_said_to_be_seeded(git_project: Path) -> None:
     out = cli(git_project, "run", "--seed", "1", "--", "sh", "-c", "echo $REPROKIT_SEED")
     assert out.returncode == 0, out.stderr
