@@ -39,7 +39,7 @@ def bootstrap_env(env: dict[str, str], report: str) -> None:
     """Make ``env`` (a child's environment) start the hook, reporting to ``report``."""
     ChildProtocol(child_report=report).apply(env)
     shown = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = SITE_DIR + (os.pathsep + shown if shown else "")
+    env["PYTHONPATH"] = SITE_DIR if shown is None else SITE_DIR + os.pathsep + shown
 
 
 def read_report(path: str) -> dict[str, Any] | None:

@@ -191,6 +191,18 @@ def test_check_of_an_unmodified_seeded_program_finds_it_deterministic(git_projec
     assert out.stdout.startswith("deterministic")
 
 
+def test_an_unseeded_rng_in_a_replayed_command_is_named_as_the_cause(git_project: Path) -> None:
+    (git_project / "noisy.py").write_text(
+        "import numpy as np\n"
+        "open('result.txt', 'w').write(repr(np.random.default_rng().random()))\n"
+    )
+    assert _record(git_project, "--seed", "0", "--", sys.executable, "noisy.py").returncode == 0
+    out = cli(git_project, "replay", "latest", "--json")
+    assert out.returncode == 1
+    [cause] = json.loads(out.stdout)["causes"][:1]
+    assert cause.startswith("an RNG not under the seed's control")
+
+
 def test_a_non_python_command_is_not_said_to_be_seeded(git_project: Path) -> None:
     out = cli(git_project, "run", "--seed", "1", "--", "sh", "-c", "echo $REPROKIT_SEED")
     assert out.returncode == 0, out.stderr

@@ -17,7 +17,8 @@ def _forget_this_folder() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     shown = os.environ.get("PYTHONPATH")
     if shown is not None:
-        kept = [p for p in shown.split(os.pathsep) if p and os.path.abspath(p) != here]
+        # An empty entry means the current folder: it is kept, as the user wrote it.
+        kept = [p for p in shown.split(os.pathsep) if not p or os.path.abspath(p) != here]
         if kept:
             os.environ["PYTHONPATH"] = os.pathsep.join(kept)
         else:
