@@ -5,8 +5,8 @@ The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that progr
 
 - seeds the program as ``seed_everything(S)`` does — ``random`` now, numpy, torch, TensorFlow,
   Keras and CuPy the moment the program imports them;
-- records the command line argparse parsed (``parse_args`` / ``parse_known_args``), with its
-  types, and which flag set each value, so a replay can change one;
+- records the command line argparse (``parse_args`` / ``parse_known_args``) or click (typer)
+  parsed, with its types, and which flag set each value, so a replay can change one;
 - lists the program's own files (the entry script and the modules imported from under the
   working folder) when it ends;
 
@@ -76,10 +76,11 @@ def start() -> None:
             else:
                 for name in _SEED_TRIGGERS:
                     _after_import[name] = _seed_once
-        if "argparse" in sys.modules:
-            _patch_argparse(sys.modules["argparse"])
-        else:
-            _after_import["argparse"] = _patch_argparse
+        for name, patch in (("argparse", _patch_argparse), ("click", _patch_click)):
+            if name in sys.modules:
+                patch(sys.modules[name])
+            else:
+                _after_import[name] = patch
         if _after_import:
             sys.meta_path.insert(0, _AfterImport())
         import atexit
@@ -296,15 +297,80 @@ def _note_argparse(parser: Any, namespace: Any, args: Any) -> None:
             flag = _flag(action)
             if flag is not None:
                 flags[action.dest] = flag
+    # Parsing a list given in the code, not sys.argv: argv cannot change it on replay.
+    _note_params("argparse", recorded, flags, args is None or list(args) == sys.argv[1:])
+
+
+def _note_params(source: str, recorded: Any, flags: dict[str, Any], from_argv: bool) -> None:
     previous = _report.get("params") or {}
     _report["params"] = {
-        "source": "argparse",
+        "source": source,
         "values": {**previous.get("values", {}), **recorded.values},
         "problems": previous.get("problems", []) + recorded.problems,
         "redacted": previous.get("redacted", []) + recorded.redacted,
         "flags": {**previous.get("flags", {}), **flags},
-        # Parsing a list given in the code, not sys.argv: argv cannot change it on replay.
-        "from_argv": previous.get("from_argv", True)
-        and (args is None or list(args) == sys.argv[1:]),
+        "from_argv": previous.get("from_argv", True) and from_argv,
     }
     _write()
+
+
+# -- click (and typer, which is click underneath) ------------------------------------------------
+
+
+def _patch_click(click: Any) -> None:
+    cls = click.core.Command
+    original = cls.make_context
+    if getattr(original, "__reprokit__", False):
+        return
+
+    def make_context(self: Any, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        given = list(args)  # click consumes the list it parses
+        ctx = original(self, info_name, args, parent=parent, **extra)
+        try:
+            if not getattr(ctx, "resilient_parsing", False):
+                _note_click(click, self, ctx, given, parent)
+        except Exception:
+            pass
+        return ctx
+
+    make_context.__wrapped__ = original  # type: ignore[attr-defined]
+    make_context.__name__ = original.__name__
+    make_context.__qualname__ = original.__qualname__
+    make_context.__doc__ = original.__doc__
+    make_context.__reprokit__ = True  # type: ignore[attr-defined]
+    cls.make_context = make_context
+
+
+def _click_flag(click: Any, param: Any) -> dict[str, Any] | None:
+    if not isinstance(param, click.core.Option):
+        return None
+    options = [o for o in param.opts if o.startswith("--")] or list(param.opts)
+    if not options:
+        return None
+    if param.is_flag and getattr(param, "is_bool_flag", False):
+        off = [o for o in param.secondary_opts if o.startswith("--")]
+        if off:
+            return {"option": options[0], "kind": "pair", "off": off[0]}
+        return {"option": options[0], "kind": "switch", "sets": bool(param.flag_value)}
+    if not param.is_flag and param.nargs == 1 and not param.multiple and not param.count:
+        return {"option": options[0], "kind": "value"}
+    return None
+
+
+def _note_click(click: Any, command: Any, ctx: Any, args: Any, parent: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    recorded = record_params(dict(ctx.params))
+    if parent is not None:
+        # A sub-command's context: its parents' options can only be changed where they stand
+        # on the command line, since an option added at the end would reach the sub-command.
+        for flag in ((_report.get("params") or {}).get("flags") or {}).values():
+            flag["append"] = False
+    flags = {}
+    for param in command.params:
+        if param.name in recorded.values:
+            flag = _click_flag(click, param)
+            if flag is not None:
+                flags[param.name] = flag
+    from_argv = parent is not None or list(args) == sys.argv[1:]
+    _note_params("click", recorded, flags, from_argv)

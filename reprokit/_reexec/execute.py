@@ -232,18 +232,32 @@ def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list
                     args[i] = f"{option}={text}"
                     break
             else:
+                _can_append(name, flag)
                 args[end:end] = [option, text]
-        elif kind == "switch":
+        elif kind in ("switch", "pair"):
             if not isinstance(value, bool):
                 raise ReprokitError(f"param {name!r}: {option} is a switch; give true or false")
-            present = option in args[:end]
-            if value == bool(flag.get("sets")) and not present:
-                args.insert(end, option)
-            elif value != bool(flag.get("sets")) and present:
-                args.remove(option)
+            on = option if kind == "pair" or flag.get("sets") else None
+            off = flag.get("off") if kind == "pair" else (None if on else option)
+            wanted = on if value else off
+            found = [i for i, a in enumerate(args[:end]) if a in (option, flag.get("off"))]
+            for i in reversed(found):
+                del args[i]
+            if wanted is not None:
+                if not found:
+                    _can_append(name, flag)
+                args.insert(found[0] if found else end, wanted)
         else:
             raise ReprokitError(f"param {name!r}: {option} cannot be set again by reprokit")
     return head + args
+
+
+def _can_append(name: str, flag: Mapping[str, Any]) -> None:
+    if flag.get("append") is False:
+        raise ReprokitError(
+            f"param {name!r}: {flag.get('option')} was not on the recorded command line, and "
+            "added at its end it would reach a sub-command"
+        )
 
 
 def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from reprokit._capture.pycommand import python_program
-from reprokit._model.errors import NotReplayable
+from reprokit._model.errors import NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
-from reprokit._reexec.execute import plan
+from reprokit._reexec.execute import plan, with_flags
 from tests.conftest import clean_env, cli, git, make_repo
 
 # A third-party style script: argparse flags, unseeded RNGs, numpy imported after parsing, and
@@ -131,6 +131,65 @@ def test_parse_known_args_and_python_m_are_recorded(tmp_path: Path) -> None:
     m = _show(folder)
     assert m["params"] == {"batch": 32}
     assert m["run"]["entry"]["program"] == {"how": "module", "module": "pkg.cli"}
+
+
+CLICK_APP = """\
+import click
+
+
+@click.group()
+@click.option("--verbose/--quiet", default=False)
+def cli(verbose):
+    pass
+
+
+@cli.command()
+@click.option("--lr", type=float, default=0.1)
+@click.option("--fast", is_flag=True)
+def train(lr, fast):
+    with open("result.txt", "w") as fh:
+        fh.write(f"{lr} {fast}\\n")
+
+
+cli()
+"""
+
+
+def test_click_options_are_recorded_and_a_replay_can_change_them(git_project: Path) -> None:
+    pytest.importorskip("click")
+    (git_project / "app.py").write_text(CLICK_APP)
+    out = _record(git_project, "--", sys.executable, "app.py", "--verbose", "train", "--lr", "0.5")
+    assert out.returncode == 0, out.stderr
+    m = _show(git_project)
+    assert m["params"] == {"verbose": True, "lr": 0.5, "fast": False}
+    assert set(m["run"]["param_sources"].values()) == {"click"}
+    out = cli(git_project, "replay", "latest", "--param", "fast=true", "--param", "verbose=false")
+    assert out.returncode == 1, out.stderr
+    assert (git_project / "result.txt").read_text() == "0.5 False\n"  # the recording's
+    replayed = json.loads(
+        cli(git_project, "replay", "latest", "--json", "--keep", "--param", "lr=0.25").stdout
+    )
+    kept = Path(replayed["source"]["path"])
+    assert (kept / "result.txt").read_text() == "0.25 False\n"
+
+
+def test_with_flags_rewrites_values_switches_and_pairs() -> None:
+    flags = {
+        "lr": {"option": "--lr", "kind": "value"},
+        "fast": {"option": "--fast", "kind": "switch", "sets": True},
+        "verbose": {"option": "--verbose", "kind": "pair", "off": "--quiet", "append": False},
+        "tag": {"option": "--tag", "kind": "value", "append": False},
+    }
+    m = Manifest({"run": {"id": "r", "entry": {"kind": "command", "flags": flags}}})
+    argv = ["python", "t.py", "--verbose", "sub", "--lr=0.1"]
+    assert with_flags(m, argv, {"lr": 0.2}) == ["python", "t.py", "--verbose", "sub", "--lr=0.2"]
+    assert with_flags(m, argv, {"fast": True})[-1] == "--fast"
+    assert with_flags(m, argv, {"verbose": False})[2] == "--quiet"
+    assert with_flags(m, [*argv, "--fast"], {"fast": False}) == argv
+    with pytest.raises(ReprokitError, match="would reach a sub-command"):
+        with_flags(m, argv, {"tag": "x"})
+    with pytest.raises(ReprokitError, match="takes one value"):
+        with_flags(m, argv, {"lr": [1, 2]})
 
 
 # -- seeding a program that never imports reprokit ----------------------------------------------
