@@ -76,7 +76,11 @@ def start() -> None:
             else:
                 for name in _SEED_TRIGGERS:
                     _after_import[name] = _seed_once
-        for name, patch in (("argparse", _patch_argparse), ("click", _patch_click)):
+        for name, patch in (
+            ("argparse", _patch_argparse),
+            ("click", _patch_click),
+            ("hydra", _patch_hydra),
+        ):
             if name in sys.modules:
                 patch(sys.modules[name])
             else:
@@ -163,9 +167,13 @@ def _at_exit() -> None:
             late = late_seeded()
             if late:
                 _report["seeds"]["seeded_on_import"] = late
+        # CPython deletes __main__.__file__ once a script's code has run; sys.argv[0] still
+        # names it (and the module's file under -m).
         main = sys.modules.get("__main__")
-        entry = getattr(main, "__file__", None)
-        _report["entry_file"] = os.path.abspath(entry) if isinstance(entry, str) else None
+        entry = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else None)
+        start = _report.get("cwd") or os.getcwd()
+        entry = os.path.join(start, entry) if isinstance(entry, str) and entry else None
+        _report["entry_file"] = entry if entry and os.path.isfile(entry) else None
         _report["modules"] = sorted(own_module_files(_report.get("cwd") or os.getcwd()))
         _report["exited"] = True
     except Exception as exc:
@@ -287,8 +295,22 @@ def _flag(action: Any) -> dict[str, Any] | None:
     return None
 
 
+def _called_from_hydra() -> bool:
+    """Is the parser being run Hydra's own (its overrides are recorded from its config)?"""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module not in ("argparse", __name__):
+            return module == "hydra" or module.startswith("hydra.")
+        frame = frame.f_back
+    return False
+
+
 def _note_argparse(parser: Any, namespace: Any, args: Any) -> None:
     from reprokit._capture.params import record_params
+
+    if "hydra" in sys.modules and _called_from_hydra():
+        return
 
     recorded = record_params(namespace)
     flags: dict[str, Any] = {}
@@ -374,3 +396,62 @@ def _note_click(click: Any, command: Any, ctx: Any, args: Any, parent: Any) -> N
                 flags[param.name] = flag
     from_argv = parent is not None or list(args) == sys.argv[1:]
     _note_params("click", recorded, flags, from_argv)
+
+
+# -- Hydra ---------------------------------------------------------------------------------------
+
+
+def _patch_hydra(hydra: Any) -> None:
+    # Hydra hands every job its config through HydraConfig.set_config: once with the output
+    # folder filled in (inside run_job, just before the task function runs), the job's config
+    # is final and its interpolations resolve.
+    cls = sys.modules["hydra.core.hydra_config"].HydraConfig
+    original = cls.set_config
+    if getattr(original, "__reprokit__", False):
+        return
+
+    def set_config(self: Any, cfg: Any) -> Any:
+        result = original(self, cfg)
+        try:
+            _note_hydra(cfg)
+        except Exception:
+            pass
+        return result
+
+    set_config.__wrapped__ = original  # type: ignore[attr-defined]
+    set_config.__name__ = original.__name__
+    set_config.__qualname__ = original.__qualname__
+    set_config.__reprokit__ = True  # type: ignore[attr-defined]
+    cls.set_config = set_config
+
+
+def _leaves(values: Any, prefix: str = "") -> list[str]:
+    if isinstance(values, dict) and values:
+        out: list[str] = []
+        for key, value in values.items():
+            out.extend(_leaves(value, f"{prefix}{key}."))
+        return out
+    return [prefix[:-1]] if prefix else []
+
+
+def _note_hydra(cfg: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    omegaconf = sys.modules["omegaconf"].OmegaConf
+    if not omegaconf.select(cfg, "hydra.runtime.output_dir"):
+        return
+    job = omegaconf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    recorded = record_params(omegaconf.to_container(job, resolve=True))
+    overrides = omegaconf.to_container(cfg.hydra.overrides.task)
+    flags = {path: {"option": path, "kind": "override"} for path in _leaves(recorded.values)}
+    sources = omegaconf.to_container(cfg.hydra.runtime.config_sources, resolve=True) or []
+    _report["config_dirs"] = [
+        str(src["path"]).removeprefix("file://")
+        for src in sources
+        if isinstance(src, dict) and src.get("schema") == "file"
+    ]
+    # Hydra's own command line (its argparse parser) is not the program's params: replaced.
+    _report["params"] = {}
+    _note_params("hydra", recorded, flags, True)
+    _report["params"]["overrides"] = [str(o) for o in overrides or []]
+    _write()

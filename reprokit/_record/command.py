@@ -177,6 +177,10 @@ def _take_report(
     entry_file = (report or {}).get("entry_file")
     if report is not None and report.get("exited"):
         files = [Path(p) for p in [entry_file, *(report.get("modules") or [])] if p]
+        for folder in report.get("config_dirs") or []:  # Hydra's config files
+            files.extend(
+                p for p in Path(folder).rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
     else:
         files = [Path(base, a) for a in command[1:] if os.path.isfile(os.path.join(base, a))]
         if program is not None and program["how"] != "code":

@@ -206,6 +206,18 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
 
 
+def recorded_param(params: Mapping[str, Any], name: str) -> Any:
+    """The recorded value of ``name``, a top-level param or a dotted path into one (Hydra)."""
+    if name in params:
+        return params[name]
+    value: Any = params
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list[str]:
     """``argv`` with the flags of the ``changed`` params set to their new values."""
     flags = (m.run.get("entry") or {}).get("flags") or {}
@@ -247,6 +259,14 @@ def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list
                 if not found:
                     _can_append(name, flag)
                 args.insert(found[0] if found else end, wanted)
+        elif kind == "override":  # Hydra: key=value on the command line
+            text = value if isinstance(value, str) else json.dumps(value)
+            for i, a in enumerate(args[:end]):
+                if a.lstrip("+").split("=", 1)[0] == option and "=" in a:
+                    args[i] = f"{a.split('=', 1)[0]}={text}"
+                    break
+            else:
+                args[end:end] = [f"{option}={text}"]
         else:
             raise ReprokitError(f"param {name!r}: {option} cannot be set again by reprokit")
     return head + args

@@ -32,7 +32,7 @@ from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
-from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.execute import check_replayable, execute, plan, recorded_param
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -348,7 +348,7 @@ def replay(
         # Planned before the replay's own run starts: a run that cannot start leaves no record.
         cwd_planned = plan(m, source, replay_params)[2]
         changed = {
-            k: {"recorded": m.params.get(k), "replayed": v}
+            k: {"recorded": recorded_param(m.params, k), "replayed": v}
             for k, v in replay_params.items()
             if k not in m.params or m.params[k] != v
         }

@@ -5,6 +5,7 @@ cannot be replayed says so (exit 2, never a verdict)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -170,7 +171,51 @@ def test_click_options_are_recorded_and_a_replay_can_change_them(git_project: Pa
         cli(git_project, "replay", "latest", "--json", "--keep", "--param", "lr=0.25").stdout
     )
     kept = Path(replayed["source"]["path"])
-    assert (kept / "result.txt").read_text() == "0.25 False\n"
+    try:
+        assert (kept / "result.txt").read_text() == "0.25 False\n"
+    finally:
+        shutil.rmtree(kept.parent, ignore_errors=True)
+
+
+HYDRA_APP = """\
+import random
+
+import hydra
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg):
+    with open("result.txt", "w") as fh:
+        fh.write(f"{cfg.lr} {cfg.model.name} {random.random()}\\n")
+
+
+main()
+"""
+HYDRA_CONFIG = "lr: 0.1\nmodel:\n  depth: 2\n  name: mlp-${model.depth}\n"
+
+
+def test_hydra_config_is_recorded_resolved_and_a_replay_can_override_it(project: Path) -> None:
+    pytest.importorskip("hydra")
+    (project / "conf").mkdir()
+    (project / "conf" / "config.yaml").write_text(HYDRA_CONFIG)
+    (project / "app.py").write_text(HYDRA_APP)
+    out = _record(project, "--seed", "0", "--", sys.executable, "app.py", "model.depth=3")
+    assert out.returncode == 0, out.stderr
+    m = _show(project)
+    assert m["params"] == {"lr": 0.1, "model": {"depth": 3, "name": "mlp-3"}}
+    assert set(m["run"]["param_sources"].values()) == {"hydra"}
+    # Outside git, the config folder is captured with the script: the replay finds it.
+    assert sorted(m["code"]["files"]) == ["app.py", "conf/config.yaml"]
+    assert cli(project, "replay", "latest").returncode == 0
+    replayed = json.loads(
+        cli(project, "replay", "latest", "--json", "--keep", "--param", "model.depth=4").stdout
+    )
+    assert replayed["changed_params"] == {"model.depth": {"recorded": 3, "replayed": 4}}
+    kept = Path(replayed["source"]["path"])
+    try:
+        assert (kept / "result.txt").read_text().startswith("0.1 mlp-4 ")
+    finally:
+        shutil.rmtree(kept.parent, ignore_errors=True)
 
 
 def test_with_flags_rewrites_values_switches_and_pairs() -> None:
