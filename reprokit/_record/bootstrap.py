@@ -13,6 +13,11 @@ The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that progr
 and reports all of it to the parent as one JSON file named by the parent/child protocol. The
 parent writes the manifest: this process only says what happened in it. Nothing here raises
 into the program, and nothing runs in the program's own child processes.
+
+This module is imported by every program ``reprokit run`` starts, within a 5 ms budget
+(``bench/bootstrap.py``): beyond the protocol, reprokit's modules (seeding, params) are imported
+only when the program imports what they serve, and argparse, click and Hydra are never imported
+here — they are patched the moment the program's own import of them completes.
 """
 
 from __future__ import annotations
