@@ -99,6 +99,8 @@ _WHERE = {
     "ReplayReport": "reprokit._verbs.replay",
     "replay": "reprokit._verbs.replay",
     "VerifyReport": "reprokit._verbs.verify",
+    # IPython's extension protocol (`%load_ext reprokit`), not a public name of the library.
+    "load_ipython_extension": "reprokit._record.notebook",
 }
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 
 from reprokit._capture import unavailable, which
+from reprokit._capture.modules import own_module_files
 from reprokit._model.digest import snapshot_digest
 from reprokit._model.errors import GitError
 from reprokit._model.redact import strip_url_credentials
@@ -455,23 +455,7 @@ def local_modules(base: Path) -> list[Path]:
     """Files of imported modules that live under ``base`` and outside any installed prefix."""
     from pathlib import Path
 
-    prefixes = tuple(
-        str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} if p
-    )
-    base_s = str(base)
-    found: list[Path] = []
-    for mod in list(sys.modules.values()):
-        f = getattr(mod, "__file__", None)
-        if not f or not f.endswith(".py"):
-            continue
-        f = os.path.abspath(f)
-        if (
-            f.startswith(base_s + os.sep)
-            and not f.startswith(prefixes)
-            and ("site-packages" not in f)
-        ):
-            found.append(Path(f))
-    return found
+    return [Path(f) for f in own_module_files(str(base))]
 
 
 def capture_code(

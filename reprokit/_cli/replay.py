@@ -82,6 +82,11 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
             seen_drift.extend(item["key"] for item in data.get("hardware") or [])
             print_drift(data)
         elif kind == "running":
+            for name, change in (data.get("changed_params") or {}).items():
+                err(
+                    f"param {name} changed for this replay: {change['recorded']!r} -> "
+                    f"{change['replayed']!r}"
+                )
             err(f"running in {data['cwd']}")
 
     return narrate

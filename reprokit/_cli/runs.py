@@ -142,6 +142,9 @@ def print_manifest(m: Manifest) -> None:
 def _entry_text(entry: dict) -> str:
     if entry.get("kind") == "function":
         return f"{entry.get('module')}.{entry.get('qualname')}"
+    if entry.get("kind") == "notebook":
+        cells = entry.get("cells") or []
+        return f"notebook {entry.get('notebook') or '(file unknown)'}, {len(cells)} cells"
     argv = entry.get("argv") or []
     return " ".join(str(a) for a in argv)
 

@@ -27,6 +27,9 @@ VARIABLES = {
     "deterministic": "REPROKIT_DETERMINISTIC",  # "1": ask for deterministic mode
     "replay_code": "REPROKIT_REPLAY_CODE",  # JSON: the verified code identity of the source
     "replay_spec": "REPROKIT_REPLAY_SPEC",  # JSON: the function call a replay re-executes
+    # A Python program started by `reprokit run` (or its replay): the file its start-up hook
+    # reports to (what it seeded, its parsed command line, its own source files).
+    "child_report": "REPROKIT_CHILD_REPORT",
 }
 _INTS = ("seed", "seed_override")
 
@@ -46,6 +49,7 @@ class ChildProtocol:
     deterministic: bool
     replay_code: str | None
     replay_spec: str | None
+    child_report: str | None
 
     def __init__(self, **fields: object) -> None:
         unknown = set(fields) - set(VARIABLES)

@@ -2,7 +2,8 @@
 
 A report is a frozen dataclass. ``to_dict()`` gives its JSON document: a ``schema`` key, then
 each field under its JSON name (``field(metadata={"json": name})`` renames one; ``None``
-leaves it out), then the properties named in ``JSON_PROPERTIES``.
+leaves it out; ``"omit_empty": True`` leaves it out when empty), then the properties named in
+``JSON_PROPERTIES``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class Report:
         out: dict[str, Any] = {"schema": SCHEMA}
         for f in fields(self):
             key = f.metadata.get("json", f.name)
-            if key is not None:
-                out[key] = plain(getattr(self, f.name))
+            value = getattr(self, f.name)
+            if key is not None and not (f.metadata.get("omit_empty") and not value):
+                out[key] = plain(value)
         for name in self.JSON_PROPERTIES:
             out[name] = plain(getattr(self, name))
         return out

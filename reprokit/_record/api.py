@@ -10,6 +10,7 @@ from reprokit._capture.params import bind_call
 from reprokit._model.digest import fingerprint_exact
 from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.redact import redact_argv
+from reprokit._record.notebook import current_shell, notebook_entry
 from reprokit._record.run import CURRENT, Run, error_of, status_of
 from reprokit._seeding import check_seed
 
@@ -100,7 +101,11 @@ def run(
     the traceback when the block raised; the exception is re-raised unchanged). ``inputs``:
     files and folders the block reads, recorded as by ``log_input``.
     """
-    entry, file, problems = _script_entry()
+    shell = current_shell()
+    if shell is not None:
+        entry, file, problems = notebook_entry(shell)
+    else:
+        entry, file, problems = _script_entry()
     r = Run(
         name,
         params=params,
@@ -114,6 +119,7 @@ def run(
     )
     for problem in problems:
         r.not_replayable(problem)
+        warn(f"{problem}; the run is marked not replayable")
     return r
 
 

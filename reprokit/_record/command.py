@@ -9,19 +9,25 @@ declared as outputs.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reprokit._capture.git import capture_snapshot
+from reprokit._capture.params import Params
+from reprokit._capture.pycommand import python_program
 from reprokit._model.errors import ReprokitError
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record import observe
+from reprokit._record.bootstrap import bootstrap_env, read_report
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
@@ -88,13 +94,25 @@ def record_command(
         parent=r.id,
         store=str(Path(r.store.root).resolve()) if r.store is not None else None,
     )
+    env = told.child_env()
+    program = python_program(command)
+    scratch = tempfile.mkdtemp(prefix="reprokit-run-") if program is not None else None
+    report_path = os.path.join(scratch, "child.json") if scratch is not None else None
+    if report_path is not None:
+        bootstrap_env(env, report_path)
     try:
-        child = subprocess.Popen(command, env=told.child_env(), stdout=stdout)
-    except OSError as exc:
-        # Nothing ran: there is no run to keep (a typo must not become `latest`).
-        r.abandon()
-        raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
-    code = _supervise(child)
+        try:
+            child = subprocess.Popen(command, env=env, stdout=stdout)
+        except OSError as exc:
+            # Nothing ran: there is no run to keep (a typo must not become `latest`).
+            r.abandon()
+            raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+        code = _supervise(child)
+        report = read_report(report_path) if report_path is not None else None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    said += tuple(_take_report(r, command, program, report))
     with observe.paused():
         declared = describe_declared(list(outputs), r.root, cwd=os.getcwd())
     if declared:
@@ -116,6 +134,94 @@ def _declare_inputs(r: Run, inputs: list[str] | tuple[str, ...]) -> None:
             r.abandon()
             text = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise ReprokitError(f"cannot record input {path!r}: {text}") from None
+
+
+def _take_report(
+    r: Run, command: list[str], program: dict[str, Any] | None, report: dict[str, Any] | None
+) -> list[str]:
+    """Put what the child reported (seeds, params, its files) into the run; the warnings to
+    give. Only what happened in the child is recorded: nothing reported, nothing claimed."""
+    said: list[str] = []
+    base = r.start_dir
+    if program is not None:
+        r.set_entry(
+            "program",
+            {k: v for k, v in program.items() if k in ("how", "script", "module")},
+        )
+    if report is not None:
+        got = report.get("seeds")
+        seeds: dict[str, Any] = got if isinstance(got, dict) else {}
+        r.note_seeds(seeded=seeds.get("seeded") or {}, seeded_in="child")
+        if seeds.get("deterministic"):
+            r.note_seeds(deterministic=seeds["deterministic"])
+        if seeds.get("seeded_on_import"):
+            r.note_seeds(seeded_on_import=seeds["seeded_on_import"])
+        if not seeds:
+            r.note_seeds(note="the program imported none of the RNGs reprokit seeds")
+    else:
+        # The command's own process was never seeded by us: say so, claim nothing.
+        r.note_seeds(
+            seeded={},
+            seeded_in="none",
+            note="only PYTHONHASHSEED and $REPROKIT_SEED reached the command"
+            + ("" if program is None else " (the start-up hook did not report)"),
+        )
+    params = (report or {}).get("params")
+    if isinstance(params, dict) and isinstance(params.get("values"), dict):
+        got = Params()
+        got.values.update(params["values"])
+        got.problems.extend(str(p) for p in params.get("problems") or [])
+        got.redacted.extend(str(p) for p in params.get("redacted") or [])
+        r.add_params(got, str(params.get("source") or "argparse"))
+        if params.get("flags") and params.get("from_argv"):
+            r.set_entry("flags", params["flags"])
+    cap = r.code
+    if cap is None or cap.section.get("kind") == "git":
+        return said
+    # Outside git: the program's own files, as the child listed them (else the files named on
+    # its command line), captured relative to the folder the command ran in.
+    files: list[Path] = []
+    problems: list[str] = []
+    entry_file = (report or {}).get("entry_file")
+    if report is not None and report.get("exited"):
+        files = [Path(p) for p in [entry_file, *(report.get("modules") or [])] if p]
+        for folder in report.get("config_dirs") or []:  # Hydra's config files
+            files.extend(
+                p for p in Path(folder).rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+    else:
+        files = [Path(base, a) for a in command[1:] if os.path.isfile(os.path.join(base, a))]
+        if program is not None and program["how"] != "code":
+            problems.append(
+                "outside git, the program's imported modules are unknown: it ended before "
+                "reprokit's start-up hook could list them (killed, os._exit, -E/-I, or an "
+                "interpreter that cannot import reprokit)"
+            )
+    if program is not None and program["how"] == "script":
+        script = Path(base, program["script"]).resolve()
+        if not script.is_relative_to(Path(base).resolve()):
+            problems.append(
+                f"outside git, its script {program['script']} lies outside the working folder "
+                "and was not captured"
+            )
+        elif script not in [f.resolve() for f in files] and script.is_file():
+            files.append(script)
+    snap = capture_snapshot(None, files, Path(base).resolve())
+    if report is not None and report.get("exited"):
+        snap.section["captured"] = "the program's own files, as it listed them when it ended"
+    else:
+        snap.section["captured"] = "the files named on the command line"
+    if not snap.section["files"] and (program is None or program["how"] != "code"):
+        # Replaying it would run against an empty folder: its failure would read as a verdict.
+        problems.append(
+            "outside git, nothing the command reads could be captured (it names no file in "
+            "the working folder); record it inside a git repository"
+        )
+    for reason in problems:
+        r.not_replayable(reason)
+        said.append(f"reprokit: this run cannot be replayed: {reason}")
+    r.use_code(snap)
+    return said
 
 
 def _supervise(child: subprocess.Popen[Any]) -> int:

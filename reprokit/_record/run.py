@@ -22,7 +22,7 @@ from reprokit._model.yaml import render
 from reprokit._record import signals
 from reprokit._record.inputs import InputLog
 from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
-from reprokit._record.process import CAPTURE, STATE
+from reprokit._record.process import CAPTURE, STATE, CodeCache
 from reprokit._seeding import (
     CURRENT_SEED,
     check_seed,
@@ -101,6 +101,7 @@ class Run:
         self._replayable_problems: list[str] = []
         self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
         self._inputs = InputLog(inputs or ())
+        self._param_sources: dict[str, str] = {}
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -117,6 +118,12 @@ class Run:
     def params(self) -> dict[str, Any]:
         """The recorded params, as plain values."""
         return dict(self._params.values)
+
+    def add_params(self, params: Params, source: str) -> None:
+        """Add params already made plain (e.g. by a child process), noting where they came from."""
+        self._params.update(params)
+        for name in params.values:
+            self._param_sources[name] = source
 
     def log_params(self, params: Mapping[str, Any] | Any = None, **more: Any) -> None:
         """Add hyperparameters (a mapping, a config object, or keyword arguments)."""
@@ -262,6 +269,28 @@ class Run:
         """Record ``value`` under ``key`` in the run's outputs (a verdict, declared files)."""
         with self._lock:
             self._outputs[key] = value
+
+    @property
+    def start_dir(self) -> str:
+        """The folder the run started in."""
+        return self._start_dir
+
+    def set_entry(self, key: str, value: Any) -> None:
+        """Add ``key`` to the run's entry (what a replay needs to start it again)."""
+        self._entry[key] = value
+
+    @property
+    def code(self) -> Any:
+        """The run's code capture (a ``CodeCapture``; None before the run started)."""
+        return getattr(self, "_code", None)
+
+    def use_code(self, cap: Any) -> None:
+        """Record ``cap`` as the run's code instead of what was captured when it started (a
+        command's own files are known only once it ran)."""
+        self._code = cap
+        self._code_cache = CodeCache(cap, None, 0, {}, None)
+        if cap.root is not None:
+            self._cached["_root"] = str(cap.root)
 
     def note_seeds(self, **items: Any) -> None:
         """Add facts to the run's seeds section (e.g. where the seed came from)."""
@@ -460,7 +489,7 @@ class Run:
         params = dict(self._params.values)
         seeds = dict(self._seeds)
         late = late_seeded()
-        if late:
+        if late and "seeded_on_import" not in seeds:
             # Libraries first imported during the run, seeded by the import hook as they loaded.
             seeds["seeded_on_import"] = late
         sections: dict[str, Any] = {"run": run, "params": params, "seeds": seeds}
@@ -474,6 +503,8 @@ class Run:
             inputs = {"unavailable": f"{type(exc).__name__}: {exc}"}
         if inputs:
             sections["inputs"] = inputs
+        if self._param_sources:
+            run["param_sources"] = dict(sorted(self._param_sources.items()))
         sections["outputs"] = outputs
         sections["digests"] = digest_folder(self._dir)  # type: ignore[arg-type]
         code_text = CAPTURE.code_text(self._code_cache)

@@ -7,6 +7,7 @@ through the parent/child protocol, and returns the runs the child sealed, in ord
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,9 +15,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from reprokit._model.errors import ArgumentError, NotReplayable
+from reprokit._capture.pycommand import python_program
+from reprokit._model.errors import ArgumentError, NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
+from reprokit._record.bootstrap import bootstrap_env
 from reprokit._store.store import Store
 
 BOOTSTRAP = r"""
@@ -63,6 +66,28 @@ try:
         asyncio.run(result)
 except BaseException:
     sys.exit(1)
+""".replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
+
+
+NOTEBOOK_RUNNER = r"""
+import json, os, sys
+import nbformat
+from nbclient import NotebookClient
+spec = json.loads(os.environ.pop("REPLAY_SPEC_VARIABLE"))
+nb = nbformat.v4.new_notebook()
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb.cells = [nbformat.v4.new_code_cell(cell["source"]) for cell in spec["cells"]]
+client = NotebookClient(
+    nb, timeout=None, kernel_name="python3", allow_errors=True,
+    resources={"metadata": {"path": spec["cwd"]}},
+)
+client.execute()
+for cell in nb.cells:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            sys.stdout.write(out.get("text", ""))
+        elif out.get("output_type") == "error":
+            sys.stdout.write(f"{out.get('ename')}: {out.get('evalue')}\n")
 """.replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
 
 
@@ -148,9 +173,111 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
             raise NotReplayable(m.id, "the script is not inside the recorded tree")
         argv = list(entry.get("argv") or [])
         return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
+    if kind == "notebook":
+        needed = ("nbclient", "nbformat", "ipykernel")
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
+            raise NotReplayable(
+                m.id,
+                f"replaying a notebook run needs {', '.join(missing)}: "
+                "pip install 'reprokit[notebook]'",
+            )
+        spec = {"cells": list(entry.get("cells") or []), "cwd": cwd}
+        return (
+            [sys.executable, "-c", NOTEBOOK_RUNNER],
+            ChildProtocol(replay_spec=json.dumps(spec)).child_env({}),
+            cwd,
+        )
     if kind == "command":
-        return list(entry.get("argv") or []), {}, cwd
+        argv = list(entry.get("argv") or [])
+        changed = {k: v for k, v in params.items() if k not in m.params or m.params[k] != v}
+        if changed:
+            argv = with_flags(m, argv, changed)
+        program = python_program(argv)
+        if program is not None and program["how"] == "script":
+            script = os.path.join(cwd, program["script"])
+            if not os.path.isfile(script):
+                raise NotReplayable(
+                    m.id,
+                    f"its script {program['script']} is not in the recorded source "
+                    f"({m.code.get('kind')} {m.code.get('digest') or m.code.get('tree')})",
+                )
+        return argv, {}, cwd
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
+
+
+def recorded_param(params: Mapping[str, Any], name: str) -> Any:
+    """The recorded value of ``name``, a top-level param or a dotted path into one (Hydra)."""
+    if name in params:
+        return params[name]
+    value: Any = params
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list[str]:
+    """``argv`` with the flags of the ``changed`` params set to their new values."""
+    flags = (m.run.get("entry") or {}).get("flags") or {}
+    program = python_program(argv)
+    start = program["args_at"] if program is not None else 1
+    head, args = argv[:start], argv[start:]
+    for name, value in changed.items():
+        flag = flags.get(name)
+        if not isinstance(flag, Mapping):
+            raise ReprokitError(f"param {name!r} was not set by a command-line flag")
+        option, kind = str(flag.get("option")), flag.get("kind")
+        end = args.index("--") if "--" in args else len(args)
+        if kind == "value":
+            if isinstance(value, (dict, list)) or value is None:
+                raise ReprokitError(
+                    f"param {name!r}: {option} takes one value, got {json.dumps(value)}"
+                )
+            text = value if isinstance(value, str) else json.dumps(value)
+            for i, a in enumerate(args[:end]):
+                if a == option and i + 1 < end:
+                    args[i + 1] = text
+                    break
+                if a.startswith(option + "="):
+                    args[i] = f"{option}={text}"
+                    break
+            else:
+                _can_append(name, flag)
+                args[end:end] = [option, text]
+        elif kind in ("switch", "pair"):
+            if not isinstance(value, bool):
+                raise ReprokitError(f"param {name!r}: {option} is a switch; give true or false")
+            on = option if kind == "pair" or flag.get("sets") else None
+            off = flag.get("off") if kind == "pair" else (None if on else option)
+            wanted = on if value else off
+            found = [i for i, a in enumerate(args[:end]) if a in (option, flag.get("off"))]
+            for i in reversed(found):
+                del args[i]
+            if wanted is not None:
+                if not found:
+                    _can_append(name, flag)
+                args.insert(found[0] if found else end, wanted)
+        elif kind == "override":  # Hydra: key=value on the command line
+            text = value if isinstance(value, str) else json.dumps(value)
+            for i, a in enumerate(args[:end]):
+                if a.lstrip("+").split("=", 1)[0] == option and "=" in a:
+                    args[i] = f"{a.split('=', 1)[0]}={text}"
+                    break
+            else:
+                args[end:end] = [f"{option}={text}"]
+        else:
+            raise ReprokitError(f"param {name!r}: {option} cannot be set again by reprokit")
+    return head + args
+
+
+def _can_append(name: str, flag: Mapping[str, Any]) -> None:
+    if flag.get("append") is False:
+        raise ReprokitError(
+            f"param {name!r}: {flag.get('option')} was not on the recorded command line, and "
+            "added at its end it would reach a sub-command"
+        )
 
 
 def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,14 +288,18 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
         reasons.append("the run was recorded as not replayable")
     params = dict(m.params)
     redacted = [p for p in run.get("redacted_params") or [] if "." not in p and "[" not in p]
-    unknown = sorted(set(overrides) - set(redacted))
+    entry = run.get("entry") or {}
+    # A command's flags can be set again: a replay then asks "what does this change do?".
+    settable = set(entry.get("flags") or {}) if entry.get("kind") == "command" else set()
+    unknown = sorted(set(overrides) - set(redacted) - settable)
     if unknown:
         # A replay runs what was recorded; --param only gives back values that were not
         # recorded (redacted secrets). Changing a param would make a different run.
         raise ArgumentError(
             "params",
-            f"gives {unknown[0]!r}, but only redacted params can be supplied again "
-            f"(this run's: {', '.join(redacted) or 'none'}); to try other values, run it anew",
+            f"{unknown[0]!r} cannot be supplied again: only redacted params and a command's flags "
+            f"can (this run's: {', '.join(sorted(set(redacted) | settable)) or 'none'}); to try "
+            "other values, run it anew",
         )
     missing = [p for p in redacted if p not in overrides]
     if missing:
@@ -176,7 +307,6 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
             "params were redacted when recorded; supply them again (params=) with "
             + " ".join(f"--param {p}=..." for p in missing)
         )
-    entry = run.get("entry") or {}
     if entry.get("kind") in ("script", "command") and entry.get("redacted"):
         reasons.append("its command line held secrets, which were not recorded")
     if reasons:
@@ -215,6 +345,9 @@ def execute(
         argv = [python, *argv[1:]]
     env = child_env(m, store, log, parent, replay_of)
     env.update(extra)
+    if (m.run.get("entry") or {}).get("kind") == "command" and python_program(argv) is not None:
+        # Seeded as the recorded program was: by the start-up hook, before its first line.
+        bootstrap_env(env, child_report_path(log))
     if protocol is not None:
         protocol.apply(env)
     try:
@@ -224,6 +357,11 @@ def execute(
     except OSError as exc:
         raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
     return proc.returncode, new_runs(store, log), cwd
+
+
+def child_report_path(log: str) -> str:
+    """Where a re-executed command's start-up hook reports (beside the run log)."""
+    return os.path.join(os.path.dirname(log), "child.json")
 
 
 def new_runs(store: Store, log: str) -> list[Manifest]:

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reprokit._capture.pycommand import python_program
 from reprokit._model import compare as cmp
 from reprokit._model.errors import ArgumentError, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.report import Report, json_name
 from reprokit._record.api import inspect_unwrap
+from reprokit._record.bootstrap import bootstrap_env
 from reprokit._record.outputs import describe_declared, describe_value
 from reprokit._record.process import STATE
 from reprokit._reexec.execute import check_replayable, execute, new_runs
@@ -310,6 +312,9 @@ def check(
                     seed=report.seed, run_log=log, group=group, store=str(st.root)
                 ).child_env()
                 env["PYTHONHASHSEED"] = str(report.seed)
+                if python_program(command) is not None:
+                    # Seeded as `reprokit run` seeds it: by the start-up hook.
+                    bootstrap_env(env, os.path.join(scratch, f"child{i}"))
                 try:
                     proc = subprocess.run(
                         command, env=env, stdout=stdout if stdout is not None else sys.stderr

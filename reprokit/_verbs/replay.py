@@ -34,7 +34,7 @@ from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
-from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.execute import check_replayable, execute, plan, recorded_param
 from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
@@ -53,6 +53,10 @@ class ReplayReport(Report):
     inputs: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per compared run
     causes: list[str] = field(default_factory=list)
+    # Params a --param override changed: {name: {recorded, replayed}} (left out when none).
+    changed_params: dict[str, Any] = field(
+        default_factory=dict, metadata={"json": "changed_params", "omit_empty": True}
+    )
     exit_code: int | None = json_name(None, default=None)
 
     @property
@@ -84,6 +88,8 @@ class _ReplayDraft:
         self.runs: list[dict[str, Any]] = []
         self.causes: list[str] = []
         self.exit_code: int | None = None
+        # Params a replay was asked to change (a command's flags): {name: {recorded, replayed}}.
+        self.changed_params: dict[str, Any] = {}
 
     @property
     def identical(self) -> bool:
@@ -100,6 +106,7 @@ class _ReplayDraft:
             inputs=self.inputs,
             runs=self.runs,
             causes=self.causes,
+            changed_params=self.changed_params,
             exit_code=self.exit_code,
         )
 
@@ -390,6 +397,15 @@ def replay(
             report.drift["inputs"] = report.inputs["changed"]
         emit("drift", report.drift)
 
+        # Planned before the replay's own run starts: a run that cannot start leaves no record.
+        cwd_planned = plan(m, source, replay_params)[2]
+        changed = {
+            k: {"recorded": recorded_param(m.params, k), "replayed": v}
+            for k, v in replay_params.items()
+            if k not in m.params or m.params[k] != v
+        }
+        changed = {k: v for k, v in changed.items() if k not in redacted_names(m)}
+        report.changed_params = changed
         record = Run(
             "replay",
             params={"of": m.id, "rtol": rtol, "atol": atol, "in_place": in_place},
@@ -401,7 +417,9 @@ def replay(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             record.start()
-        emit("running", {"cwd": plan(m, source, replay_params)[2]})
+        if changed:
+            record.log_params(changed={k: v["replayed"] for k, v in changed.items()})
+        emit("running", {"cwd": cwd_planned, "changed_params": changed})
         try:
             code, new, cwd = execute(
                 m,
@@ -438,6 +456,8 @@ def replay(
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
             report.causes = explain(recorded, new, report.runs, report.drift)
+            if kind == "command":
+                report.causes = _command_causes(m, changed) + report.causes
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -458,6 +478,34 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def redacted_names(m: Manifest) -> set[str]:
+    return set(m.run.get("redacted_params") or [])
+
+
+def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> list[str]:
+    """Likely causes of a recorded command's difference, from what its record says."""
+    causes = []
+    if changed:
+        shown = ", ".join(
+            f"{k} {v['recorded']!r} -> {v['replayed']!r}" for k, v in sorted(changed.items())
+        )
+        causes.append(f"this replay changed params on purpose: {shown}")
+    seeds = m.seeds
+    if seeds.get("seeded_in") == "child":
+        if not changed:
+            causes.append(
+                "an RNG not under the seed's control (e.g. np.random.default_rng() without a "
+                "seed, random.SystemRandom, os.urandom, uuid4), the clock, or input that "
+                "changed: the program was seeded with the recorded seed both times"
+            )
+    elif seeds.get("seeded_in") == "none":
+        causes.append(
+            "the command's program was not seeded by reprokit (not a Python program, or its "
+            "start-up hook did not run): only PYTHONHASHSEED and $REPROKIT_SEED reached it"
+        )
+    return causes
 
 
 def _command_result(

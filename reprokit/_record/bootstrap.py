@@ -1,0 +1,462 @@
+"""Inside a Python program that ``reprokit run`` started, before the program's first line.
+
+The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that program gets) calls
+:func:`start`, which:
+
+- seeds the program as ``seed_everything(S)`` does — ``random`` now, numpy, torch, TensorFlow,
+  Keras and CuPy the moment the program imports them;
+- records the command line argparse (``parse_args`` / ``parse_known_args``) or click (typer)
+  parsed, with its types, and which flag set each value, so a replay can change one;
+- lists the program's own files (the entry script and the modules imported from under the
+  working folder) when it ends;
+
+and reports all of it to the parent as one JSON file named by the parent/child protocol. The
+parent writes the manifest: this process only says what happened in it. Nothing here raises
+into the program, and nothing runs in the program's own child processes.
+
+This module is imported by every program ``reprokit run`` starts, within a 5 ms budget
+(``bench/bootstrap.py``): beyond the protocol, reprokit's modules (seeding, params) are imported
+only when the program imports what they serve, and argparse, click and Hydra are never imported
+here — they are patched the moment the program's own import of them completes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from reprokit._capture.modules import own_module_files
+from reprokit._model.protocol import ChildProtocol, variable
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
+if TYPE_CHECKING:
+    from typing import Any
+
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startup")
+
+# What this process has to tell its parent; written to the report file as it grows.
+_report: dict[str, Any] = {}
+_where: list[str] = []  # [report path]
+_pid: list[int] = []
+
+
+def bootstrap_env(env: dict[str, str], report: str) -> None:
+    """Make ``env`` (a child's environment) start the hook, reporting to ``report``."""
+    ChildProtocol(child_report=report).apply(env)
+    shown = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = SITE_DIR if shown is None else SITE_DIR + os.pathsep + shown
+
+
+def read_report(path: str) -> dict[str, Any] | None:
+    """What a started program reported, or None when it reported nothing."""
+    import marshal
+
+    try:
+        with open(path, "rb") as fh:
+            data = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def start() -> None:
+    """Seed, watch argparse, and report at exit; never raises."""
+    try:
+        told = ChildProtocol.from_env()
+        path = told.child_report
+        # Only this process: a program it starts is not the one `reprokit run` started.
+        os.environ.pop(variable("child_report"), None)
+        if not path:
+            return
+        _where[:] = [path]
+        _pid[:] = [os.getpid()]
+        _report["pid"] = os.getpid()
+        _report["cwd"] = os.getcwd()
+        _report["python"] = sys.executable
+        seed = told.seed_override if told.seed_override is not None else told.seed
+        if seed is not None:
+            _seed_args[:] = [seed, told.deterministic]
+            if any(name in sys.modules for name in _SEED_TRIGGERS):
+                _seed()
+            else:
+                for name in _SEED_TRIGGERS:
+                    _after_import[name] = _seed_once
+        for name, patch in (
+            ("argparse", _patch_argparse),
+            ("click", _patch_click),
+            ("hydra", _patch_hydra),
+        ):
+            if name in sys.modules:
+                patch(sys.modules[name])
+            else:
+                _after_import[name] = patch
+        if _after_import:
+            sys.meta_path.insert(0, _AfterImport())
+        import atexit
+
+        atexit.register(_at_exit)
+    except Exception as exc:
+        _report["error"] = f"{type(exc).__name__}: {exc}"
+        _write()
+
+
+# Seeding waits for the first of these imports: nothing random can have been drawn before it,
+# and a program that never imports one does not pay for importing ``random`` at start-up.
+# (The same libraries seed_everything seeds, plus ``random`` itself.)
+_SEED_TRIGGERS = ("random", "numpy", "torch", "tensorflow", "keras", "cupy")
+_seed_args: list[Any] = []
+
+
+def _seed_once(module: Any) -> None:
+    if _importing - {module.__name__}:
+        # Imported from inside another trigger's import (torch importing random, say): seed
+        # when that one is complete, or seed_everything would find it half-initialised.
+        return
+    for name in _SEED_TRIGGERS:
+        _after_import.pop(name, None)
+    _seed()
+
+
+def _seed() -> None:
+    from reprokit._seeding import seed_everything
+
+    state = seed_everything(*_seed_args)
+    _report["seeds"] = {
+        "seeded": state.get("seeded", {}),
+        "deterministic": state.get("deterministic", {}),
+    }
+
+
+def _write() -> None:
+    """Replace the report file with the current report (atomically); never raises.
+
+    ``marshal`` is built into the interpreter: importing ``json`` would cost the program more
+    than everything else this hook does. The parent reads it with ``read_report``.
+    """
+    if not _where or _pid != [os.getpid()]:
+        return
+    import marshal
+
+    path = _where[0]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        data = marshal.dumps(_plain(_report))
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except Exception:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with only what marshal writes and the parent may read: plain data."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def _at_exit() -> None:
+    if _pid != [os.getpid()]:
+        return  # a forked copy of the program ends: the program itself has not
+    try:
+        if "seeds" in _report:
+            from reprokit._seeding import late_seeded
+
+            late = late_seeded()
+            if late:
+                _report["seeds"]["seeded_on_import"] = late
+        # CPython deletes __main__.__file__ once a script's code has run; sys.argv[0] still
+        # names it (and the module's file under -m).
+        main = sys.modules.get("__main__")
+        entry = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else None)
+        start = _report.get("cwd") or os.getcwd()
+        entry = os.path.join(start, entry) if isinstance(entry, str) and entry else None
+        _report["entry_file"] = entry if entry and os.path.isfile(entry) else None
+        _report["modules"] = sorted(own_module_files(_report.get("cwd") or os.getcwd()))
+        _report["exited"] = True
+    except Exception as exc:
+        _report["error"] = f"{type(exc).__name__}: {exc}"
+    _write()
+
+
+# -- argparse ------------------------------------------------------------------------------------
+
+
+# module name -> what to do with the module once its import completed
+_after_import: dict[str, Any] = {}
+_importing: set[str] = set()  # watched modules whose import is under way
+
+
+class _AfterImport:
+    """``sys.meta_path`` finder: acts on a watched module the moment its import completes.
+
+    Nothing is imported here; for a name not watched this returns None after one lookup.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        action = _after_import.get(fullname)
+        if action is None:
+            return None
+        for finder in list(sys.meta_path):
+            if finder is self or getattr(finder, "find_spec", None) is None:
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                loader = spec.loader
+                if loader is not None and hasattr(loader, "exec_module"):
+                    spec.loader = _ActingLoader(loader, fullname)  # type: ignore[assignment]
+                return spec
+        return None
+
+
+class _ActingLoader:
+    def __init__(self, loader: Any, name: str) -> None:
+        self.loader = loader
+        self.name = name
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self.loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: Any) -> None:
+        # The real loader goes back before the module runs: code that inspects __loader__ or
+        # __spec__.loader sees the one it expects.
+        if module.__dict__.get("__loader__") is self:
+            module.__loader__ = self.loader
+        spec = module.__dict__.get("__spec__")
+        if spec is not None and spec.loader is self:
+            spec.loader = self.loader
+        _importing.add(self.name)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            _importing.discard(self.name)
+        action = _after_import.pop(self.name, None)
+        if action is not None:
+            try:
+                action(module)
+            except Exception as exc:
+                _report.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
+        if not _after_import:
+            sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.loader, attr)
+
+
+_depth = [0]
+
+
+def _patch_argparse(argparse: Any) -> None:
+    cls = argparse.ArgumentParser
+    original = cls.parse_known_args
+    if getattr(original, "__reprokit__", False):
+        return
+
+    def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        # Sub-parsers call this again from inside the outer call: only the outermost result,
+        # which holds theirs, is the program's command line.
+        _depth[0] += 1
+        try:
+            result = original(self, args, namespace)
+        finally:
+            _depth[0] -= 1
+        if _depth[0] == 0:
+            try:
+                _note_argparse(self, result[0], args)
+            except Exception:
+                pass
+        return result
+
+    parse_known_args.__wrapped__ = original  # type: ignore[attr-defined]
+    parse_known_args.__name__ = original.__name__
+    parse_known_args.__qualname__ = original.__qualname__
+    parse_known_args.__doc__ = original.__doc__
+    parse_known_args.__reprokit__ = True  # type: ignore[attr-defined]
+    cls.parse_known_args = parse_known_args
+
+
+def _flag(action: Any) -> dict[str, Any] | None:
+    """How a replay could set this destination again on the command line (None: it cannot)."""
+    options = [o for o in action.option_strings if o.startswith("--")] or list(
+        action.option_strings
+    )
+    if not options:
+        return None
+    kind = type(action).__name__
+    if kind in ("_StoreTrueAction", "_StoreFalseAction"):
+        return {"option": options[0], "kind": "switch", "sets": kind == "_StoreTrueAction"}
+    if kind == "BooleanOptionalAction":
+        return {"option": options[0], "kind": "boolean-optional"}
+    if kind == "_StoreAction" and action.nargs is None:
+        return {"option": options[0], "kind": "value"}
+    return None
+
+
+def _called_from_hydra() -> bool:
+    """Is the parser being run Hydra's own (its overrides are recorded from its config)?"""
+    frame: Any = sys._getframe(2)  # noqa: SLF001  (the caller of parse_known_args)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module not in ("argparse", __name__):
+            return module == "hydra" or module.startswith("hydra.")
+        frame = frame.f_back
+    return False
+
+
+def _note_argparse(parser: Any, namespace: Any, args: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    if "hydra" in sys.modules and _called_from_hydra():
+        return
+
+    recorded = record_params(namespace)
+    flags: dict[str, Any] = {}
+    for action in parser._actions:  # noqa: SLF001  (argparse lists its actions only here)
+        if action.dest in recorded.values:
+            flag = _flag(action)
+            if flag is not None:
+                flags[action.dest] = flag
+    # Parsing a list given in the code, not sys.argv: argv cannot change it on replay.
+    _note_params("argparse", recorded, flags, args is None or list(args) == sys.argv[1:])
+
+
+def _note_params(source: str, recorded: Any, flags: dict[str, Any], from_argv: bool) -> None:
+    previous = _report.get("params") or {}
+    _report["params"] = {
+        "source": source,
+        "values": {**previous.get("values", {}), **recorded.values},
+        "problems": previous.get("problems", []) + recorded.problems,
+        "redacted": previous.get("redacted", []) + recorded.redacted,
+        "flags": {**previous.get("flags", {}), **flags},
+        "from_argv": previous.get("from_argv", True) and from_argv,
+    }
+    _write()
+
+
+# -- click (and typer, which is click underneath) ------------------------------------------------
+
+
+def _patch_click(click: Any) -> None:
+    cls = click.core.Command
+    original = cls.make_context
+    if getattr(original, "__reprokit__", False):
+        return
+
+    def make_context(self: Any, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        given = list(args)  # click consumes the list it parses
+        ctx = original(self, info_name, args, parent=parent, **extra)
+        try:
+            if not getattr(ctx, "resilient_parsing", False):
+                _note_click(click, self, ctx, given, parent)
+        except Exception:
+            pass
+        return ctx
+
+    make_context.__wrapped__ = original  # type: ignore[attr-defined]
+    make_context.__name__ = original.__name__
+    make_context.__qualname__ = original.__qualname__
+    make_context.__doc__ = original.__doc__
+    make_context.__reprokit__ = True  # type: ignore[attr-defined]
+    cls.make_context = make_context
+
+
+def _click_flag(click: Any, param: Any) -> dict[str, Any] | None:
+    if not isinstance(param, click.core.Option):
+        return None
+    options = [o for o in param.opts if o.startswith("--")] or list(param.opts)
+    if not options:
+        return None
+    if param.is_flag and getattr(param, "is_bool_flag", False):
+        off = [o for o in param.secondary_opts if o.startswith("--")]
+        if off:
+            return {"option": options[0], "kind": "pair", "off": off[0]}
+        return {"option": options[0], "kind": "switch", "sets": bool(param.flag_value)}
+    if not param.is_flag and param.nargs == 1 and not param.multiple and not param.count:
+        return {"option": options[0], "kind": "value"}
+    return None
+
+
+def _note_click(click: Any, command: Any, ctx: Any, args: Any, parent: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    recorded = record_params(dict(ctx.params))
+    if parent is not None:
+        # A sub-command's context: its parents' options can only be changed where they stand
+        # on the command line, since an option added at the end would reach the sub-command.
+        for flag in ((_report.get("params") or {}).get("flags") or {}).values():
+            flag["append"] = False
+    flags = {}
+    for param in command.params:
+        if param.name in recorded.values:
+            flag = _click_flag(click, param)
+            if flag is not None:
+                flags[param.name] = flag
+    from_argv = parent is not None or list(args) == sys.argv[1:]
+    _note_params("click", recorded, flags, from_argv)
+
+
+# -- Hydra ---------------------------------------------------------------------------------------
+
+
+def _patch_hydra(hydra: Any) -> None:
+    # Hydra hands every job its config through HydraConfig.set_config: once with the output
+    # folder filled in (inside run_job, just before the task function runs), the job's config
+    # is final and its interpolations resolve.
+    cls = sys.modules["hydra.core.hydra_config"].HydraConfig
+    original = cls.set_config
+    if getattr(original, "__reprokit__", False):
+        return
+
+    def set_config(self: Any, cfg: Any) -> Any:
+        result = original(self, cfg)
+        try:
+            _note_hydra(cfg)
+        except Exception:
+            pass
+        return result
+
+    set_config.__wrapped__ = original  # type: ignore[attr-defined]
+    set_config.__name__ = original.__name__
+    set_config.__qualname__ = original.__qualname__
+    set_config.__reprokit__ = True  # type: ignore[attr-defined]
+    cls.set_config = set_config
+
+
+def _leaves(values: Any, prefix: str = "") -> list[str]:
+    if isinstance(values, dict) and values:
+        out: list[str] = []
+        for key, value in values.items():
+            out.extend(_leaves(value, f"{prefix}{key}."))
+        return out
+    return [prefix[:-1]] if prefix else []
+
+
+def _note_hydra(cfg: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    omegaconf = sys.modules["omegaconf"].OmegaConf
+    if not omegaconf.select(cfg, "hydra.runtime.output_dir"):
+        return
+    job = omegaconf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    recorded = record_params(omegaconf.to_container(job, resolve=True))
+    overrides = omegaconf.to_container(cfg.hydra.overrides.task)
+    flags = {path: {"option": path, "kind": "override"} for path in _leaves(recorded.values)}
+    sources = omegaconf.to_container(cfg.hydra.runtime.config_sources, resolve=True) or []
+    _report["config_dirs"] = [
+        str(src["path"]).removeprefix("file://")
+        for src in sources
+        if isinstance(src, dict) and src.get("schema") == "file"
+    ]
+    # Hydra's own command line (its argparse parser) is not the program's params: replaced.
+    _report["params"] = {}
+    _note_params("hydra", recorded, flags, True)
+    _report["params"]["overrides"] = [str(o) for o in overrides or []]
+    _write()
