@@ -205,9 +205,10 @@ class _AfterImport:
         if action is None:
             return None
         for finder in list(sys.meta_path):
-            if finder is self or getattr(finder, "find_spec", None) is None:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
                 continue
-            spec = finder.find_spec(fullname, path, target)
+            spec = find(fullname, path, target)
             if spec is not None:
                 loader = spec.loader
                 if loader is not None and hasattr(loader, "exec_module"):
@@ -302,7 +303,7 @@ def _flag(action: Any) -> dict[str, Any] | None:
 
 def _called_from_hydra() -> bool:
     """Is the parser being run Hydra's own (its overrides are recorded from its config)?"""
-    frame = sys._getframe(2)
+    frame: Any = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module not in ("argparse", __name__):

@@ -142,7 +142,7 @@ def _take_report(
             {k: v for k, v in program.items() if k in ("how", "script", "module")},
         )
     if report is not None:
-        seeds = report.get("seeds") if isinstance(report.get("seeds"), dict) else {}
+        seeds: dict[str, Any] = report["seeds"] if isinstance(report.get("seeds"), dict) else {}
         r.note_seeds(seeded=seeds.get("seeded") or {}, seeded_in="child")
         if seeds.get("deterministic"):
             r.note_seeds(deterministic=seeds["deterministic"])
