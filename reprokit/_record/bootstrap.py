@@ -205,9 +205,10 @@ class _AfterImport:
         if action is None:
             return None
         for finder in list(sys.meta_path):
-            if finder is self or getattr(finder, "find_spec", None) is None:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
                 continue
-            spec = finder.find_spec(fullname, path, target)
+            spec = find(fullname, path, target)
             if spec is not None:
                 loader = spec.loader
                 if loader is not None and hasattr(loader, "exec_module"):

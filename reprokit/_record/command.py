@@ -159,6 +159,12 @@ def _take_report(
         if not seeds:
             r.note_seeds(note="the program imported none of the RNGs reprokit seeds")
     else:
+        if program is not None:
+            said.append(
+                "reprokit: the program was not seeded and its command line not recorded: "
+                "reprokit's start-up hook did not run in it (-E/-I, or an interpreter that "
+                "cannot import reprokit)"
+            )
         # The command's own process was never seeded by us: say so, claim nothing.
         r.note_seeds(
             seeded={},

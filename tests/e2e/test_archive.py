@@ -310,7 +310,8 @@ def test_a_tampered_run_is_not_archived(recorded, tmp_path):
 def test_verify_replay_in_a_fresh_venv(recorded, tmp_path):
     repo, m = recorded
     out = make_archive(repo, tmp_path / "paper.tar.gz")
-    proc = cli(tmp_path, "verify", str(out), "--replay", "--venv")
+    # Installs every distribution of the test environment (Jupyter's among them) from the index.
+    proc = cli(tmp_path, "verify", str(out), "--replay", "--venv", timeout=600)
     if proc.returncode == 2 and "building the virtualenv failed" in proc.stderr:
         pytest.skip(f"no package index reachable: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -372,6 +372,7 @@ def test_outside_git_without_the_hook_the_run_says_what_is_missing(project: Path
     m = _show(project)
     assert m["run"]["replayable"] is False
     assert "imported modules are unknown" in " ".join(m["run"]["not_replayable_because"])
+    assert "the program was not seeded" in out.stderr
     assert m["seeds"]["seeded"] == {}
     assert cli(project, "replay", "latest").returncode == 2
 
