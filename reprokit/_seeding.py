@@ -52,6 +52,12 @@ def hash_state() -> dict[str, Any]:
 _hash_warned = False  # the hash warning is about the process, so it is said once per process
 
 
+def silence_hash_warning() -> None:
+    """Say nothing about hash randomization in this process (a worker: its starter said it)."""
+    global _hash_warned
+    _hash_warned = True
+
+
 def _warn_hash_randomization() -> None:
     global _hash_warned
     value = os.environ.get("PYTHONHASHSEED")

@@ -19,7 +19,7 @@ from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
-from reprokit._record import signals
+from reprokit._record import lineage, signals
 from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
 from reprokit._record.process import CAPTURE, STATE
 from reprokit._seeding import (
@@ -29,6 +29,7 @@ from reprokit._seeding import (
     late_seeded,
     reset_late_seeded,
     seed_everything,
+    silence_hash_warning,
 )
 from reprokit._store.store import Store, default_store_path, digest_folder
 
@@ -97,6 +98,8 @@ class Run:
         self._extra_run: dict[str, Any] = {}
         self._replayable_problems: list[str] = []
         self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
+        self._starter: int | None = None  # the process that started this one as a worker
+        self._forked_away = False  # a forked child's copy of its parent's run: never touched
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -261,8 +264,13 @@ class Run:
         told = ChildProtocol.from_env()
         self._told = told
         self.parent = parent.id if parent is not None else told.parent
+        # In a worker process, a run outside any other run of its own is nested in the run that
+        # started the worker (found once the store is known).
+        self._starter = lineage.starter_pid() if parent is None else None
+        if self._starter is not None:
+            silence_hash_warning()  # the process that started this one has said it
         # A replay's child process marks its top-level runs as replays of the recorded one.
-        top = parent is None
+        top = parent is None and self._starter is None
         self._replay_of = self._replay_of_given or (told.replay_of if top else None)
         # A seed-robustness sweep re-runs one run under other seeds and groups the results.
         sweep = STATE.sweep
@@ -297,15 +305,22 @@ class Run:
         self._code = cap
         if cap.root is not None:
             self._cached["_root"] = str(cap.root)
+        forked_store = lineage.forked_store(self._starter) if self._starter is not None else None
         if self._store_arg is not None:
             self.store = Store.at(self._store_arg)
+        elif forked_store:
+            self.store = Store.at(forked_store)
         elif self._told.store:
             self.store = Store.at(self._told.store)
         elif cap.section.get("kind") == "git" and cap.root is not None:
             self.store = Store.at(os.path.join(cap.root, ".reprokit"))
         else:
             self.store = Store.at(default_store_path(os.getcwd()))
-        self.id, self._dir = self.store.new_run_dir()
+        if self._starter is not None:
+            found = lineage.parent_run(self.store.unfinished_runs_of(self._starter), self._starter)
+            if found is not None:
+                self.parent = found
+        self.id, self._dir = self.store.new_run_dir(parent=self.parent)
 
     def finish(
         self,
@@ -317,6 +332,8 @@ class Run:
         exit_code: int | None = None,
     ) -> None:
         """Seal the run. Failures here become a warning; the user's program goes on."""
+        if self._forked_away:
+            return  # the parent process seals it
         signals.remove_active(self)
         if self._token is not None:
             try:
@@ -337,6 +354,7 @@ class Run:
             except Exception:
                 pass
             warn(f"run {self.id} was not recorded: {lost}")
+            self._journal_end()
             return
         if not self._recording:
             return
@@ -352,6 +370,35 @@ class Run:
                     except Exception:
                         pass
                 warn(f"run {self.id} was not recorded: {exc}")
+        self._journal_end()
+
+    def _journal_end(self) -> None:
+        try:
+            self.store.journal_end(self.id, last=self._starter is not None and not signals.ACTIVE)
+        except Exception:
+            pass  # the journal only helps workers find their parent run
+
+    # -- forks: a child never seals, edits or signals its parent's runs --------------------------
+
+    def _hold_for_fork(self) -> None:
+        """Before a fork: no half-written line in a buffer the child would copy and flush."""
+        self._lock.acquire()
+        for fh in (self._metrics_fh, self._ckpt_fh):
+            if fh is not None:
+                try:
+                    fh.flush()
+                except OSError:
+                    pass
+
+    def _release_after_fork(self) -> None:
+        self._lock.release()
+
+    def _leave_to_parent(self) -> None:
+        """In a forked child: this run belongs to the parent; drop the child's handles to it."""
+        self._forked_away = True
+        self._recording = False
+        self._metrics_fh = self._ckpt_fh = None  # empty buffers (flushed before the fork)
+        self._lock = threading.Lock()
 
     def _seal(
         self,
@@ -394,6 +441,9 @@ class Run:
             "replay_of": self._replay_of,
             "group": self._group,
         }
+        if self._starter is not None:
+            # Made in a worker process: replay calls the function, never re-runs the script.
+            run["worker_of"] = self._starter
         run.update(self._extra_run)
         if error is not None:
             import traceback
@@ -471,6 +521,48 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name!r} {self.status}>"
+
+
+_held: list[Run] = []
+
+
+def _before_fork() -> None:
+    signals.block_for_fork()
+    signals.LOCK.acquire()
+    _held[:] = list(signals.ACTIVE)
+    for r in _held:
+        r._hold_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for r in _held:
+        r._release_after_fork()
+    _held.clear()
+    signals.LOCK.release()
+    signals.unblock_after_fork()
+
+
+def _after_fork_in_child() -> None:
+    current = CURRENT.get()
+    run_id = store_root = None
+    if current is not None and current in _held and current.store is not None:
+        run_id, store_root = current.id, str(current.store.root)
+    for r in _held:
+        r._leave_to_parent()
+    _held.clear()
+    lineage.note_fork(os.getppid(), run_id, store_root)
+    CURRENT.set(None)
+    signals.forget_after_fork()
+    STATE.forget_after_fork()
+    CAPTURE.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def status_of(exc: BaseException | None) -> tuple[str]:

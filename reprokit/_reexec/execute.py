@@ -90,6 +90,26 @@ def child_env(
     return env
 
 
+def reruns_script(m: Manifest) -> bool:
+    """Whether re-executing ``m`` (a function run) means re-running its whole script.
+
+    A function of the script itself, called in the script's own process: importing the script
+    would run its top-level code again, so the script is re-run as it was and its run matched by
+    name and order. A call made in a worker process is re-made directly instead (the script was
+    import-safe for the worker already).
+    """
+    run = m.run
+    entry = run.get("entry") or {}
+    argv0 = (entry.get("argv") or [""])[0]
+    return bool(
+        entry.get("kind") == "function"
+        and entry.get("module") == "__main__"
+        and entry.get("file_rel")
+        and not run.get("worker_of")
+        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
+    )
+
+
 def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
     """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
     run = m.run
@@ -98,17 +118,7 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
     cwd = source if os.path.isabs(cwd_rel) else os.path.join(source, *cwd_rel.split("/"))
     if not os.path.isdir(cwd):
         cwd = source
-    kind = entry.get("kind")
-    argv0 = (entry.get("argv") or [""])[0]
-    if (
-        kind == "function"
-        and entry.get("module") == "__main__"
-        and entry.get("file_rel")
-        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
-    ):
-        # A function of the script itself: importing the script would run its top-level code
-        # again, so the script is re-run as it was and its run matched by name and order.
-        kind = "script"
+    kind = "script" if reruns_script(m) else entry.get("kind")
     if kind == "function":
         rel = entry.get("file_rel")
         if not rel:
@@ -116,7 +126,10 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         file = os.path.join(source, *rel.split("/"))
         module = entry.get("module") or "__main__"
         parts = module.split(".")
-        by_name = module != "__main__"
+        # A function of a script's main module in a spawned worker ("__mp_main__") is loaded
+        # from its file under another name, as multiprocessing did: the script's main guard
+        # keeps its top-level program from running again.
+        by_name = module not in ("__main__", "__mp_main__")
         sys_path0 = os.path.dirname(file)
         if by_name:
             stem = rel[:-3] if rel.endswith(".py") else rel

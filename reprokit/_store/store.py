@@ -5,8 +5,10 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
     .gitignore                 "*": the store never makes the working tree dirty
     runs/<id>/                 one folder per run; ``manifest.yaml`` is its commit point
     objects/<ab>/<sha256>      blobs shared by runs (source patches, snapshots), named by content
-    active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then the
-                               id of each run it started (so `ls` can tell running from dead)
+    active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then a line
+                               "<id> <parent or ->" per run it started and "<id> end" per run
+                               it finished (so `ls` can tell running from dead, and a worker
+                               process can find the run that started it)
     ledger                     append-only, hash-chained list of sealed manifests' digests
 
 Every file operation of the store lives in this module. The three an object-store backend
@@ -18,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 import time
 
 from reprokit._model.digest import sha256_file
@@ -107,6 +110,25 @@ def _hostname() -> str:
 _ready: set[str] = set()  # store roots whose folders exist (checked once per process)
 _journals: dict[str, Any] = {}  # store root -> this process's open journal in active/
 _journal_pid: dict[str, int] = {}
+# Held while this process appends to a ledger: a fork in the middle would hand the child a copy
+# of the locked descriptor, and the lock would outlive the append for as long as the child lives.
+_LEDGER_LOCK = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's journals are not this process's; its lock is free."""
+    global _LEDGER_LOCK
+    _journals.clear()
+    _journal_pid.clear()
+    _LEDGER_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _LEDGER_LOCK.acquire(),
+        after_in_parent=lambda: _LEDGER_LOCK.release(),
+        after_in_child=_forget_after_fork,
+    )
 
 
 def _close_journals() -> None:
@@ -192,8 +214,10 @@ class Store:
             ) from None
         _ready.add(self._root)
 
-    def new_run_dir(self, run_id: str | None = None) -> tuple[str, str]:
-        """Create an empty, unique run folder and an "in progress" marker; return (id, folder)."""
+    def new_run_dir(self, run_id: str | None = None, parent: str | None = None) -> tuple[str, str]:
+        """Create an empty, unique run folder and an "in progress" marker; return (id, folder).
+
+        ``parent``: the run it is nested in, noted in this process's journal."""
         self.ensure()
         for _ in range(100):
             rid = run_id or new_run_id()
@@ -206,7 +230,7 @@ class Store:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
-            self._journal(rid)
+            self._journal(f"{rid} {parent or '-'}")
             return rid, path
         raise StoreError("could not find a free run id", self._runs)  # pragma: no cover
 
@@ -303,8 +327,28 @@ class Store:
                 pass
         return folder
 
-    def _journal(self, run_id: str) -> None:
-        """Note in this process's journal that it started ``run_id``.
+    def journal_end(self, run_id: str, last: bool = False) -> None:
+        """Note in this process's journal that ``run_id`` is finished (sealed or dropped).
+
+        ``last``: the process has no other run going and may end without running exit handlers
+        (a pool worker is terminated by a signal): remove its journal now.
+        """
+        if _journal_pid.get(self._root) != os.getpid():
+            return
+        if not last:
+            self._journal(f"{run_id} end")
+            return
+        fh = _journals.pop(self._root, None)
+        _journal_pid.pop(self._root, None)
+        if fh is not None:
+            try:
+                fh.close()
+                os.unlink(fh.name)
+            except OSError:
+                pass
+
+    def _journal(self, line: str) -> None:
+        """Append ``line`` (a run started or finished) to this process's journal.
 
         One file per process, opened once and appended to: a file created per run would cost
         more than the rest of the run's bookkeeping on a slow disk.
@@ -322,7 +366,7 @@ class Store:
                     import atexit
 
                     atexit.register(_close_journals)
-            fh.write(run_id + "\n")
+            fh.write(line + "\n")
             fh.flush()
         except OSError:
             pass  # the journal only tells running from dead; recording goes on without it
@@ -337,6 +381,10 @@ class Store:
         shutil.rmtree(folder, ignore_errors=True)
 
     def _append_ledger(self, run_id: str, manifest_sha256: str) -> None:
+        with _LEDGER_LOCK:
+            self._append_ledger_locked(run_id, manifest_sha256)
+
+    def _append_ledger_locked(self, run_id: str, manifest_sha256: str) -> None:
         fd = os.open(self._ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             _lock(fd)
@@ -406,7 +454,7 @@ class Store:
             try:
                 with open(os.path.join(self._active, name), encoding="utf-8") as fh:
                     head = fh.readline().split()
-                    if run_id not in (line.strip() for line in fh):
+                    if run_id not in (line.split(" ", 1)[0].strip() for line in fh):
                         continue
             except OSError:
                 continue
@@ -423,6 +471,33 @@ class Store:
                 return True
             return True
         return False
+
+    def unfinished_runs_of(self, pid: int) -> list[tuple[str, str | None]]:
+        """The runs process ``pid`` of this host started in this store and has not finished, as
+        (id, parent), in the order it started them (from its journal)."""
+        prefix = f"{_hostname()}-{pid}-"
+        try:
+            names = [n for n in os.listdir(self._active) if n.startswith(prefix)]
+        except OSError:
+            return []
+        started: dict[str, str | None] = {}
+        for name in names:
+            try:
+                with open(os.path.join(self._active, name), encoding="utf-8") as fh:
+                    head = fh.readline().split()
+                    if len(head) != 2 or head[0] != str(pid):
+                        continue
+                    for line in fh:
+                        parts = line.split()
+                        if len(parts) != 2:
+                            continue  # a line still being written
+                        if parts[1] == "end":
+                            started.pop(parts[0], None)
+                        else:
+                            started[parts[0]] = None if parts[1] == "-" else parts[1]
+            except OSError:
+                continue
+        return list(started.items())
 
     def resolve(self, ref: str) -> str:
         """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
