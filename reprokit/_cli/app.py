@@ -466,7 +466,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _out(f"verdict: {label} (run {report.run_id}, replay {report.replay_id})")
     for run in report.runs:
         if len(report.runs) > 1:
-            _out(f" run {run['recorded']} -> {run['replayed']}: {run['verdict']}")
+            who = f"child {run['child']}" if run.get("child") else "run"
+            _out(f" {who} {run['recorded']} -> {run['replayed']}: {run['verdict']}")
         for name, result in run.get("outputs", {}).items():
             _out(_describe_output(name, result))
     if report.causes:

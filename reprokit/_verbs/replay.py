@@ -27,12 +27,13 @@ from reprokit._capture.environment import capture_environment
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
+from reprokit._model.digest import fingerprint
 from reprokit._model.errors import NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
 from reprokit._record.outputs import describe_output
 from reprokit._record.run import Run
-from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.execute import check_replayable, execute, plan, reruns_script
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -132,6 +133,105 @@ def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | No
         ):
             return r
     return None
+
+
+def replayed_run(recorded: Manifest, top: list[Manifest]) -> Manifest | None:
+    """The re-execution of ``recorded`` among the top-level runs a replay's process sealed: a
+    function called on its own has one; a re-run script's are matched by name and order."""
+    if (recorded.run.get("entry") or {}).get("kind") == "function" and not reruns_script(recorded):
+        same = [r for r in top if r.run.get("name") == recorded.run.get("name")]
+        return same[0] if same else None
+    return counterpart(recorded, top)
+
+
+# -- the tracked runs made inside a run (a command's, a pool's) ----------------------------------
+
+MAX_CHILD_DEPTH = 8
+
+
+def child_runs(store: Store, parent_id: str) -> list[Manifest]:
+    """The sealed runs nested directly in ``parent_id``, oldest first."""
+    found = []
+    for entry in store.entries(head=True):
+        if entry.manifest is not None and entry.manifest.run.get("parent") == parent_id:
+            found.append(entry.id)
+    return [store.load(rid) for rid in sorted(found)]
+
+
+def _child_key(m: Manifest) -> tuple[Any, str]:
+    return m.run.get("name"), fingerprint(dict(m.params))
+
+
+def pair_runs(
+    recorded: list[Manifest], replayed: list[Manifest]
+) -> list[tuple[Manifest | None, Manifest | None]]:
+    """Recorded child runs paired with re-executed ones: same name and params, then the order
+    they started in. Runs of pool workers finish in any order; their params tell them apart."""
+    pending: dict[tuple[Any, str], list[Manifest]] = {}
+    for r in sorted(replayed, key=lambda x: x.id):
+        pending.setdefault(_child_key(r), []).append(r)
+    pairs: list[tuple[Manifest | None, Manifest | None]] = []
+    for a in sorted(recorded, key=lambda x: x.id):
+        queue = pending.get(_child_key(a))
+        pairs.append((a, queue.pop(0) if queue else None))
+    pairs.extend((None, r) for queue in pending.values() for r in queue)
+    return pairs
+
+
+def child_label(m: Manifest, siblings: list[Manifest]) -> str:
+    """``name`` or, when several siblings share the name, ``name#k`` (k: its place among them)."""
+    name = m.run.get("name")
+    same = [x.id for x in sorted(siblings, key=lambda x: x.id) if x.run.get("name") == name]
+    return str(name) if len(same) == 1 else f"{name}#{same.index(m.id)}"
+
+
+def compare_children(
+    store: Store,
+    recorded_parent: str,
+    replayed_parent: str | None,
+    replayed: list[Manifest],
+    rtol: float,
+    atol: float,
+    prefix: str = "",
+    depth: int = 0,
+) -> list[dict[str, Any]]:
+    """Compare every tracked run made inside ``recorded_parent`` (at any depth) with its
+    counterpart made inside ``replayed_parent`` (among ``replayed``); one entry per child, each
+    with a ``child`` label (``train#1/child#3``)."""
+    if depth >= MAX_CHILD_DEPTH:
+        return []
+    rec = child_runs(store, recorded_parent)
+    new = [r for r in replayed if replayed_parent and r.run.get("parent") == replayed_parent]
+    out: list[dict[str, Any]] = []
+    for a, b in pair_runs(rec, new):
+        if a is None:
+            assert b is not None
+            label = prefix + child_label(b, new)
+            out.append(
+                {
+                    "child": label,
+                    "recorded": None,
+                    "replayed": b.id,
+                    "verdict": cmp.DIFFERENT,
+                    "outputs": {
+                        "run": {
+                            "verdict": cmp.MISSING,
+                            "detail": "made by the replay only, not by the recorded run",
+                        }
+                    },
+                }
+            )
+            continue
+        label = prefix + child_label(a, rec)
+        compared = compare_runs(a, b, store, rtol, atol)
+        compared["child"] = label
+        out.append(compared)
+        out.extend(
+            compare_children(
+                store, a.id, b.id if b else None, replayed, rtol, atol, label + "/", depth + 1
+            )
+        )
+    return out
 
 
 def _siblings(store: Store, m: Manifest) -> list[Manifest]:
@@ -369,14 +469,21 @@ def replay(
             raise
         report.exit_code = code
         kind = (m.run.get("entry") or {}).get("kind")
+        explained: list[dict[str, Any]] = []
+        children_new: list[Manifest] = []
         if kind == "command":
             replayed_m = _command_result(m, record, cwd, source, code)
             report.runs = [_compare_command(m, replayed_m, rtol, atol)]
-            new = []
+            # The tracked runs the command made (its training functions, their pool workers'
+            # calls) are its results too: compared one by one.
+            report.runs.extend(compare_children(st, m.id, record.id, new, rtol, atol))
+            recorded = [m] + [st.load(r["recorded"]) for r in report.runs[1:] if r["recorded"]]
+            explained = [r for r in report.runs if r["recorded"]]
+            children_new, new = new, []
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
             for rec in recorded:
-                report.runs.append(compare_runs(rec, counterpart(rec, top), st, rtol, atol))
+                report.runs.append(compare_runs(rec, replayed_run(rec, top), st, rtol, atol))
         if new:
             # torch and BLAS details exist only where the program imported them: compare the
             # recorded run with its re-execution's record.
@@ -387,7 +494,10 @@ def replay(
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
-            report.causes = explain(recorded, new, report.runs, report.drift)
+            if kind == "command":
+                report.causes = explain(recorded, children_new, explained, report.drift)
+            else:
+                report.causes = explain(recorded, new, report.runs, report.drift)
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -395,6 +505,7 @@ def replay(
             "compared",
             [
                 {"recorded": r["recorded"], "replayed": r["replayed"], "verdict": r["verdict"]}
+                | ({"child": r["child"]} if "child" in r else {})
                 for r in report.runs
             ],
         )
