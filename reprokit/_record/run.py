@@ -19,7 +19,7 @@ from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
-from reprokit._record import lineage, signals
+from reprokit._record import group, lineage, signals
 from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
 from reprokit._record.process import CAPTURE, STATE
 from reprokit._seeding import (
@@ -31,13 +31,15 @@ from reprokit._seeding import (
     seed_everything,
     silence_hash_warning,
 )
-from reprokit._store.store import Store, default_store_path, digest_folder
+from reprokit._store.store import Store, default_store_path, digest_folder, new_run_id
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
     from typing import Any
+
+    from reprokit._record.group import RankInfo
 
 CURRENT: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
 
@@ -100,6 +102,7 @@ class Run:
         self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
         self._starter: int | None = None  # the process that started this one as a worker
         self._forked_away = False  # a forked child's copy of its parent's run: never touched
+        self._rank: RankInfo | None = None  # this process's rank in a distributed job
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -271,6 +274,7 @@ class Run:
             silence_hash_warning()  # the process that started this one has said it
         # A replay's child process marks its top-level runs as replays of the recorded one.
         top = parent is None and self._starter is None
+        self._rank = group.detect() if top else None
         self._replay_of = self._replay_of_given or (told.replay_of if top else None)
         # A seed-robustness sweep re-runs one run under other seeds and groups the results.
         sweep = STATE.sweep
@@ -298,9 +302,6 @@ class Run:
         if seed is None and self._told.seed is not None:
             seed = self._told.seed
         self.seed = check_seed(seed) if seed is not None else draw_seed()
-        reset_late_seeded()
-        self._seeds = seed_everything(self.seed, self.deterministic)
-        self._seeds["source"] = "given" if seed is not None else "drawn"
         cap, self._code_cache = CAPTURE.code_for(self._start_dir, self._entry_file)
         self._code = cap
         if cap.root is not None:
@@ -320,7 +321,26 @@ class Run:
             found = lineage.parent_run(self.store.unfinished_runs_of(self._starter), self._starter)
             if found is not None:
                 self.parent = found
-        self.id, self._dir = self.store.new_run_dir(parent=self.parent)
+        rank = self._rank
+        if rank is not None:
+            # One rank of a distributed job: the ranks agree on one run id and, unless one was
+            # given, one seed (a replay seeds every rank alike).
+            agreed = self.store.agree(
+                rank.key(self.name, self._ordinal), f"{new_run_id()} {self.seed}"
+            ).split()
+            if seed is None and len(agreed) == 2 and agreed[1].isdigit():
+                self.seed = int(agreed[1])
+            self._extra_run["ranks"] = rank.group()
+            self._extra_run["rank"] = rank.mine()
+            if rank.rank == 0:
+                self.id, self._dir = self.store.new_run_dir(agreed[0], parent=self.parent)
+            else:
+                self.id, self._dir = agreed[0], self.store.new_shard_dir(agreed[0], rank.rank)
+        else:
+            self.id, self._dir = self.store.new_run_dir(parent=self.parent)
+        reset_late_seeded()
+        self._seeds = seed_everything(self.seed, self.deterministic)
+        self._seeds["source"] = "given" if seed is not None else "drawn"
 
     def finish(
         self,
@@ -373,8 +393,10 @@ class Run:
         self._journal_end()
 
     def _journal_end(self) -> None:
+        rank = self._rank
+        label = self.id if rank is None or rank.rank == 0 else f"{self.id}/rank-{rank.rank}"
         try:
-            self.store.journal_end(self.id, last=self._starter is not None and not signals.ACTIVE)
+            self.store.journal_end(label, last=self._starter is not None and not signals.ACTIVE)
         except Exception:
             pass  # the journal only helps workers find their parent run
 
@@ -444,6 +466,10 @@ class Run:
         if self._starter is not None:
             # Made in a worker process: replay calls the function, never re-runs the script.
             run["worker_of"] = self._starter
+        if self._rank is not None:
+            backend = group.distributed_backend()
+            if backend is not None:
+                self._extra_run["ranks"]["backend"] = backend
         run.update(self._extra_run)
         if error is not None:
             import traceback
@@ -498,6 +524,11 @@ class Run:
             "environment": CAPTURE.environment_text(imported_distributions()),
             "hardware": CAPTURE.hardware(),
         }
+        rank = self._rank
+        if rank is not None and rank.rank != 0:
+            self.store.seal_shard(self.id, rank.rank, render(sections, cached))
+            STATE.last_store_root = str(self.store.root)
+            return  # a shard is part of rank 0's run: not a run of its own to list
         self.store.seal(self.id, render(sections, cached))
         STATE.last_store_root = str(self.store.root)
         if self._group is not None and "sealed" in STATE.sweep:

@@ -10,6 +10,9 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
                                it finished (so `ls` can tell running from dead, and a worker
                                process can find the run that started it)
     ledger                     append-only, hash-chained list of sealed manifests' digests
+    groups/<ab>/<key>          a distributed job's agreed run id and seed (put-if-absent)
+    shards/<id>/rank-<r>/      a rank's write-once shard of group run <id>: shard.yaml (its
+                               commit point, in the ledger as "<id>/rank-<r>") and its files
 
 Every file operation of the store lives in this module. The three an object-store backend
 would need are ``put_if_absent``, ``get`` and ``list``.
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MANIFEST = "manifest.yaml"
+SHARD = "shard.yaml"
 STORE_DIRNAME = ".reprokit"
 _GENESIS = "0" * 64
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
@@ -233,6 +237,87 @@ class Store:
             self._journal(f"{rid} {parent or '-'}")
             return rid, path
         raise StoreError("could not find a free run id", self._runs)  # pragma: no cover
+
+    def agree(self, key: str, proposal: str) -> str:
+        """The value every caller with ``key`` gets: the first caller's ``proposal`` (stored
+        put-if-absent); how the ranks of one job agree on a run id without a service."""
+        self.ensure()
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise StoreError(f"bad group key {key!r}", self._root)
+        path = os.path.join(self._root, "groups", key[:2], key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.put_if_absent(path, proposal.encode("utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+
+    def shard_path(self, run_id: str, rank: int) -> str:
+        return os.path.join(self._root, "shards", run_id, f"rank-{rank}")
+
+    def new_shard_dir(self, run_id: str, rank: int) -> str:
+        """Create rank ``rank``'s shard folder of group run ``run_id`` (once) and journal it."""
+        self.ensure()
+        path = self.shard_path(run_id, rank)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.mkdir(path)
+        except FileExistsError:
+            raise StoreError(f"rank {rank} of run {run_id} already exists", path) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create shard folder: {exc.strerror}", path) from None
+        self._journal(f"{run_id}/rank-{rank} -")
+        return path
+
+    def seal_shard(self, run_id: str, rank: int, text: str) -> str:
+        """Commit rank ``rank``'s shard: ledger entry ``<id>/rank-<r>``, then shard.yaml."""
+        import hashlib
+
+        folder = self.shard_path(run_id, rank)
+        data = text.encode("utf-8")
+        self._append_ledger(f"{run_id}/rank-{rank}", hashlib.sha256(data).hexdigest())
+        if not self.put_if_absent(os.path.join(folder, SHARD), data):
+            raise StoreError(f"rank {rank} of run {run_id} is already sealed", folder)
+        for path in _files_under(folder):
+            try:
+                os.chmod(path, 0o444)
+            except OSError:
+                pass
+        return folder
+
+    def shards(self, run_id: str) -> list[RunEntry]:
+        """The shards of group run ``run_id`` (ranks other than 0), by rank: sealed, running or
+        incomplete (the rank's process died before sealing)."""
+        base = os.path.join(self._root, "shards", run_id)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            rank = name[len("rank-") :]
+            if not name.startswith("rank-") or not rank.isdigit():
+                continue
+            folder = _path(os.path.join(base, name))
+            spath = folder / SHARD
+            label = f"{run_id}/{name}"
+            if spath.exists():
+                try:
+                    out.append(RunEntry(label, folder, "sealed", Manifest.load(spath)))
+                except ManifestError as exc:
+                    out.append(RunEntry(label, folder, "corrupt", error=str(exc)))
+            else:
+                out.append(
+                    RunEntry(label, folder, "running" if self._alive(label) else "incomplete")
+                )
+        return sorted(out, key=lambda e: int(e.id.rsplit("-", 1)[1]))
+
+    def folder_of(self, m: Manifest) -> Path:
+        """Where the files of ``m`` (a run's manifest or a rank's shard) live."""
+        rank = (
+            (m.run.get("rank") or {}).get("rank") if isinstance(m.run.get("rank"), dict) else None
+        )
+        if isinstance(rank, int) and rank != 0:
+            return _path(self.shard_path(m.id, rank))
+        return self.runs / m.id
 
     def put_if_absent(self, path: str | os.PathLike[str], data: bytes) -> bool:
         """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
@@ -538,6 +623,32 @@ class Store:
             raise RunNotFound(f"{ref} (run {rid} is {entry.state}, not sealed)", self.root)
         return entry.manifest
 
+    def _verify_shards(
+        self, rid: str, manifest: Manifest, entries: list[tuple[int, str, str, str]]
+    ) -> int:
+        """Check every sealed shard of a group run against the ledger and its digests."""
+        import hashlib
+
+        ranks = manifest.run.get("ranks")
+        if not isinstance(ranks, dict):
+            return 0
+        ledger = {lrid: digest for _seq, lrid, digest, _chain in entries}
+        checked = 0
+        for shard in self.shards(rid):
+            spath = shard.path / SHARD
+            if not spath.exists():
+                continue
+            raw = spath.read_bytes()
+            if ledger.get(shard.id) != hashlib.sha256(raw).hexdigest():
+                raise TamperedError(f"{shard.id}/{SHARD} was modified after sealing", rid, SHARD)
+            try:
+                m = Manifest.from_bytes(raw, spath)
+            except ManifestError as exc:
+                raise TamperedError(str(exc), rid, SHARD) from None
+            _verify_folder(shard.id, shard.path, SHARD, m.digests)
+            checked += 1
+        return checked
+
     def ledger_entries(self) -> list[tuple[int, str, str, str]]:
         """The ledger's lines as (seq, run id, manifest sha256, chain)."""
         try:
@@ -612,13 +723,28 @@ class Store:
                 raise TamperedError(f"object {digest[:12]} ({path.name}) is missing", rid)
             if sha256_file(path)[0] != digest:
                 raise TamperedError(f"object {digest[:12]} was modified", rid, str(path))
+        shards = self._verify_shards(rid, manifest, entries)
         return {
             "run": rid,
+            "shards": shards,
             "manifest_sha256": actual,
             "files": len(expected) + 1,
             "objects": len(objects),
             "ledger_head": prev,
         }
+
+
+def _verify_folder(label: str, folder: Path, commit: str, digests: Any) -> None:
+    expected = dict(digests)
+    present = {_rel(p, folder): p for p in _files_under(folder)}
+    present.pop(commit, None)
+    for rel in sorted(set(present) | set(expected)):
+        if rel not in expected:
+            raise TamperedError(f"{label}/{rel} was added after sealing", label, rel)
+        if rel not in present:
+            raise TamperedError(f"{label}/{rel} is missing", label, rel)
+        if sha256_file(present[rel])[0] != expected[rel]:
+            raise TamperedError(f"{label}/{rel} was modified after sealing", label, rel)
 
 
 def referenced_objects(manifest: Manifest) -> list[str]:
