@@ -68,7 +68,15 @@ def _duration(seconds: Any) -> str:
 
 
 def _note(row: dict[str, Any]) -> str:
-    """What a run is when the tool made it: a replay, a seed sweep member, a nested call."""
+    """What a run is when the tool made it: a replay, a seed sweep member, a nested call; and
+    how many ranks a distributed run has."""
+    ranks = row.get("ranks")
+    if ranks:
+        text = f"{len(ranks['sealed'])}/{ranks['world_size']} ranks"
+        if ranks["missing"]:
+            text += " (missing rank " + ", ".join(str(r) for r in ranks["missing"]) + ")"
+        rest = _note(dict(row, ranks=None))
+        return f"{text}; {rest}" if rest else text
     if row.get("kind") == "replay":
         return f"verdict of replaying {str(row.get('replay_of') or '')[-6:]}"
     if row.get("replay_of"):
@@ -82,7 +90,8 @@ def _note(row: dict[str, Any]) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
-    for entry in _store(args).entries(head=True):
+    store = _store(args)
+    for entry in store.entries(head=True):
         m = entry.manifest
         if m is None:
             rows.append(
@@ -98,11 +107,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
             )
             continue
         run, code = m.run, m.code
+        ranks = store.ranks_of(m)
+        if ranks is not None:
+            ranks = {k: v for k, v in ranks.items() if k != "shards"}
         rows.append(
             {
                 "id": m.id,
                 "name": run.get("name"),
-                "status": run.get("status"),
+                "status": ranks["status"] if ranks else run.get("status"),
+                "ranks": ranks,
                 "started": run.get("started"),
                 "commit": code.get("commit"),
                 "dirty": code.get("dirty"),
@@ -164,6 +177,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     if run.get("parent"):
         lines.append(f"parent    {run['parent']}")
+    ranks = store.ranks_of(m)
+    if ranks is not None:
+        group = run.get("ranks") or {}
+        lines.append(
+            f"ranks     {len(ranks['sealed'])} of {ranks['world_size']} sealed "
+            f"({group.get('launcher')}, job {group.get('job')}"
+            + (f", backend {group['backend']}" if group.get("backend") else "")
+            + f"); status of the whole run: {ranks['status']}"
+        )
+        mine = run.get("rank") or {}
+        lines.append(
+            f"  rank 0    {run.get('status')}  host {mine.get('host')}  pid {run.get('pid')}"
+        )
+        by_rank = {int(s.id.rsplit("-", 1)[1]): s for s in ranks["shards"]}
+        for r in range(1, ranks["world_size"]):
+            shard = by_rank.get(r)
+            if shard is None or shard.manifest is None:
+                state = shard.state if shard is not None else "missing (never started a shard)"
+                lines.append(f"  rank {r:<4} {state}")
+                continue
+            srun = shard.manifest.run
+            host = (srun.get("rank") or {}).get("host")
+            lines.append(f"  rank {r:<4} {srun.get('status')}  host {host}  pid {srun.get('pid')}")
     if run.get("error"):
         err = run["error"]
         lines.append(f"error     {err.get('type')}: {err.get('message')}")

@@ -310,6 +310,43 @@ class Store:
                 )
         return sorted(out, key=lambda e: int(e.id.rsplit("-", 1)[1]))
 
+    def ranks_of(self, m: Manifest) -> dict[str, Any] | None:
+        """For a group run: world size, sealed ranks, ranks still running, ranks missing (their
+        process died, or never started) and the status the whole run has; None otherwise."""
+        ranks = m.run.get("ranks")
+        if not isinstance(ranks, dict) or not isinstance(ranks.get("world_size"), int):
+            return None
+        world = ranks["world_size"]
+        sealed, running = [0], []
+        shards = {int(s.id.rsplit("-", 1)[1]): s for s in self.shards(m.id)}
+        for r in range(1, world):
+            shard = shards.get(r)
+            if shard is not None and shard.state == "sealed":
+                sealed.append(r)
+            elif shard is not None and shard.state == "running":
+                running.append(r)
+        missing = [r for r in range(world) if r not in sealed and r not in running]
+        status = m.run.get("status")
+        if running:
+            status = "running"
+        elif missing:
+            status = "incomplete"
+        else:
+            statuses = {status} | {
+                shards[r].manifest.run.get("status") for r in sealed if r in shards
+            }
+            for worst in ("failed", "interrupted"):
+                if worst in statuses:
+                    status = worst
+        return {
+            "world_size": world,
+            "sealed": sealed,
+            "running": running,
+            "missing": missing,
+            "status": status,
+            "shards": [shards[r] for r in sorted(shards)],
+        }
+
     def folder_of(self, m: Manifest) -> Path:
         """Where the files of ``m`` (a run's manifest or a rank's shard) live."""
         rank = (
