@@ -506,6 +506,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _out(f" {who} {run['recorded']} -> {run['replayed']}: {run['verdict']}")
         for name, result in run.get("outputs", {}).items():
             _out(_describe_output(name, result))
+    div = report.first_divergence
+    if div and not report.identical:
+        _out(f"first divergence: {div['where']}, checkpoint #{div['index']} ({div.get('name')})")
     if report.causes:
         _out("likely causes, most likely first:")
         for i, cause in enumerate(report.causes, 1):

@@ -7,13 +7,16 @@ through the parent/child protocol, and returns the runs the child sealed, in ord
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.hardware import capture_hardware
 from reprokit._model.errors import NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
@@ -66,6 +69,11 @@ except BaseException:
 """.replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
 
 
+_LAYOUT = frozenset(
+    {"RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK"}
+)
+
+
 def child_env(
     m: Manifest, store: Store, log: str, parent: str | None, replay_of: bool = True
 ) -> dict[str, str]:
@@ -73,7 +81,10 @@ def child_env(
     seeds = m.seeds
     seed = seeds.get("seed")
     variables = m.environment.get("variables") or {}
+    relaunched = isinstance(m.run.get("ranks"), Mapping)
     for key, value in variables.items():
+        if relaunched and (key in _LAYOUT or key.startswith("SLURM_")):
+            continue  # the re-launched job's launcher gives every rank its place
         if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
             env[key] = value
     hashseed = seeds.get("pythonhashseed")
@@ -166,6 +177,59 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
 
 
+def group_layout(m: Manifest, gpus_here: int | None = None) -> list[str]:
+    """For a distributed run: the launcher command that re-launches its recorded world size on
+    this host, to be put before the program's argv. NotReplayable, saying exactly what is
+    missing, when the recorded layout cannot be rebuilt here. [] for other runs."""
+    ranks = m.run.get("ranks")
+    if not isinstance(ranks, Mapping):
+        return []
+    launcher = ranks.get("launcher")
+    world = ranks.get("world_size")
+    local = ranks.get("local_world_size")
+    if not isinstance(world, int) or world < 1:
+        raise NotReplayable(m.id, "its world size was not recorded")
+    if isinstance(local, int) and local < world:
+        raise NotReplayable(
+            m.id,
+            f"it ran {world} ranks on {-(-world // local)} hosts ({local} per host); replay "
+            "re-launches a job on this host only",
+        )
+    backend = ranks.get("backend")
+    if backend == "nccl":
+        have = gpus_here if gpus_here is not None else _gpus_here()
+        if have < (local or world):
+            raise NotReplayable(
+                m.id,
+                f"it ran {local or world} ranks per host on the NCCL backend (one GPU each); "
+                f"this machine has {have} GPU(s)",
+            )
+    if launcher in ("torchrun", "accelerate"):
+        if importlib.util.find_spec("torch") is None:
+            raise NotReplayable(
+                m.id, f"it was launched by {launcher} with {world} ranks; torch is not installed"
+            )
+        # --standalone: a rendezvous on a free local port, so replays never collide.
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={world}", "--no-python",
+        ]  # fmt: skip
+    tools = {"openmpi": "mpirun", "mpich": "mpiexec", "slurm": "srun"}
+    tool = tools.get(str(launcher))
+    if tool is None:
+        raise NotReplayable(m.id, f"it was launched by {launcher!r}, which replay cannot re-launch")
+    if shutil.which(tool) is None:
+        raise NotReplayable(
+            m.id, f"it was launched by {launcher} with {world} ranks; {tool} is not on PATH here"
+        )
+    return [tool, "-n", str(world)]
+
+
+def _gpus_here() -> int:
+    gpus = capture_hardware().get("gpus")
+    return len(gpus) if isinstance(gpus, list) else 0
+
+
 def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The params to replay with; NotReplayable with every reason when there are any."""
     run = m.run
@@ -191,6 +255,10 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
     entry = run.get("entry") or {}
     if entry.get("kind") in ("script", "command") and entry.get("redacted"):
         reasons.append("its command line held secrets, which were not recorded")
+    try:
+        group_layout(m)
+    except NotReplayable as exc:
+        reasons.append(exc.reason)
     if reasons:
         raise NotReplayable(m.id, "; ".join(reasons))
     params.update(overrides)
@@ -219,6 +287,7 @@ def execute(
     the recorded code identity instead of a snapshot of a temporary folder.
     """
     argv, extra, cwd = plan(m, source, params)
+    argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)
         code = json.dumps({"code": dict(m.code), "source": source})

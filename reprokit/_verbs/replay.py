@@ -52,6 +52,8 @@ class ReplayReport:
         self.runs: list[dict[str, Any]] = []  # one entry per compared run
         self.causes: list[str] = []
         self.exit_code: int | None = None
+        # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
+        self.first_divergence: dict[str, Any] | None = None
 
     @property
     def identical(self) -> bool:
@@ -68,6 +70,7 @@ class ReplayReport:
             "source": self.source,
             "drift": self.drift,
             "runs": self.runs,
+            "first_divergence": self.first_divergence,
             "causes": self.causes,
         }
 
@@ -234,6 +237,56 @@ def compare_children(
     return out
 
 
+def compare_ranks(
+    store: Store, recorded: Manifest, replayed: Manifest | None, rtol: float, atol: float
+) -> list[dict[str, Any]]:
+    """Each rank's shard of a distributed run compared with the same rank of its replay."""
+    ranks = store.ranks_of(recorded)
+    if ranks is None:
+        return []
+    again = store.ranks_of(replayed) if replayed is not None else None
+    mine = {int(s.id.rsplit("-", 1)[1]): s.manifest for s in ranks["shards"]}
+    theirs = {int(s.id.rsplit("-", 1)[1]): s.manifest for s in (again or {}).get("shards", [])}
+    out = []
+    for r in range(1, ranks["world_size"]):
+        a, b = mine.get(r), theirs.get(r)
+        if a is None:
+            out.append(
+                {
+                    "child": f"rank {r}",
+                    "recorded": None,
+                    "replayed": None,
+                    "verdict": cmp.DIFFERENT,
+                    "outputs": {
+                        "run": {
+                            "verdict": cmp.MISSING,
+                            "detail": f"rank {r} left no shard in the recorded run",
+                        }
+                    },
+                }
+            )
+            continue
+        compared = compare_runs(a, b, store, rtol, atol)
+        compared["recorded"] = f"{recorded.id}/rank-{r}"
+        compared["replayed"] = f"{replayed.id}/rank-{r}" if replayed and b else None
+        compared["child"] = f"rank {r}"
+        out.append(compared)
+    return out
+
+
+def first_divergence(compared: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The earliest checkpoint at which any compared run (rank 0 first) parted from its record."""
+    best: dict[str, Any] | None = None
+    ranked = any(str(e.get("child", "")).startswith("rank ") for e in compared)
+    for entry in compared:
+        div = (entry.get("outputs", {}).get("checkpoints") or {}).get("first_divergence")
+        if div is None:
+            continue
+        if best is None or div["index"] < best["index"]:
+            best = dict(div, where=entry.get("child") or ("rank 0" if ranked else "the run"))
+    return best
+
+
 def _siblings(store: Store, m: Manifest) -> list[Manifest]:
     """The recorded runs of the same process at the same nesting level, in order."""
     token = m.run.get("process")
@@ -280,7 +333,7 @@ def compare_runs(
     oa, ob = recorded.outputs, replayed.outputs
     if "return" in oa or "return" in ob:
         outputs["return"] = cmp.compare_values(oa.get("return"), ob.get("return"), rtol, atol)
-    folder_a, folder_b = store.runs / recorded.id, store.runs / replayed.id
+    folder_a, folder_b = store.folder_of(recorded), store.folder_of(replayed)
     metrics = cmp.compare_metrics(
         cmp.read_jsonl(folder_a / "metrics.jsonl"),
         cmp.read_jsonl(folder_b / "metrics.jsonl"),
@@ -483,7 +536,11 @@ def replay(
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
             for rec in recorded:
-                report.runs.append(compare_runs(rec, replayed_run(rec, top), st, rtol, atol))
+                again = replayed_run(rec, top)
+                report.runs.append(compare_runs(rec, again, st, rtol, atol))
+                # The other ranks of a distributed run: shard by shard.
+                report.runs.extend(compare_ranks(st, rec, again, rtol, atol))
+            report.first_divergence = first_divergence(report.runs)
         if new:
             # torch and BLAS details exist only where the program imported them: compare the
             # recorded run with its re-execution's record.
