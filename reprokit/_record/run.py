@@ -136,6 +136,8 @@ class Run:
         except (TypeError, ValueError):
             warn(f"metric {name!r}: {type(value).__name__} is not a number; not logged")
             return
+        if self._rank is not None:
+            self._note_backend()
         with self._lock:
             series = self._metrics.setdefault(name, {"count": 0, "last": None, "last_step": None})
             if step is None:
@@ -157,8 +159,19 @@ class Run:
                 except OSError as exc:
                     self._lose(exc)
 
+    def _note_backend(self) -> None:
+        """A rank's ``torch.distributed`` backend, read while the process group exists (a
+        program usually destroys it before the run ends)."""
+        ranks = self._extra_run.get("ranks")
+        if ranks is not None and "backend" not in ranks:
+            backend = group.distributed_backend()
+            if backend is not None:
+                ranks["backend"] = backend
+
     def checkpoint(self, name: str, value: Any) -> str:
         """Record the fingerprint of an intermediate value; returns it. Finds divergence later."""
+        if self._rank is not None:
+            self._note_backend()
         fp, exact = fingerprint_exact(value)
         record: dict[str, Any] = {"index": self._ckpt_count, "name": name, "fingerprint": fp}
         if not exact:
@@ -467,9 +480,7 @@ class Run:
             # Made in a worker process: replay calls the function, never re-runs the script.
             run["worker_of"] = self._starter
         if self._rank is not None:
-            backend = group.distributed_backend()
-            if backend is not None:
-                self._extra_run["ranks"]["backend"] = backend
+            self._note_backend()
         run.update(self._extra_run)
         if error is not None:
             import traceback

@@ -35,6 +35,7 @@ from reprokit._verbs.replay import (
     child_label,
     child_runs,
     compare_children,
+    compare_ranks,
     compare_runs,
     counterpart,
     explain,
@@ -331,6 +332,7 @@ def check(
                 label = child_label(a, first)
                 prefix = f"{label} " if len(first) > 1 else ""
                 nested = compare_children(st, a.id, b.id if b else None, everything[i], 0.0, 0.0)
+                nested.extend(compare_ranks(st, a, b, 0.0, 0.0))  # a distributed run's ranks
                 _merge(
                     report.outputs,
                     {"outputs": {prefix + k: v for k, v in compared["outputs"].items()}},

@@ -229,6 +229,9 @@ def compare_children(
         compared = compare_runs(a, b, store, rtol, atol)
         compared["child"] = label
         out.append(compared)
+        for shard in compare_ranks(store, a, b, rtol, atol):
+            shard["child"] = f"{label}/{shard['child']}"
+            out.append(shard)
         out.extend(
             compare_children(
                 store, a.id, b.id if b else None, replayed, rtol, atol, label + "/", depth + 1
@@ -530,8 +533,9 @@ def replay(
             # The tracked runs the command made (its training functions, their pool workers'
             # calls) are its results too: compared one by one.
             report.runs.extend(compare_children(st, m.id, record.id, new, rtol, atol))
-            recorded = [m] + [st.load(r["recorded"]) for r in report.runs[1:] if r["recorded"]]
-            explained = [r for r in report.runs if r["recorded"]]
+            # (a rank's shard is compared, but is no run of its own to explain)
+            explained = [r for r in report.runs if r["recorded"] and "/" not in r["recorded"]]
+            recorded = [m] + [st.load(r["recorded"]) for r in explained[1:]]
             children_new, new = new, []
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
