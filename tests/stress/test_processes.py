@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -160,4 +161,73 @@ def test_runs_started_at_once_in_a_dirty_tree_all_carry_the_patch(tmp_path, figu
         "runs started at once in a dirty tree (24 threads x 10; 3 processes x 24 threads x 4)",
         f"{len(manifests) - len(without)} / {len(manifests)} carry the portable patch; "
         f"a fresh clone rebuilt the source from each of the {rebuilt} distinct patch(es)",
+    )
+
+
+DDP = r"""
+import torch
+import torch.distributed as dist
+
+import reprokit
+
+
+@reprokit.track
+def train(steps=3):
+    dist.init_process_group("gloo")
+    torch.manual_seed(reprokit.current_run().seed)
+    w = torch.zeros(2)
+    for step in range(steps):
+        g = torch.randn(2)
+        dist.all_reduce(g)
+        w -= 0.1 * g
+        reprokit.checkpoint("w", w)
+    dist.destroy_process_group()
+    return float(w.sum())
+
+
+if __name__ == "__main__":
+    train()
+"""
+
+
+@pytest.mark.torch
+def test_torchrun_jobs_at_once_are_one_run_each(tmp_path, figure):
+    pytest.importorskip("torch")
+    repo = make_repo(tmp_path / "repo", {"ddp.py": DDP})
+    env = clean_env(PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={n}",
+                "ddp.py",
+            ],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for n in (2, 2, 3)
+    ]
+    for job in jobs:
+        _out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err
+    store = Store(repo / ".reprokit")
+    manifests = [e.manifest for e in store.entries()]
+    assert len(manifests) == 3
+    shards = 0
+    for m in manifests:
+        ranks = store.ranks_of(m)
+        assert ranks["missing"] == [] and ranks["status"] == "completed"
+        shards += store.verify(m.id)["shards"]
+    assert shards == 1 + 1 + 2
+    ledger = Counter(line[1] for line in store.ledger_entries())
+    assert set(ledger.values()) == {1} and len(ledger) == 3 + shards
+    figure(
+        "torchrun jobs at once into one store (2 + 2 + 3 gloo ranks)",
+        f"{len(manifests)} runs, {shards} shards, every rank sealed once and verified; "
+        f"ledger {sum(ledger.values())} lines, none twice",
     )
