@@ -251,3 +251,54 @@ if __name__ == "__main__":
     (entry,) = list(Store(repo / ".reprokit").entries())
     assert entry.manifest.run["status"] == "completed"
     assert not Path(entry.path / "metrics.jsonl").exists()
+
+
+LOADER = r"""
+import sys
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import reprokit
+
+
+class Squares(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i * i)])
+
+
+@reprokit.track
+def train(method="fork"):
+    loader = DataLoader(
+        Squares(), batch_size=2, num_workers=2, multiprocessing_context=method,
+        worker_init_fn=reprokit.worker_init_fn,
+    )
+    total = 0.0
+    for step, batch in enumerate(loader):
+        total += float(batch.sum())
+        reprokit.log_metric("total", total, step=step)
+    return total
+
+
+if __name__ == "__main__":
+    print(train(sys.argv[1]))
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_dataloader_workers_leave_the_run_alone(tmp_path, method):
+    pytest.importorskip("torch")
+    repo = make_repo(tmp_path / "repo")
+    proc = run_python(repo, LOADER, method, env=clean_env(PYTHONHASHSEED="0", OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    store = Store(repo / ".reprokit")
+    (entry,) = list(store.entries())
+    assert entry.manifest.run["status"] == "completed"
+    assert entry.manifest.outputs["return"]["value"] == float(sum(i * i for i in range(8)))
+    assert [line[1] for line in store.ledger_entries()] == [entry.id]
+    store.verify(entry.id)

@@ -12,8 +12,6 @@ rank writes a write-once shard beside it (``shards/<id>/rank-<r>/``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 
@@ -60,6 +58,9 @@ class RankInfo:
 
     def key(self, name: str | None, ordinal: int) -> str:
         """The group's name in the store: the same in every rank, different for every job."""
+        import hashlib  # (json and hashlib cost milliseconds at import; most runs are no rank)
+        import json
+
         text = json.dumps([self.launcher, self.job, self.world_size, name, ordinal])
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -422,7 +422,7 @@ class Run:
             if fh is not None:
                 try:
                     fh.flush()
-                except OSError:
+                except (OSError, ValueError):  # full disk; closed by a failed write
                     pass
 
     def _release_after_fork(self) -> None:
