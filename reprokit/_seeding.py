@@ -52,6 +52,12 @@ def hash_state() -> dict[str, Any]:
 _hash_warned = False  # the hash warning is about the process, so it is said once per process
 
 
+def silence_hash_warning() -> None:
+    """Say nothing about hash randomization in this process (a worker: its starter said it)."""
+    global _hash_warned
+    _hash_warned = True
+
+
 def _warn_hash_randomization() -> None:
     global _hash_warned
     value = os.environ.get("PYTHONHASHSEED")
@@ -462,6 +468,10 @@ def worker_init_fn(worker_id: int) -> None:
         seed = derive_seed(f"dataloader-worker-{worker_id}")
     except ReprokitError:
         # A spawned worker starts without our state; raising would kill the DataLoader.
+        if _torch_seeded_this_worker():
+            # torch gave this worker base_seed + id (random and numpy too), base_seed drawn from
+            # the starting process's torch RNG, which the run seeded: reproducible as it is.
+            return
         warn(
             f"worker_init_fn({worker_id}): no master seed in this worker process (spawned, not "
             "forked?); the DataLoader's own per-worker seeds stay in place",
@@ -480,6 +490,15 @@ def worker_init_fn(worker_id: int) -> None:
             torch.manual_seed(seed)
         except Exception:
             pass
+
+
+def _torch_seeded_this_worker() -> bool:
+    """Whether this process is a DataLoader worker that torch seeded itself."""
+    data = sys.modules.get("torch.utils.data")
+    try:
+        return data is not None and data.get_worker_info() is not None
+    except Exception:
+        return False
 
 
 def jax_key(name: str | None = None, seed: int | None = None) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import threading
 
 from reprokit._capture import unavailable, which
 from reprokit._capture.modules import own_module_files
@@ -35,7 +36,7 @@ SNAPSHOT_REF = "refs/reprokit/snapshots/"
 class CodeCapture:
     """What the code collector found: the manifest section and the blobs the store must keep."""
 
-    __slots__ = ("section", "blobs", "root", "_pending")
+    __slots__ = ("section", "blobs", "root", "_pending", "_lock")
 
     def __init__(
         self,
@@ -47,6 +48,9 @@ class CodeCapture:
         self.blobs = blobs if blobs is not None else {}  # sha256 -> content to store
         self.root = root  # the repository's (or snapshot's) root folder
         self._pending: tuple[subprocess.Popen[bytes], str] | None = None  # (diff, its base)
+        # Runs of several threads share one capture: the second to ask must wait for the patch
+        # the first is collecting, not take the section without it.
+        self._lock = threading.Lock()
 
     def patch_pending(self, diff: subprocess.Popen[bytes], base: str) -> None:
         """The portable patch is being written by ``diff`` (against ``base``): collected by
@@ -59,17 +63,22 @@ class CodeCapture:
         The patch is needed only when the run is sealed, so the user's function starts while
         git writes it.
         """
-        if self._pending is not None:
+        if self._pending is None:
+            return self
+        with self._lock:
+            if self._pending is None:  # collected by another thread while this one waited
+                return self
             proc, base = self._pending
-            self._pending = None
             try:
                 patch = _collect(proc)
             except GitError as exc:
                 self.section["patch"] = unavailable(exc)
+                self._pending = None
                 return self
             digest = hashlib.sha256(patch).hexdigest()
             self.blobs[digest] = patch
             self.section["patch"] = {"sha256": digest, "size": len(patch), "base": base}
+            self._pending = None  # last: a thread that sees None finds the patch in place
         return self
 
 

@@ -41,7 +41,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             os.chdir(cwd)
         emit_json({"schema": 1, "folder": str(folder), "replay": report.to_dict()})
         return 0 if report.identical else 1
-    print_manifest(Store.at(store).load("latest"))
+    st = Store.at(store)
+    print_manifest(st.load("latest"), st)
     out("")
     print_verified(verify_run("latest", store=store))
     out("")

@@ -109,9 +109,13 @@ def print_replay(report: ReplayReport, seen_drift: list[str], quiet: bool) -> No
     out(f"verdict: {label} (run {report.run_id}, replay {report.replay_id})")
     for run in report.runs:
         if len(report.runs) > 1:
-            out(f" run {run['recorded']} -> {run['replayed']}: {run['verdict']}")
+            who = f"child {run['child']}" if run.get("child") else "run"
+            out(f" {who} {run['recorded']} -> {run['replayed']}: {run['verdict']}")
         for name, result in run.get("outputs", {}).items():
             out(output_line(name, result))
+    div = report.first_divergence
+    if div and not report.identical:
+        out(f"first divergence: {div['where']}, checkpoint #{div['index']} ({div.get('name')})")
     if report.causes:
         out("likely causes, most likely first:")
         for i, cause in enumerate(report.causes, 1):

@@ -21,6 +21,7 @@ from reprokit._cli.output import (
 from reprokit._model.errors import ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
+from reprokit._store.store import Store
 from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
 from reprokit._verbs.archive_inputs import DEFAULT_MAX_INPUT
 from reprokit._verbs.diff import diff
@@ -28,7 +29,15 @@ from reprokit._verbs.verify import VerifyReport, verify_run
 
 
 def _note(row: dict[str, Any]) -> str:
-    """What a run is when the tool made it: a replay, a seed sweep member, a nested call."""
+    """What a run is when the tool made it: a replay, a seed sweep member, a nested call; and
+    how many ranks a distributed run has."""
+    ranks = row.get("ranks")
+    if ranks:
+        text = f"{len(ranks['sealed'])}/{ranks['world_size']} ranks"
+        if ranks["missing"]:
+            text += " (missing rank " + ", ".join(str(r) for r in ranks["missing"]) + ")"
+        rest = _note(dict(row, ranks=None))
+        return f"{text}; {rest}" if rest else text
     if row.get("kind") == "replay":
         return f"verdict of replaying {str(row.get('replay_of') or '')[-6:]}"
     if row.get("replay_of"):
@@ -42,7 +51,8 @@ def _note(row: dict[str, Any]) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
-    for entry in store_of(args).entries(head=True):
+    store = store_of(args)
+    for entry in store.entries(head=True):
         m = entry.manifest
         if m is None:
             rows.append(
@@ -58,11 +68,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
             )
             continue
         run, code = m.run, m.code
+        ranks = store.ranks_of(m)
+        if ranks is not None:
+            ranks = {k: v for k, v in ranks.items() if k != "shards"}
         rows.append(
             {
                 "id": m.id,
                 "name": run.get("name"),
-                "status": run.get("status"),
+                "status": ranks["status"] if ranks else run.get("status"),
+                "ranks": ranks,
                 "started": run.get("started"),
                 "commit": code.get("commit"),
                 "dirty": code.get("dirty"),
@@ -109,11 +123,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.yaml:
         out((store.runs / m.id / "manifest.yaml").read_text("utf-8"))
         return 0
-    print_manifest(m)
+    print_manifest(m, store)
     return 0
 
 
-def print_manifest(m: Manifest) -> None:
+def print_manifest(m: Manifest, store: Store) -> None:
     """One run's manifest, readable: the run, its code and seed, params and outputs."""
     run, code = m.run, m.code
     lines = [
@@ -127,6 +141,7 @@ def print_manifest(m: Manifest) -> None:
     ]
     if run.get("parent"):
         lines.append(f"parent    {run['parent']}")
+    lines.extend(_rank_lines(m, store))
     if run.get("error"):
         error = run["error"]
         lines.append(f"error     {error.get('type')}: {error.get('message')}")
@@ -137,6 +152,34 @@ def print_manifest(m: Manifest) -> None:
         if value:
             out(f"\n{title}:")
             out("".join(f"  {line}\n" for line in dump_yaml(dict(value)).splitlines()))
+
+
+def _rank_lines(m: Manifest, store: Store) -> list[str]:
+    """A distributed run's ranks: how many sealed, and each rank's status and host."""
+    ranks = store.ranks_of(m)
+    if ranks is None:
+        return []
+    run = m.run
+    group = run.get("ranks") or {}
+    lines = [
+        f"ranks     {len(ranks['sealed'])} of {ranks['world_size']} sealed "
+        f"({group.get('launcher')}, job {group.get('job')}"
+        + (f", backend {group['backend']}" if group.get("backend") else "")
+        + f"); status of the whole run: {ranks['status']}"
+    ]
+    mine = run.get("rank") or {}
+    lines.append(f"  rank 0    {run.get('status')}  host {mine.get('host')}  pid {run.get('pid')}")
+    by_rank = {int(s.id.rsplit("-", 1)[1]): s for s in ranks["shards"]}
+    for r in range(1, ranks["world_size"]):
+        shard = by_rank.get(r)
+        if shard is None or shard.manifest is None:
+            state = shard.state if shard is not None else "missing (never started a shard)"
+            lines.append(f"  rank {r:<4} {state}")
+            continue
+        srun = shard.manifest.run
+        host = (srun.get("rank") or {}).get("host")
+        lines.append(f"  rank {r:<4} {srun.get('status')}  host {host}  pid {srun.get('pid')}")
+    return lines
 
 
 def _entry_text(entry: dict) -> str:

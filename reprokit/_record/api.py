@@ -10,7 +10,9 @@ from reprokit._capture.params import bind_call
 from reprokit._model.digest import fingerprint_exact
 from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.redact import redact_argv
+from reprokit._record import lineage
 from reprokit._record.notebook import current_shell, notebook_entry
+from reprokit._record.outputs import describe_output
 from reprokit._record.run import CURRENT, Run, error_of, status_of
 from reprokit._seeding import check_seed
 
@@ -29,26 +31,51 @@ def current_run() -> Run | None:
     return CURRENT.get()
 
 
-def _active() -> Run:
+_worker_warned: list[bool] = []
+
+
+def _active() -> Run | None:
+    """The active run; None (with one warning) in a worker process outside a tracked call."""
     r = CURRENT.get()
     if r is None:
+        if lineage.starter_pid() is not None:
+            # The run that started this worker lives in another process: what is logged here
+            # cannot reach it. Training goes on; the user learns how to record it.
+            if not _worker_warned:
+                _worker_warned.append(True)
+                warn(
+                    "a log call in a worker process outside a tracked function is not recorded "
+                    "(the run that started the worker is in another process); decorate the "
+                    "worker's function with @reprokit.track to record it as a child run"
+                )
+            return None
         raise ReprokitError("no active run: call this inside @reprokit.track or reprokit.run()")
     return r
 
 
 def log_metric(name: str, value: Any, step: int | None = None) -> None:
     """``current_run().log_metric(...)``."""
-    _active().log_metric(name, value, step)
+    r = _active()
+    if r is not None:
+        r.log_metric(name, value, step)
 
 
 def log_params(params: Mapping[str, Any] | Any = None, **more: Any) -> None:
     """``current_run().log_params(...)``."""
-    _active().log_params(params, **more)
+    r = _active()
+    if r is not None:
+        r.log_params(params, **more)
 
 
 def log_artifact(path: str | os.PathLike[str], copy: bool = False) -> dict[str, Any]:
-    """``current_run().log_artifact(...)``."""
-    return _active().log_artifact(path, copy)
+    """``current_run().log_artifact(...)``; in a worker outside a tracked call, a description
+    of the file that is not recorded."""
+    r = _active()
+    if r is None:
+        from pathlib import Path
+
+        return describe_output(Path(path), Path.cwd())
+    return r.log_artifact(path, copy)
 
 
 def log_input(
@@ -59,7 +86,10 @@ def log_input(
     full_hash: bool = False,
 ) -> dict[str, Any]:
     """``current_run().log_input(...)``: record a file or folder the run reads."""
-    return _active().log_input(path, name, source, full_hash=full_hash)
+    r = _active()
+    if r is None:
+        return {}
+    return r.log_input(path, name, source, full_hash=full_hash)
 
 
 def checkpoint(name: str, value: Any) -> str:

@@ -38,6 +38,12 @@ class ProcessCapture:
         self._modules_under: dict[str, list[str]] = {}
         self._replay_code: tuple[Any, CodeCache] | None = None
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: fresh locks, and no code capture shared with the parent (a patch
+        still being written belongs to the parent's git process and pipe)."""
+        self.lock = threading.Lock()
+        self.code = {}
+
     def environment(self) -> dict[str, Any]:
         if self.env is None:
             try:
@@ -205,6 +211,13 @@ class ProcessState:
         self.last_store_root: str | None = None  # where this process last sealed a run
         # While across_seeds() calls a function: {"seed": s, "group": g, "sealed": [ids]}.
         self.sweep: dict[str, Any] = {}
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: a process of its own (new token, its own count of runs)."""
+        self.token = os.urandom(6).hex()
+        self.ordinals = {}
+        self.lock = threading.RLock()
+        self.sweep = {}
 
     def next_ordinal(self, name: str | None) -> int:
         with self.lock:

@@ -19,7 +19,7 @@ from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
-from reprokit._record import signals
+from reprokit._record import group, lineage, signals
 from reprokit._record.inputs import InputLog
 from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
 from reprokit._record.process import CAPTURE, STATE, CodeCache
@@ -30,15 +30,18 @@ from reprokit._seeding import (
     late_seeded,
     reset_late_seeded,
     seed_everything,
+    silence_hash_warning,
 )
 from reprokit._store.statcache import StatCache
-from reprokit._store.store import Store, default_store_path, digest_folder
+from reprokit._store.store import Store, default_store_path, digest_folder, new_run_id
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
     from typing import Any
+
+    from reprokit._record.group import RankInfo
 
 CURRENT: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
 
@@ -102,6 +105,9 @@ class Run:
         self._lost: str | None = None  # why recording stopped mid-run (disk full), if it did
         self._inputs = InputLog(inputs or ())
         self._param_sources: dict[str, str] = {}
+        self._starter: int | None = None  # the process that started this one as a worker
+        self._forked_away = False  # a forked child's copy of its parent's run: never touched
+        self._rank: RankInfo | None = None  # this process's rank in a distributed job
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -141,6 +147,8 @@ class Run:
         except (TypeError, ValueError):
             warn(f"metric {name!r}: {type(value).__name__} is not a number; not logged")
             return
+        if self._rank is not None:
+            self._note_backend()
         with self._lock:
             series = self._metrics.setdefault(name, {"count": 0, "last": None, "last_step": None})
             if step is None:
@@ -161,8 +169,19 @@ class Run:
                 except OSError as exc:
                     self._lose(exc)
 
+    def _note_backend(self) -> None:
+        """A rank's ``torch.distributed`` backend, read while the process group exists (a
+        program usually destroys it before the run ends)."""
+        ranks = self._extra_run.get("ranks")
+        if ranks is not None and "backend" not in ranks:
+            backend = group.distributed_backend()
+            if backend is not None:
+                ranks["backend"] = backend
+
     def checkpoint(self, name: str, value: Any) -> str:
         """Record the fingerprint of an intermediate value; returns it. Finds divergence later."""
+        if self._rank is not None:
+            self._note_backend()
         fp, exact = fingerprint_exact(value)
         record: dict[str, Any] = {"index": self._ckpt_count, "name": name, "fingerprint": fp}
         if not exact:
@@ -317,8 +336,14 @@ class Run:
         told = ChildProtocol.from_env()
         self._told = told
         self.parent = parent.id if parent is not None else told.parent
+        # In a worker process, a run outside any other run of its own is nested in the run that
+        # started the worker (found once the store is known).
+        self._starter = lineage.starter_pid() if parent is None else None
+        if self._starter is not None:
+            silence_hash_warning()  # the process that started this one has said it
         # A replay's child process marks its top-level runs as replays of the recorded one.
-        top = parent is None
+        top = parent is None and self._starter is None
+        self._rank = group.detect() if top else None
         self._replay_of = self._replay_of_given or (told.replay_of if top else None)
         # A seed-robustness sweep re-runs one run under other seeds and groups the results.
         sweep = STATE.sweep
@@ -347,22 +372,45 @@ class Run:
         if seed is None and self._told.seed is not None:
             seed = self._told.seed
         self.seed = check_seed(seed) if seed is not None else draw_seed()
-        reset_late_seeded()
-        self._seeds = seed_everything(self.seed, self.deterministic)
-        self._seeds["source"] = "given" if seed is not None else "drawn"
         cap, self._code_cache = CAPTURE.code_for(self._start_dir, self._entry_file)
         self._code = cap
         if cap.root is not None:
             self._cached["_root"] = str(cap.root)
+        forked_store = lineage.forked_store(self._starter) if self._starter is not None else None
         if self._store_arg is not None:
             self.store = Store.at(self._store_arg)
+        elif forked_store:
+            self.store = Store.at(forked_store)
         elif self._told.store:
             self.store = Store.at(self._told.store)
         elif cap.section.get("kind") == "git" and cap.root is not None:
             self.store = Store.at(os.path.join(cap.root, ".reprokit"))
         else:
             self.store = Store.at(default_store_path(os.getcwd()))
-        self.id, self._dir = self.store.new_run_dir()
+        if self._starter is not None:
+            found = lineage.parent_run(self.store.unfinished_runs_of(self._starter), self._starter)
+            if found is not None:
+                self.parent = found
+        rank = self._rank
+        if rank is not None:
+            # One rank of a distributed job: the ranks agree on one run id and, unless one was
+            # given, one seed (a replay seeds every rank alike).
+            agreed = self.store.agree(
+                rank.key(self.name, self._ordinal), f"{new_run_id()} {self.seed}"
+            ).split()
+            if seed is None and len(agreed) == 2 and agreed[1].isdigit():
+                self.seed = int(agreed[1])
+            self._extra_run["ranks"] = rank.group()
+            self._extra_run["rank"] = rank.mine()
+            if rank.rank == 0:
+                self.id, self._dir = self.store.new_run_dir(agreed[0], parent=self.parent)
+            else:
+                self.id, self._dir = agreed[0], self.store.new_shard_dir(agreed[0], rank.rank)
+        else:
+            self.id, self._dir = self.store.new_run_dir(parent=self.parent)
+        reset_late_seeded()
+        self._seeds = seed_everything(self.seed, self.deterministic)
+        self._seeds["source"] = "given" if seed is not None else "drawn"
 
     def finish(
         self,
@@ -374,6 +422,8 @@ class Run:
         exit_code: int | None = None,
     ) -> None:
         """Seal the run. Failures here become a warning; the user's program goes on."""
+        if self._forked_away:
+            return  # the parent process seals it
         signals.remove_active(self)
         self._inputs.stop()
         if self._token is not None:
@@ -396,6 +446,7 @@ class Run:
             except Exception:
                 pass
             warn(f"run {self.id} was not recorded: {lost}")
+            self._journal_end()
             return
         if not self._recording:
             return
@@ -411,6 +462,37 @@ class Run:
                     except Exception:
                         pass
                 warn(f"run {self.id} was not recorded: {exc}")
+        self._journal_end()
+
+    def _journal_end(self) -> None:
+        rank = self._rank
+        label = self.id if rank is None or rank.rank == 0 else f"{self.id}/rank-{rank.rank}"
+        try:
+            self.store.journal_end(label, last=self._starter is not None and not signals.ACTIVE)
+        except Exception:
+            pass  # the journal only helps workers find their parent run
+
+    # -- forks: a child never seals, edits or signals its parent's runs --------------------------
+
+    def hold_for_fork(self) -> None:
+        """Before a fork: no half-written line in a buffer the child would copy and flush."""
+        self._lock.acquire()
+        for fh in (self._metrics_fh, self._ckpt_fh):
+            if fh is not None:
+                try:
+                    fh.flush()
+                except (OSError, ValueError):  # full disk; closed by a failed write
+                    pass
+
+    def release_after_fork(self) -> None:
+        self._lock.release()
+
+    def leave_to_parent(self) -> None:
+        """In a forked child: this run belongs to the parent; drop the child's handles to it."""
+        self._forked_away = True
+        self._recording = False
+        self._metrics_fh = self._ckpt_fh = None  # empty buffers (flushed before the fork)
+        self._lock = threading.Lock()
 
     def _seal(
         self,
@@ -453,6 +535,11 @@ class Run:
             "replay_of": self._replay_of,
             "group": self._group,
         }
+        if self._starter is not None:
+            # Made in a worker process: replay calls the function, never re-runs the script.
+            run["worker_of"] = self._starter
+        if self._rank is not None:
+            self._note_backend()
         run.update(self._extra_run)
         if error is not None:
             import traceback
@@ -515,6 +602,11 @@ class Run:
             "environment": CAPTURE.environment_text(imported_distributions()),
             "hardware": CAPTURE.hardware(),
         }
+        rank = self._rank
+        if rank is not None and rank.rank != 0:
+            self.store.seal_shard(self.id, rank.rank, render(sections, cached))
+            STATE.last_store_root = str(self.store.root)
+            return  # a shard is part of rank 0's run: not a run of its own to list
         self.store.seal(self.id, render(sections, cached))
         STATE.last_store_root = str(self.store.root)
         if self._group is not None and "sealed" in STATE.sweep:
@@ -538,6 +630,48 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name!r} {self.status}>"
+
+
+_held: list[Run] = []
+
+
+def _before_fork() -> None:
+    signals.block_for_fork()
+    signals.LOCK.acquire()
+    _held[:] = list(signals.ACTIVE)
+    for r in _held:
+        r.hold_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for r in _held:
+        r.release_after_fork()
+    _held.clear()
+    signals.LOCK.release()
+    signals.unblock_after_fork()
+
+
+def _after_fork_in_child() -> None:
+    current = CURRENT.get()
+    run_id = store_root = None
+    if current is not None and current in _held and current.store is not None:
+        run_id, store_root = current.id, str(current.store.root)
+    for r in _held:
+        r.leave_to_parent()
+    _held.clear()
+    lineage.note_fork(os.getppid(), run_id, store_root)
+    CURRENT.set(None)
+    signals.forget_after_fork()
+    STATE.forget_after_fork()
+    CAPTURE.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def status_of(exc: BaseException | None) -> tuple[str]:

@@ -53,10 +53,41 @@ def watch_sigterm() -> None:
     _watched.append(True)
 
 
+_mask_before_fork: list[Any] = []
+
+
+def block_for_fork() -> None:
+    """Before a fork: hold SIGTERM back, so that one sent to the child the moment it exists
+    reaches it after its handler is reset (CPython drops a Python-level signal that lands
+    between the fork and the child's reset, and the child would live on)."""
+    if not _watched or not hasattr(signal, "pthread_sigmask"):
+        return
+    try:
+        _mask_before_fork.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}))
+    except (ValueError, OSError):
+        pass
+
+
+def unblock_after_fork() -> None:
+    """After a fork (in the parent, and in the child once its handler is reset)."""
+    if _mask_before_fork:
+        mask = _mask_before_fork.pop()
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        except (ValueError, OSError):
+            pass
+
+
 def forget_after_fork() -> None:
-    """In a forked child: the parent's runs and handler are not this process's."""
-    with LOCK:
-        ACTIVE.clear()
+    """In a forked child: the parent's runs and handler are not this process's.
+
+    The lock is replaced, not taken: another thread of the parent may have held it at the fork,
+    and that thread does not exist here to release it. A SIGTERM held back over the fork is
+    delivered once the default disposition is back.
+    """
+    global LOCK
+    LOCK = threading.RLock()
+    ACTIVE.clear()
     if _watched:
         _watched.clear()
         try:
@@ -64,6 +95,7 @@ def forget_after_fork() -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
         except (ValueError, OSError, AttributeError):
             pass
+    unblock_after_fork()
 
 
 class DeferSignals:

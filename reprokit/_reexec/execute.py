@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.hardware import capture_hardware
 from reprokit._capture.pycommand import python_program
 from reprokit._model.errors import ArgumentError, NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
@@ -89,6 +91,9 @@ for cell in nb.cells:
         elif out.get("output_type") == "error":
             sys.stdout.write(f"{out.get('ename')}: {out.get('evalue')}\n")
 """.replace("REPLAY_SPEC_VARIABLE", variable("replay_spec"))
+_LAYOUT = frozenset(
+    {"RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK"}
+)
 
 
 def child_env(
@@ -98,7 +103,10 @@ def child_env(
     seeds = m.seeds
     seed = seeds.get("seed")
     variables = m.environment.get("variables") or {}
+    relaunched = isinstance(m.run.get("ranks"), Mapping)
     for key, value in variables.items():
+        if relaunched and (key in _LAYOUT or key.startswith("SLURM_")):
+            continue  # the re-launched job's launcher gives every rank its place
         if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
             env[key] = value
     hashseed = seeds.get("pythonhashseed")
@@ -115,6 +123,26 @@ def child_env(
     return env
 
 
+def reruns_script(m: Manifest) -> bool:
+    """Whether re-executing ``m`` (a function run) means re-running its whole script.
+
+    A function of the script itself, called in the script's own process: importing the script
+    would run its top-level code again, so the script is re-run as it was and its run matched by
+    name and order. A call made in a worker process is re-made directly instead (the script was
+    import-safe for the worker already).
+    """
+    run = m.run
+    entry = run.get("entry") or {}
+    argv0 = (entry.get("argv") or [""])[0]
+    return bool(
+        entry.get("kind") == "function"
+        and entry.get("module") == "__main__"
+        and entry.get("file_rel")
+        and not run.get("worker_of")
+        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
+    )
+
+
 def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
     """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
     run = m.run
@@ -123,17 +151,7 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
     cwd = source if os.path.isabs(cwd_rel) else os.path.join(source, *cwd_rel.split("/"))
     if not os.path.isdir(cwd):
         cwd = source
-    kind = entry.get("kind")
-    argv0 = (entry.get("argv") or [""])[0]
-    if (
-        kind == "function"
-        and entry.get("module") == "__main__"
-        and entry.get("file_rel")
-        and os.path.basename(argv0) == os.path.basename(entry.get("file") or "")
-    ):
-        # A function of the script itself: importing the script would run its top-level code
-        # again, so the script is re-run as it was and its run matched by name and order.
-        kind = "script"
+    kind = "script" if reruns_script(m) else entry.get("kind")
     if kind == "function":
         rel = entry.get("file_rel")
         if not rel:
@@ -141,7 +159,10 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         file = os.path.join(source, *rel.split("/"))
         module = entry.get("module") or "__main__"
         parts = module.split(".")
-        by_name = module != "__main__"
+        # A function of a script's main module in a spawned worker ("__mp_main__") is loaded
+        # from its file under another name, as multiprocessing did: the script's main guard
+        # keeps its top-level program from running again.
+        by_name = module not in ("__main__", "__mp_main__")
         sys_path0 = os.path.dirname(file)
         if by_name:
             stem = rel[:-3] if rel.endswith(".py") else rel
@@ -280,6 +301,59 @@ def _can_append(name: str, flag: Mapping[str, Any]) -> None:
         )
 
 
+def group_layout(m: Manifest, gpus_here: int | None = None) -> list[str]:
+    """For a distributed run: the launcher command that re-launches its recorded world size on
+    this host, to be put before the program's argv. NotReplayable, saying exactly what is
+    missing, when the recorded layout cannot be rebuilt here. [] for other runs."""
+    ranks = m.run.get("ranks")
+    if not isinstance(ranks, Mapping):
+        return []
+    launcher = ranks.get("launcher")
+    world = ranks.get("world_size")
+    local = ranks.get("local_world_size")
+    if not isinstance(world, int) or world < 1:
+        raise NotReplayable(m.id, "its world size was not recorded")
+    if isinstance(local, int) and local < world:
+        raise NotReplayable(
+            m.id,
+            f"it ran {world} ranks on {-(-world // local)} hosts ({local} per host); replay "
+            "re-launches a job on this host only",
+        )
+    backend = ranks.get("backend")
+    if backend == "nccl":
+        have = gpus_here if gpus_here is not None else _gpus_here()
+        if have < (local or world):
+            raise NotReplayable(
+                m.id,
+                f"it ran {local or world} ranks per host on the NCCL backend (one GPU each); "
+                f"this machine has {have} GPU(s)",
+            )
+    if launcher in ("torchrun", "accelerate"):
+        if importlib.util.find_spec("torch") is None:
+            raise NotReplayable(
+                m.id, f"it was launched by {launcher} with {world} ranks; torch is not installed"
+            )
+        # --standalone: a rendezvous on a free local port, so replays never collide.
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={world}", "--no-python",
+        ]  # fmt: skip
+    tools = {"openmpi": "mpirun", "mpich": "mpiexec", "slurm": "srun"}
+    tool = tools.get(str(launcher))
+    if tool is None:
+        raise NotReplayable(m.id, f"it was launched by {launcher!r}, which replay cannot re-launch")
+    if shutil.which(tool) is None:
+        raise NotReplayable(
+            m.id, f"it was launched by {launcher} with {world} ranks; {tool} is not on PATH here"
+        )
+    return [tool, "-n", str(world)]
+
+
+def _gpus_here() -> int:
+    gpus = capture_hardware().get("gpus")
+    return len(gpus) if isinstance(gpus, list) else 0
+
+
 def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The params to replay with; NotReplayable with every reason when there are any."""
     run = m.run
@@ -309,6 +383,10 @@ def check_replayable(m: Manifest, overrides: Mapping[str, Any]) -> dict[str, Any
         )
     if entry.get("kind") in ("script", "command") and entry.get("redacted"):
         reasons.append("its command line held secrets, which were not recorded")
+    try:
+        group_layout(m)
+    except NotReplayable as exc:
+        reasons.append(exc.reason)
     if reasons:
         raise NotReplayable(m.id, "; ".join(reasons))
     params.update(overrides)
@@ -337,6 +415,7 @@ def execute(
     the recorded code identity instead of a snapshot of a temporary folder.
     """
     argv, extra, cwd = plan(m, source, params)
+    argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)
         code = json.dumps({"code": dict(m.code), "source": source})

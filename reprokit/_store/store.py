@@ -5,9 +5,14 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
     .gitignore                 "*": the store never makes the working tree dirty
     runs/<id>/                 one folder per run; ``manifest.yaml`` is its commit point
     objects/<ab>/<sha256>      blobs shared by runs (source patches, snapshots), named by content
-    active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then the
-                               id of each run it started (so `ls` can tell running from dead)
+    active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then a line
+                               "<id> <parent or ->" per run it started and "<id> end" per run
+                               it finished (so `ls` can tell running from dead, and a worker
+                               process can find the run that started it)
     ledger                     append-only, hash-chained list of sealed manifests' digests
+    groups/<ab>/<key>          a distributed job's agreed run id and seed (put-if-absent)
+    shards/<id>/rank-<r>/      a rank's write-once shard of group run <id>: shard.yaml (its
+                               commit point, in the ledger as "<id>/rank-<r>") and its files
 
 Every write into the store goes through ``Store``: run folders are created by
 ``new_run_dir``, filled while the run is recorded by ``open_stream`` (metrics, checkpoints)
@@ -20,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 import time
 
 from reprokit._model.digest import sha256_file
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.yaml"
 STREAMS = ("metrics.jsonl", "checkpoints.jsonl")  # what a run appends to while it is recorded
+SHARD = "shard.yaml"
 STORE_DIRNAME = ".reprokit"
 _GENESIS = "0" * 64
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
@@ -110,6 +117,25 @@ def _hostname() -> str:
 _ready: set[str] = set()  # store roots whose folders exist (checked once per process)
 _journals: dict[str, Any] = {}  # store root -> this process's open journal in active/
 _journal_pid: dict[str, int] = {}
+# Held while this process appends to a ledger: a fork in the middle would hand the child a copy
+# of the locked descriptor, and the lock would outlive the append for as long as the child lives.
+_LEDGER_LOCK = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's journals are not this process's; its lock is free."""
+    global _LEDGER_LOCK
+    _journals.clear()
+    _journal_pid.clear()
+    _LEDGER_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _LEDGER_LOCK.acquire(),
+        after_in_parent=lambda: _LEDGER_LOCK.release(),
+        after_in_child=_forget_after_fork,
+    )
 
 
 def _close_journals() -> None:
@@ -221,8 +247,10 @@ class Store:
             shutil.copyfile(source, dest)
         return os.path.relpath(dest, run_dir).replace(os.sep, "/")
 
-    def new_run_dir(self, run_id: str | None = None) -> tuple[str, str]:
-        """Create an empty, unique run folder and an "in progress" marker; return (id, folder)."""
+    def new_run_dir(self, run_id: str | None = None, parent: str | None = None) -> tuple[str, str]:
+        """Create an empty, unique run folder and an "in progress" marker; return (id, folder).
+
+        ``parent``: the run it is nested in, noted in this process's journal."""
         self.ensure()
         for _ in range(100):
             rid = run_id or new_run_id()
@@ -235,9 +263,129 @@ class Store:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot create run folder: {exc.strerror}", path) from None
-            self._journal(rid)
+            self._journal(f"{rid} {parent or '-'}")
             return rid, path
         raise StoreError("could not find a free run id", self._runs)  # pragma: no cover
+
+    def agree(self, key: str, proposal: str) -> str:
+        """The value every caller with ``key`` gets: the first caller's ``proposal`` (stored
+        put-if-absent); how the ranks of one job agree on a run id without a service."""
+        self.ensure()
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise StoreError(f"bad group key {key!r}", self._root)
+        path = os.path.join(self._root, "groups", key[:2], key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.put_if_absent(path, proposal.encode("utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+
+    def shard_path(self, run_id: str, rank: int) -> str:
+        return os.path.join(self._root, "shards", run_id, f"rank-{rank}")
+
+    def new_shard_dir(self, run_id: str, rank: int) -> str:
+        """Create rank ``rank``'s shard folder of group run ``run_id`` (once) and journal it."""
+        self.ensure()
+        path = self.shard_path(run_id, rank)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.mkdir(path)
+        except FileExistsError:
+            raise StoreError(f"rank {rank} of run {run_id} already exists", path) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create shard folder: {exc.strerror}", path) from None
+        self._journal(f"{run_id}/rank-{rank} -")
+        return path
+
+    def seal_shard(self, run_id: str, rank: int, text: str) -> str:
+        """Commit rank ``rank``'s shard: ledger entry ``<id>/rank-<r>``, then shard.yaml."""
+        import hashlib
+
+        folder = self.shard_path(run_id, rank)
+        data = text.encode("utf-8")
+        self._append_ledger(f"{run_id}/rank-{rank}", hashlib.sha256(data).hexdigest())
+        if not self.put_if_absent(os.path.join(folder, SHARD), data):
+            raise StoreError(f"rank {rank} of run {run_id} is already sealed", folder)
+        for path in _files_under(folder):
+            try:
+                os.chmod(path, 0o444)
+            except OSError:
+                pass
+        return folder
+
+    def shards(self, run_id: str) -> list[RunEntry]:
+        """The shards of group run ``run_id`` (ranks other than 0), by rank: sealed, running or
+        incomplete (the rank's process died before sealing)."""
+        base = os.path.join(self._root, "shards", run_id)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            rank = name[len("rank-") :]
+            if not name.startswith("rank-") or not rank.isdigit():
+                continue
+            folder = _path(os.path.join(base, name))
+            spath = folder / SHARD
+            label = f"{run_id}/{name}"
+            if spath.exists():
+                try:
+                    out.append(RunEntry(label, folder, "sealed", Manifest.load(spath)))
+                except ManifestError as exc:
+                    out.append(RunEntry(label, folder, "corrupt", error=str(exc)))
+            else:
+                out.append(
+                    RunEntry(label, folder, "running" if self._alive(label) else "incomplete")
+                )
+        return sorted(out, key=lambda e: int(e.id.rsplit("-", 1)[1]))
+
+    def ranks_of(self, m: Manifest) -> dict[str, Any] | None:
+        """For a group run: world size, sealed ranks, ranks still running, ranks missing (their
+        process died, or never started) and the status the whole run has; None otherwise."""
+        ranks = m.run.get("ranks")
+        if not isinstance(ranks, dict) or not isinstance(ranks.get("world_size"), int):
+            return None
+        world = ranks["world_size"]
+        sealed, running = [0], []
+        shards = {int(s.id.rsplit("-", 1)[1]): s for s in self.shards(m.id)}
+        for r in range(1, world):
+            shard = shards.get(r)
+            if shard is not None and shard.state == "sealed":
+                sealed.append(r)
+            elif shard is not None and shard.state == "running":
+                running.append(r)
+        missing = [r for r in range(world) if r not in sealed and r not in running]
+        status = m.run.get("status")
+        if running:
+            status = "running"
+        elif missing:
+            status = "incomplete"
+        else:
+            statuses = {status} | {
+                shard_manifest.run.get("status")
+                for r in sealed
+                if r in shards and (shard_manifest := shards[r].manifest) is not None
+            }
+            for worst in ("failed", "interrupted"):
+                if worst in statuses:
+                    status = worst
+        return {
+            "world_size": world,
+            "sealed": sealed,
+            "running": running,
+            "missing": missing,
+            "status": status,
+            "shards": [shards[r] for r in sorted(shards)],
+        }
+
+    def folder_of(self, m: Manifest) -> Path:
+        """Where the files of ``m`` (a run's manifest or a rank's shard) live."""
+        rank = (
+            (m.run.get("rank") or {}).get("rank") if isinstance(m.run.get("rank"), dict) else None
+        )
+        if isinstance(rank, int) and rank != 0:
+            return _path(self.shard_path(m.id, rank))
+        return self.runs / m.id
 
     def put_if_absent(self, path: str | os.PathLike[str], data: bytes) -> bool:
         """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
@@ -336,8 +484,28 @@ class Store:
                 pass
         return folder
 
-    def _journal(self, run_id: str) -> None:
-        """Note in this process's journal that it started ``run_id``.
+    def journal_end(self, run_id: str, last: bool = False) -> None:
+        """Note in this process's journal that ``run_id`` is finished (sealed or dropped).
+
+        ``last``: the process has no other run going and may end without running exit handlers
+        (a pool worker is terminated by a signal): remove its journal now.
+        """
+        if _journal_pid.get(self._root) != os.getpid():
+            return
+        if not last:
+            self._journal(f"{run_id} end")
+            return
+        fh = _journals.pop(self._root, None)
+        _journal_pid.pop(self._root, None)
+        if fh is not None:
+            try:
+                fh.close()
+                os.unlink(fh.name)
+            except OSError:
+                pass
+
+    def _journal(self, line: str) -> None:
+        """Append ``line`` (a run started or finished) to this process's journal.
 
         One file per process, opened once and appended to: a file created per run would cost
         more than the rest of the run's bookkeeping on a slow disk.
@@ -355,7 +523,7 @@ class Store:
                     import atexit
 
                     atexit.register(_close_journals)
-            fh.write(run_id + "\n")
+            fh.write(line + "\n")
             fh.flush()
         except OSError:
             pass  # the journal only tells running from dead; recording goes on without it
@@ -370,6 +538,10 @@ class Store:
         shutil.rmtree(folder, ignore_errors=True)
 
     def _append_ledger(self, run_id: str, manifest_sha256: str) -> None:
+        with _LEDGER_LOCK:
+            self._append_ledger_locked(run_id, manifest_sha256)
+
+    def _append_ledger_locked(self, run_id: str, manifest_sha256: str) -> None:
         fd = os.open(self._ledger, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             _lock(fd)
@@ -439,7 +611,7 @@ class Store:
             try:
                 with open(os.path.join(self._active, name), encoding="utf-8") as fh:
                     head = fh.readline().split()
-                    if run_id not in (line.strip() for line in fh):
+                    if run_id not in (line.split(" ", 1)[0].strip() for line in fh):
                         continue
             except OSError:
                 continue
@@ -456,6 +628,33 @@ class Store:
                 return True
             return True
         return False
+
+    def unfinished_runs_of(self, pid: int) -> list[tuple[str, str | None]]:
+        """The runs process ``pid`` of this host started in this store and has not finished, as
+        (id, parent), in the order it started them (from its journal)."""
+        prefix = f"{_hostname()}-{pid}-"
+        try:
+            names = [n for n in os.listdir(self._active) if n.startswith(prefix)]
+        except OSError:
+            return []
+        started: dict[str, str | None] = {}
+        for name in names:
+            try:
+                with open(os.path.join(self._active, name), encoding="utf-8") as fh:
+                    head = fh.readline().split()
+                    if len(head) != 2 or head[0] != str(pid):
+                        continue
+                    for line in fh:
+                        parts = line.split()
+                        if len(parts) != 2:
+                            continue  # a line still being written
+                        if parts[1] == "end":
+                            started.pop(parts[0], None)
+                        else:
+                            started[parts[0]] = None if parts[1] == "-" else parts[1]
+            except OSError:
+                continue
+        return list(started.items())
 
     def resolve(self, ref: str) -> str:
         """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
@@ -495,6 +694,32 @@ class Store:
         if entry.manifest is None:
             raise RunNotFound(f"{ref} (run {rid} is {entry.state}, not sealed)", self.root)
         return entry.manifest
+
+    def _verify_shards(
+        self, rid: str, manifest: Manifest, entries: list[tuple[int, str, str, str]]
+    ) -> int:
+        """Check every sealed shard of a group run against the ledger and its digests."""
+        import hashlib
+
+        ranks = manifest.run.get("ranks")
+        if not isinstance(ranks, dict):
+            return 0
+        ledger = {lrid: digest for _seq, lrid, digest, _chain in entries}
+        checked = 0
+        for shard in self.shards(rid):
+            spath = shard.path / SHARD
+            if not spath.exists():
+                continue
+            raw = spath.read_bytes()
+            if ledger.get(shard.id) != hashlib.sha256(raw).hexdigest():
+                raise TamperedError(f"{shard.id}/{SHARD} was modified after sealing", rid, SHARD)
+            try:
+                m = Manifest.from_bytes(raw, spath)
+            except ManifestError as exc:
+                raise TamperedError(str(exc), rid, SHARD) from None
+            _verify_folder(shard.id, shard.path, SHARD, m.digests)
+            checked += 1
+        return checked
 
     def ledger_entries(self) -> list[tuple[int, str, str, str]]:
         """The ledger's lines as (seq, run id, manifest sha256, chain)."""
@@ -570,13 +795,28 @@ class Store:
                 raise TamperedError(f"object {digest[:12]} ({path.name}) is missing", rid)
             if sha256_file(path)[0] != digest:
                 raise TamperedError(f"object {digest[:12]} was modified", rid, str(path))
+        shards = self._verify_shards(rid, manifest, entries)
         return {
             "run": rid,
+            "shards": shards,
             "manifest_sha256": actual,
             "files": len(expected) + 1,
             "objects": len(objects),
             "ledger_head": prev,
         }
+
+
+def _verify_folder(label: str, folder: Path, commit: str, digests: Any) -> None:
+    expected = dict(digests)
+    present = {_rel(p, folder): p for p in _files_under(folder)}
+    present.pop(commit, None)
+    for rel in sorted(set(present) | set(expected)):
+        if rel not in expected:
+            raise TamperedError(f"{label}/{rel} was added after sealing", label, rel)
+        if rel not in present:
+            raise TamperedError(f"{label}/{rel} is missing", label, rel)
+        if sha256_file(present[rel])[0] != expected[rel]:
+            raise TamperedError(f"{label}/{rel} was modified after sealing", label, rel)
 
 
 def referenced_objects(manifest: Manifest) -> list[str]:

@@ -36,7 +36,16 @@ from reprokit._reexec.inputs import make_inputs_available
 from reprokit._reexec.source import rebuild_source
 from reprokit._seeding import check_seed, draw_seed
 from reprokit._store.store import Store
-from reprokit._verbs.replay import compare_runs, counterpart, explain
+from reprokit._verbs.replay import (
+    child_label,
+    child_runs,
+    compare_children,
+    compare_ranks,
+    compare_runs,
+    counterpart,
+    explain,
+    pair_runs,
+)
 
 # Two-sided 95 % quantiles of Student's t, t(0.975, df); between rows interpolated in 1/df.
 _T975 = {
@@ -159,6 +168,22 @@ def results_of(m: Manifest) -> dict[str, float]:
     return out
 
 
+def results_of_children(children: list[Manifest]) -> dict[str, float]:
+    """The numbers the tracked runs inside a command produced, as ``results_of`` names them;
+    a name two runs share is prefixed with each run's label (``train#1.return``)."""
+    ordered = sorted(children, key=lambda c: c.id)
+    per = [(child_label(c, ordered), results_of(c)) for c in ordered]
+    counts: dict[str, int] = {}
+    for _label, found in per:
+        for key in found:
+            counts[key] = counts.get(key, 0) + 1
+    out: dict[str, float] = {}
+    for label, found in per:
+        for key, value in found.items():
+            out[key if counts[key] == 1 else f"{label}.{key}"] = value
+    return out
+
+
 # -- reports -------------------------------------------------------------------------------------
 
 
@@ -275,6 +300,7 @@ def check(
     scratch = tempfile.mkdtemp(prefix="reprokit-check-")
     try:
         runs: list[list[Manifest]] = []
+        everything: list[list[Manifest]] = []  # every run each execution sealed (nested too)
         files: list[list[dict[str, Any]]] = []
         codes: list[int] = []
         if ref is not None:
@@ -298,6 +324,7 @@ def check(
                     stdout=stdout,
                 )
                 codes.append(code)
+                everything.append(new)
                 runs.append([r for r in new if r.run.get("replay_of") == m.id])
                 files.append(_hash_declared(m.outputs.get("declared") or [], source))
         else:
@@ -322,7 +349,9 @@ def check(
                 except OSError as exc:
                     raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror}") from None
                 codes.append(proc.returncode)
-                runs.append([r for r in new_runs(st, log) if not r.run.get("parent")])
+                new = new_runs(st, log)
+                everything.append(new)
+                runs.append([r for r in new if not r.run.get("parent")])
                 declared = [{"path": p} for p in outputs]
                 files.append(_hash_declared(declared, os.getcwd()))
         first = runs[0]
@@ -334,21 +363,43 @@ def check(
             )
             for path, result in cmp.compare_files(files[0], files[i]).items():
                 _merge(report.outputs, {"outputs": {f"file {path}": result}})
-            for a in first:
-                b = counterpart(a, runs[i])
+            for a, b in _pairs(first, runs[i], by_process=ref is not None):
+                if a is None:
+                    assert b is not None
+                    _merge(
+                        report.outputs,
+                        {"outputs": {f"{child_label(b, runs[i])} run": _extra_run(b)}},
+                    )
+                    continue
                 compared = compare_runs(a, b, st, 0.0, 0.0)
                 compared_all.append(compared)
-                prefix = f"{a.run.get('name')}#{a.run.get('ordinal')} " if len(first) > 1 else ""
+                label = child_label(a, first)
+                prefix = f"{label} " if len(first) > 1 else ""
+                nested = compare_children(st, a.id, b.id if b else None, everything[i], 0.0, 0.0)
+                nested.extend(compare_ranks(st, a, b, 0.0, 0.0))  # a distributed run's ranks
                 _merge(
                     report.outputs,
                     {"outputs": {prefix + k: v for k, v in compared["outputs"].items()}},
                 )
-                div = (compared["outputs"].get("checkpoints") or {}).get("first_divergence")
-                if div and (
-                    report.first_divergence is None
-                    or div["index"] < report.first_divergence["index"]
-                ):
-                    report.first_divergence = dict(div, run=a.run.get("name"))
+                for child in nested:
+                    _merge(
+                        report.outputs,
+                        {
+                            "outputs": {
+                                f"{label}/{child['child']} {k}": v
+                                for k, v in child["outputs"].items()
+                            }
+                        },
+                    )
+                for where, result in [(label, compared)] + [
+                    (f"{label}/{c['child']}", c) for c in nested
+                ]:
+                    div = (result["outputs"].get("checkpoints") or {}).get("first_divergence")
+                    if div and (
+                        report.first_divergence is None
+                        or div["index"] < report.first_divergence["index"]
+                    ):
+                        report.first_divergence = dict(div, run=where)
         report.executions = [
             {"exit_code": codes[i], "runs": [r.id for r in runs[i]]} for i in range(n)
         ]
@@ -371,6 +422,23 @@ def check(
         return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pairs(
+    first: list[Manifest], other: list[Manifest], by_process: bool
+) -> list[tuple[Manifest | None, Manifest | None]]:
+    """The runs of two executions side by side. One process re-run: by name and order; runs
+    from several processes (a command's pool workers): by name, params and order."""
+    if by_process and len({r.run.get("process") for r in first}) <= 1:
+        return [(a, counterpart(a, other)) for a in first]
+    return pair_runs(first, other)
+
+
+def _extra_run(b: Manifest) -> dict[str, Any]:
+    return {
+        "verdict": cmp.MISSING,
+        "detail": f"run {b.id} was made by a later execution only",
+    }
 
 
 def _thread_suspects(runs: list[Manifest]) -> list[str]:
@@ -438,7 +506,16 @@ def seeds(
     st.verify(ref)
     m = st.load(ref)
     base_params = check_replayable(m, {})
-    known = results_of(m)
+    command = (m.run.get("entry") or {}).get("kind") == "command"
+    # A command's results are those of the tracked runs it made (its exit code is no number).
+    known = results_of_children(child_runs(st, m.id)) if command else results_of(m)
+    if not known:
+        what = (
+            "a command whose tracked runs returned no numbers and logged no metrics"
+            if command
+            else "a run that returned no numbers and logged no metrics"
+        )
+        raise ReprokitError(f"run {m.id} is {what}: there is nothing to summarise across seeds")
     for name, _op, _value in parsed:
         claim_key(name, known, f"run {m.id} did not produce")
     report = _SeedDraft(m.id, chosen)
@@ -465,7 +542,12 @@ def seeds(
                 protocol=told,
                 stdout=stdout,
             )
-            top = next((r for r in new if r.run.get("group") == report.group), None)
+            tops = [r for r in new if r.run.get("group") == report.group]
+            if command:
+                report.runs.append(",".join(r.id for r in tops) or None)
+                per_seed.append(results_of_children(tops))
+                continue
+            top = tops[0] if tops else None
             report.runs.append(top.id if top else None)
             per_seed.append(results_of(top) if top else {})
         _fill(report, per_seed, parsed)

@@ -28,13 +28,20 @@ from reprokit._capture.environment import capture_environment
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
+from reprokit._model.digest import fingerprint
 from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
-from reprokit._reexec.execute import check_replayable, execute, plan, recorded_param
+from reprokit._reexec.execute import (
+    check_replayable,
+    execute,
+    plan,
+    recorded_param,
+    reruns_script,
+)
 from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
@@ -52,6 +59,8 @@ class ReplayReport(Report):
     drift: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per compared run
+    # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
+    first_divergence: dict[str, Any] | None = None
     causes: list[str] = field(default_factory=list)
     # Params a --param override changed: {name: {recorded, replayed}} (left out when none).
     changed_params: dict[str, Any] = field(
@@ -90,6 +99,8 @@ class _ReplayDraft:
         self.exit_code: int | None = None
         # Params a replay was asked to change (a command's flags): {name: {recorded, replayed}}.
         self.changed_params: dict[str, Any] = {}
+        # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
+        self.first_divergence: dict[str, Any] | None = None
 
     @property
     def identical(self) -> bool:
@@ -105,6 +116,7 @@ class _ReplayDraft:
             drift=self.drift,
             inputs=self.inputs,
             runs=self.runs,
+            first_divergence=self.first_divergence,
             causes=self.causes,
             changed_params=self.changed_params,
             exit_code=self.exit_code,
@@ -174,6 +186,158 @@ def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | No
     return None
 
 
+def replayed_run(recorded: Manifest, top: list[Manifest]) -> Manifest | None:
+    """The re-execution of ``recorded`` among the top-level runs a replay's process sealed: a
+    function called on its own has one; a re-run script's are matched by name and order."""
+    if (recorded.run.get("entry") or {}).get("kind") == "function" and not reruns_script(recorded):
+        same = [r for r in top if r.run.get("name") == recorded.run.get("name")]
+        return same[0] if same else None
+    return counterpart(recorded, top)
+
+
+# -- the tracked runs made inside a run (a command's, a pool's) ----------------------------------
+
+MAX_CHILD_DEPTH = 8
+
+
+def child_runs(store: Store, parent_id: str) -> list[Manifest]:
+    """The sealed runs nested directly in ``parent_id``, oldest first."""
+    found = []
+    for entry in store.entries(head=True):
+        if entry.manifest is not None and entry.manifest.run.get("parent") == parent_id:
+            found.append(entry.id)
+    return [store.load(rid) for rid in sorted(found)]
+
+
+def _child_key(m: Manifest) -> tuple[Any, str]:
+    return m.run.get("name"), fingerprint(dict(m.params))
+
+
+def pair_runs(
+    recorded: list[Manifest], replayed: list[Manifest]
+) -> list[tuple[Manifest | None, Manifest | None]]:
+    """Recorded child runs paired with re-executed ones: same name and params, then the order
+    they started in. Runs of pool workers finish in any order; their params tell them apart."""
+    pending: dict[tuple[Any, str], list[Manifest]] = {}
+    for r in sorted(replayed, key=lambda x: x.id):
+        pending.setdefault(_child_key(r), []).append(r)
+    pairs: list[tuple[Manifest | None, Manifest | None]] = []
+    for a in sorted(recorded, key=lambda x: x.id):
+        queue = pending.get(_child_key(a))
+        pairs.append((a, queue.pop(0) if queue else None))
+    pairs.extend((None, r) for queue in pending.values() for r in queue)
+    return pairs
+
+
+def child_label(m: Manifest, siblings: list[Manifest]) -> str:
+    """``name`` or, when several siblings share the name, ``name#k`` (k: its place among them)."""
+    name = m.run.get("name")
+    same = [x.id for x in sorted(siblings, key=lambda x: x.id) if x.run.get("name") == name]
+    return str(name) if len(same) == 1 else f"{name}#{same.index(m.id)}"
+
+
+def compare_children(
+    store: Store,
+    recorded_parent: str,
+    replayed_parent: str | None,
+    replayed: list[Manifest],
+    rtol: float,
+    atol: float,
+    prefix: str = "",
+    depth: int = 0,
+) -> list[dict[str, Any]]:
+    """Compare every tracked run made inside ``recorded_parent`` (at any depth) with its
+    counterpart made inside ``replayed_parent`` (among ``replayed``); one entry per child, each
+    with a ``child`` label (``train#1/child#3``)."""
+    if depth >= MAX_CHILD_DEPTH:
+        return []
+    rec = child_runs(store, recorded_parent)
+    new = [r for r in replayed if replayed_parent and r.run.get("parent") == replayed_parent]
+    out: list[dict[str, Any]] = []
+    for a, b in pair_runs(rec, new):
+        if a is None:
+            assert b is not None
+            label = prefix + child_label(b, new)
+            out.append(
+                {
+                    "child": label,
+                    "recorded": None,
+                    "replayed": b.id,
+                    "verdict": cmp.DIFFERENT,
+                    "outputs": {
+                        "run": {
+                            "verdict": cmp.MISSING,
+                            "detail": "made by the replay only, not by the recorded run",
+                        }
+                    },
+                }
+            )
+            continue
+        label = prefix + child_label(a, rec)
+        compared = compare_runs(a, b, store, rtol, atol)
+        compared["child"] = label
+        out.append(compared)
+        for shard in compare_ranks(store, a, b, rtol, atol):
+            shard["child"] = f"{label}/{shard['child']}"
+            out.append(shard)
+        out.extend(
+            compare_children(
+                store, a.id, b.id if b else None, replayed, rtol, atol, label + "/", depth + 1
+            )
+        )
+    return out
+
+
+def compare_ranks(
+    store: Store, recorded: Manifest, replayed: Manifest | None, rtol: float, atol: float
+) -> list[dict[str, Any]]:
+    """Each rank's shard of a distributed run compared with the same rank of its replay."""
+    ranks = store.ranks_of(recorded)
+    if ranks is None:
+        return []
+    again = store.ranks_of(replayed) if replayed is not None else None
+    mine = {int(s.id.rsplit("-", 1)[1]): s.manifest for s in ranks["shards"]}
+    theirs = {int(s.id.rsplit("-", 1)[1]): s.manifest for s in (again or {}).get("shards", [])}
+    out = []
+    for r in range(1, ranks["world_size"]):
+        a, b = mine.get(r), theirs.get(r)
+        if a is None:
+            out.append(
+                {
+                    "child": f"rank {r}",
+                    "recorded": None,
+                    "replayed": None,
+                    "verdict": cmp.DIFFERENT,
+                    "outputs": {
+                        "run": {
+                            "verdict": cmp.MISSING,
+                            "detail": f"rank {r} left no shard in the recorded run",
+                        }
+                    },
+                }
+            )
+            continue
+        compared = compare_runs(a, b, store, rtol, atol)
+        compared["recorded"] = f"{recorded.id}/rank-{r}"
+        compared["replayed"] = f"{replayed.id}/rank-{r}" if replayed and b else None
+        compared["child"] = f"rank {r}"
+        out.append(compared)
+    return out
+
+
+def first_divergence(compared: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The earliest checkpoint at which any compared run (rank 0 first) parted from its record."""
+    best: dict[str, Any] | None = None
+    ranked = any(str(e.get("child", "")).startswith("rank ") for e in compared)
+    for entry in compared:
+        div = (entry.get("outputs", {}).get("checkpoints") or {}).get("first_divergence")
+        if div is None:
+            continue
+        if best is None or div["index"] < best["index"]:
+            best = dict(div, where=entry.get("child") or ("rank 0" if ranked else "the run"))
+    return best
+
+
 def _siblings(store: Store, m: Manifest) -> list[Manifest]:
     """The recorded runs of the same process at the same nesting level, in order."""
     token = m.run.get("process")
@@ -220,7 +384,7 @@ def compare_runs(
     oa, ob = recorded.outputs, replayed.outputs
     if "return" in oa or "return" in ob:
         outputs["return"] = cmp.compare_values(oa.get("return"), ob.get("return"), rtol, atol)
-    folder_a, folder_b = store.runs / recorded.id, store.runs / replayed.id
+    folder_a, folder_b = store.folder_of(recorded), store.folder_of(replayed)
     metrics = cmp.compare_metrics(
         cmp.read_jsonl(folder_a / "metrics.jsonl"),
         cmp.read_jsonl(folder_b / "metrics.jsonl"),
@@ -437,14 +601,26 @@ def replay(
             raise
         report.exit_code = code
         kind = (m.run.get("entry") or {}).get("kind")
+        explained: list[dict[str, Any]] = []
+        children_new: list[Manifest] = []
         if kind == "command":
             replayed_m = _command_result(m, record, cwd, source, code)
             report.runs = [_compare_command(m, replayed_m, rtol, atol)]
-            new = []
+            # The tracked runs the command made (its training functions, their pool workers'
+            # calls) are its results too: compared one by one.
+            report.runs.extend(compare_children(st, m.id, record.id, new, rtol, atol))
+            # (a rank's shard is compared, but is no run of its own to explain)
+            explained = [r for r in report.runs if r["recorded"] and "/" not in r["recorded"]]
+            recorded = [m] + [st.load(r["recorded"]) for r in explained[1:]]
+            children_new, new = new, []
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
             for rec in recorded:
-                report.runs.append(compare_runs(rec, counterpart(rec, top), st, rtol, atol))
+                again = replayed_run(rec, top)
+                report.runs.append(compare_runs(rec, again, st, rtol, atol))
+                # The other ranks of a distributed run: shard by shard.
+                report.runs.extend(compare_ranks(st, rec, again, rtol, atol))
+            report.first_divergence = first_divergence(report.runs)
         if new:
             # torch and BLAS details exist only where the program imported them: compare the
             # recorded run with its re-execution's record.
@@ -455,9 +631,11 @@ def replay(
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
-            report.causes = explain(recorded, new, report.runs, report.drift)
             if kind == "command":
+                report.causes = explain(recorded, children_new, explained, report.drift)
                 report.causes = _command_causes(m, changed) + report.causes
+            else:
+                report.causes = explain(recorded, new, report.runs, report.drift)
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -465,6 +643,7 @@ def replay(
             "compared",
             [
                 {"recorded": r["recorded"], "replayed": r["replayed"], "verdict": r["verdict"]}
+                | ({"child": r["child"]} if "child" in r else {})
                 for r in report.runs
             ],
         )
