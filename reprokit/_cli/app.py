@@ -316,7 +316,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             on_event=narrate,
-            data_root=args.data_root,
+            data_root=getattr(args, "data_root", None),
         )
     except TamperedError as exc:
         return _tampered(args, exc, {"archive": args.ref})
@@ -476,8 +476,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         keep=args.keep,
         params=params,
         on_event=narrate,
-        data_root=args.data_root,
-        full_hash=args.full_hash,
+        data_root=getattr(args, "data_root", None),  # demo calls this with fewer options
+        full_hash=getattr(args, "full_hash", False),
     )
     late = [d for d in report.drift.get("hardware") or [] if d["key"] not in seen_drift]
     if late and not args.quiet:
