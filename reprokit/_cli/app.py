@@ -320,9 +320,10 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         )
     except TamperedError as exc:
         return _tampered(args, exc, {"archive": args.ref})
+    code = _archive_code(report)
     if args.json:
         _json(report.to_dict())
-        return 0 if report.ok else 1
+        return code
     if not args.replay:
         _out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
         return 0
@@ -331,7 +332,16 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         _out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
     good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
     _out(f"{good} of {len(report.replays)} runs reproduced")
-    return 0 if report.ok else 1
+    return code
+
+
+def _archive_code(report: Any) -> int:
+    """0 all reproduced; 1 some run differs; 2 some could not be replayed (an input missing,
+    say) and none differs: "could not tell" is not a verdict of difference."""
+    if report.ok:
+        return 0
+    verdicts = {r["verdict"] for r in report.replays}
+    return 2 if verdicts <= {"identical", "within_tolerance", "not replayable"} else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
