@@ -307,13 +307,15 @@ class InputLog:
         root: str | None,
         code: dict[str, Any],
         store: Store,
+        outputs: Iterable[str] = (),
     ) -> dict[str, Any] | None:
         """The manifest's ``inputs`` section (None when the run read nothing worth naming);
-        folder listings are written to ``store`` as objects."""
+        folder listings are written to ``store`` as objects. Files below ``outputs`` (the run's
+        artifacts: reprokit read them to hash them) are not inputs."""
         self.stop()
         store_root = str(store.root)
         self._keep_listings(store)
-        declared_paths = {r["path"] for r in self.declared}
+        declared_paths = {r["path"] for r in self.declared} | set(outputs)
         candidates = self._observed_candidates(root, store_root, declared_paths)
         in_tree = None
         below_root = [r["path"] for r in self.declared] + [rel for rel, _ in candidates]

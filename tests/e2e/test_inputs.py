@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import reprokit
+from reprokit._store.store import Store
 from tests.conftest import cli, git, make_repo, run_python
 
 TRAIN = """
@@ -314,7 +315,8 @@ def test_the_ro_crate_names_each_input_as_an_object_of_its_run(data_repo, tmp_pa
 def test_a_recorded_command_replays_with_the_inputs_its_tracked_calls_read(data_repo):
     proc = cli(data_repo, "run", "--", sys.executable, "train.py")
     assert proc.returncode == 0, proc.stderr
-    command = reprokit.load("latest", store=data_repo / ".reprokit")
+    store = Store(data_repo / ".reprokit")
+    [command] = [e.manifest for e in store.entries() if e.manifest.run["parent"] is None]
     assert command.run["entry"]["kind"] == "command" and not command.inputs
     proc = cli(data_repo, "replay", command.id)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -271,6 +271,7 @@ def test_json_report_has_the_documented_shape(repo):
         "tolerance",
         "source",
         "drift",
+        "inputs",
         "runs",
         "causes",
     }
