@@ -239,17 +239,27 @@ def _prefixes(extra: Iterable[str]) -> tuple[str, ...]:
 _TREES: dict[tuple[str, str], set[str]] = {}  # the last tree listed: runs of a sweep share it
 
 
-def tree_paths(code: dict[str, Any], root: str | None) -> set[str] | None:
-    """The files of the recorded source tree, relative to its root (None: unknown)."""
+def tree_paths(
+    code: dict[str, Any], root: str | None, elsewhere: str | None = None
+) -> set[str] | None:
+    """The files of the recorded source tree, relative to its root (None: unknown).
+
+    ``elsewhere``: a repository to ask when ``root`` is none (a replay's rebuilt tree)."""
     files = code.get("files")
     if code.get("kind") == "snapshot" and isinstance(files, dict):
         return set(files)
     tree = code.get("tree")
     if code.get("kind") == "git" and tree and root:
         if (root, tree) not in _TREES:
-            try:
-                out = git(["ls-tree", "-r", "-z", "--name-only", tree], root)
-            except GitError:
+            out = None
+            for repo in (root, elsewhere):
+                try:
+                    out = git(["ls-tree", "-r", "-z", "--name-only", tree], repo) if repo else None
+                except GitError:
+                    continue
+                if out is not None:
+                    break
+            if out is None:
                 return None
             _TREES.clear()
             _TREES[(root, tree)] = {
@@ -320,7 +330,7 @@ class InputLog:
         in_tree = None
         below_root = [r["path"] for r in self.declared] + [rel for rel, _ in candidates]
         if any(not rel.startswith("/") for rel in below_root):
-            in_tree = tree_paths(code, root)
+            in_tree = tree_paths(code, root, os.path.dirname(store_root))
         declared = []
         for rec in self.declared:
             rec = dict(rec)

@@ -115,6 +115,13 @@ def test_files_of_the_source_tree_and_of_the_environment_are_not_inputs(data_rep
     )
     m = record(data_repo, code)
     assert [r["path"] for r in m.inputs] == ["data/train.csv"]
+    # The re-executed run, in a rebuilt tree that is no repository, tells the same.
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    again = reprokit.load(
+        json.loads(proc.stdout)["runs"][0]["replayed"], store=data_repo / ".reprokit"
+    )
+    assert again.inputs == m.inputs
 
 
 def test_a_secret_file_is_listed_by_path_only(data_repo):
