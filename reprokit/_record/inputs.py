@@ -86,14 +86,29 @@ def file_digest(
     return digest, size, False
 
 
-def _walk(top: str, rel: str, found: list[tuple[str, os.stat_result]], nums: Any) -> None:
-    """Every file below ``top`` with its stat, in the order the folders list them."""
+def _walk(
+    top: str,
+    rel: str,
+    found: list[tuple[str, os.stat_result]],
+    nums: Any,
+    seen: set[tuple[int, int]] | None = None,
+) -> None:
+    """Every file below ``top`` with its stat, in the order the folders list them (linked
+    folders followed, each folder once: a link loop ends there)."""
+    if seen is None:
+        st = os.stat(top)
+        seen = {(st.st_dev, st.st_ino)}
     with os.scandir(top) as it:
         for entry in it:
             name = rel + entry.name
             try:
                 if entry.is_dir():
-                    _walk(entry.path, name + "/", found, nums)
+                    if entry.is_symlink():
+                        st = entry.stat()
+                        if (st.st_dev, st.st_ino) in seen:
+                            continue
+                        seen.add((st.st_dev, st.st_ino))
+                    _walk(entry.path, name + "/", found, nums, seen)
                 else:
                     st = entry.stat()
                     found.append((name, st))

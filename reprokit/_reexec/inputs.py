@@ -63,7 +63,10 @@ def _link(link_into: str, path: str, found: str) -> int:
         if os.path.islink(target):
             continue
         os.makedirs(target, exist_ok=True)
-        for n in sorted(names):
+        # os.walk does not enter linked folders: link them as they are.
+        for n in sorted(d for d in dirs if os.path.islink(os.path.join(dirpath, d))) + sorted(
+            names
+        ):
             if not os.path.lexists(os.path.join(target, n)):
                 os.symlink(os.path.join(dirpath, n), os.path.join(target, n))
                 count += 1
