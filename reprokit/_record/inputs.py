@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 
 from reprokit._capture.git import GitError, git
 from reprokit._model.digest import sha256_file
@@ -296,6 +297,7 @@ class InputLog:
         self.dropped = 0
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
+        self._lock = threading.Lock()
 
     def declare(
         self,
@@ -311,11 +313,12 @@ class InputLog:
             record["name"] = str(name)
         if source is not None:
             record["source"] = str(source)
-        if listing is not None:
-            self.listings[record["sha256"]] = listing
-        elif record.get("kind") == "folder":
-            self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
-        self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+        with self._lock:  # hashing above ran unlocked: metrics from other threads go on
+            if listing is not None:
+                self.listings[record["sha256"]] = listing
+            elif record.get("kind") == "folder":
+                self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
+            self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
         return record
 
     def start(self) -> None:

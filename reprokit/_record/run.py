@@ -240,10 +240,9 @@ class Run:
         Unchanged files keep their digest through the store's stat cache; ``full_hash=True``
         reads every byte again. Returns the record.
         """
-        with self._lock:
-            return self._inputs.declare(
-                path, self._root_for_paths(), name=name, source=source, full=full_hash
-            )
+        return self._inputs.declare(
+            path, self._root_for_paths(), name=name, source=source, full=full_hash
+        )
 
     def _start_inputs(self) -> None:
         """Watch what the program opens, and declare the inputs given to the constructor."""
