@@ -134,3 +134,14 @@ def test_a_declared_input_that_is_missing_warns_and_the_run_is_kept(tmp_path, mo
     m = reprokit.load(r.id, store=store)
     assert m.status == "completed"
     assert [rec["path"].rsplit("/", 1)[-1] for rec in m.inputs] == ["here.csv"]
+
+
+def test_a_folder_with_a_link_loop_is_described_once(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"1")
+    (data / "loop").symlink_to(data)
+    result, listing = folder_listing(str(data), StatCache(None))
+    assert result["files"] == 1 and parse_listing(listing) == {
+        "a.bin": (hashlib.sha256(b"1").hexdigest(), 1)
+    }

@@ -22,7 +22,13 @@ from reprokit._model.errors import ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._store.store import Store
-from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
+from reprokit._verbs.archive import (
+    DEFAULT_MAX_ARTIFACT,
+    ArchiveVerifyReport,
+    archive,
+    is_archive,
+    verify_archive,
+)
 from reprokit._verbs.archive_inputs import DEFAULT_MAX_INPUT
 from reprokit._verbs.diff import diff
 from reprokit._verbs.verify import VerifyReport, verify_run
@@ -267,9 +273,10 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
+    code = _archive_code(report)
     if args.json:
         emit_json(report.to_dict())
-        return 0 if report.ok else 1
+        return code
     if not args.replay:
         out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
         return 0
@@ -278,7 +285,16 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
     good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
     out(f"{good} of {len(report.replays)} runs reproduced")
-    return 0 if report.ok else 1
+    return code
+
+
+def _archive_code(report: ArchiveVerifyReport) -> int:
+    """0 all reproduced; 1 some run differs; 2 some could not be replayed (an input missing,
+    say) and none differs: "could not tell" is not a verdict of difference."""
+    if report.ok:
+        return 0
+    verdicts = {r["verdict"] for r in report.replays}
+    return 2 if verdicts <= {"identical", "within_tolerance", "not replayable"} else 1
 
 
 def cmd_archive(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 
 from reprokit._capture.git import GitError, git
 from reprokit._model.digest import sha256_file
@@ -86,14 +87,29 @@ def file_digest(
     return digest, size, False
 
 
-def _walk(top: str, rel: str, found: list[tuple[str, os.stat_result]], nums: Any) -> None:
-    """Every file below ``top`` with its stat, in the order the folders list them."""
+def _walk(
+    top: str,
+    rel: str,
+    found: list[tuple[str, os.stat_result]],
+    nums: Any,
+    seen: set[tuple[int, int]] | None = None,
+) -> None:
+    """Every file below ``top`` with its stat, in the order the folders list them (linked
+    folders followed, each folder once: a link loop ends there)."""
+    if seen is None:
+        st = os.stat(top)
+        seen = {(st.st_dev, st.st_ino)}
     with os.scandir(top) as it:
         for entry in it:
             name = rel + entry.name
             try:
                 if entry.is_dir():
-                    _walk(entry.path, name + "/", found, nums)
+                    if entry.is_symlink():
+                        st = entry.stat()
+                        if (st.st_dev, st.st_ino) in seen:
+                            continue
+                        seen.add((st.st_dev, st.st_ino))
+                    _walk(entry.path, name + "/", found, nums, seen)
                 else:
                     st = entry.stat()
                     found.append((name, st))
@@ -239,17 +255,27 @@ def _prefixes(extra: Iterable[str]) -> tuple[str, ...]:
 _TREES: dict[tuple[str, str], set[str]] = {}  # the last tree listed: runs of a sweep share it
 
 
-def tree_paths(code: dict[str, Any], root: str | None) -> set[str] | None:
-    """The files of the recorded source tree, relative to its root (None: unknown)."""
+def tree_paths(
+    code: dict[str, Any], root: str | None, elsewhere: str | None = None
+) -> set[str] | None:
+    """The files of the recorded source tree, relative to its root (None: unknown).
+
+    ``elsewhere``: a repository to ask when ``root`` is none (a replay's rebuilt tree)."""
     files = code.get("files")
     if code.get("kind") == "snapshot" and isinstance(files, dict):
         return set(files)
     tree = code.get("tree")
     if code.get("kind") == "git" and tree and root:
         if (root, tree) not in _TREES:
-            try:
-                out = git(["ls-tree", "-r", "-z", "--name-only", tree], root)
-            except GitError:
+            out = None
+            for repo in (root, elsewhere):
+                try:
+                    out = git(["ls-tree", "-r", "-z", "--name-only", tree], repo) if repo else None
+                except GitError:
+                    continue
+                if out is not None:
+                    break
+            if out is None:
                 return None
             _TREES.clear()
             _TREES[(root, tree)] = {
@@ -271,6 +297,7 @@ class InputLog:
         self.dropped = 0
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
+        self._lock = threading.Lock()
 
     def declare(
         self,
@@ -286,11 +313,12 @@ class InputLog:
             record["name"] = str(name)
         if source is not None:
             record["source"] = str(source)
-        if listing is not None:
-            self.listings[record["sha256"]] = listing
-        elif record.get("kind") == "folder":
-            self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
-        self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+        with self._lock:  # hashing above ran unlocked: metrics from other threads go on
+            if listing is not None:
+                self.listings[record["sha256"]] = listing
+            elif record.get("kind") == "folder":
+                self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
+            self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
         return record
 
     def start(self) -> None:
@@ -307,18 +335,20 @@ class InputLog:
         root: str | None,
         code: dict[str, Any],
         store: Store,
+        outputs: Iterable[str] = (),
     ) -> dict[str, Any] | None:
         """The manifest's ``inputs`` section (None when the run read nothing worth naming);
-        folder listings are written to ``store`` as objects."""
+        folder listings are written to ``store`` as objects. Files below ``outputs`` (the run's
+        artifacts: reprokit read them to hash them) are not inputs."""
         self.stop()
         store_root = str(store.root)
         self._keep_listings(store)
-        declared_paths = {r["path"] for r in self.declared}
+        declared_paths = {r["path"] for r in self.declared} | set(outputs)
         candidates = self._observed_candidates(root, store_root, declared_paths)
         in_tree = None
         below_root = [r["path"] for r in self.declared] + [rel for rel, _ in candidates]
         if any(not rel.startswith("/") for rel in below_root):
-            in_tree = tree_paths(code, root)
+            in_tree = tree_paths(code, root, os.path.dirname(store_root))
         declared = []
         for rec in self.declared:
             rec = dict(rec)

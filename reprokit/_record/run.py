@@ -258,15 +258,16 @@ class Run:
         Unchanged files keep their digest through the store's stat cache; ``full_hash=True``
         reads every byte again. Returns the record.
         """
-        with self._lock:
-            return self._inputs.declare(
-                path, self._root_for_paths(), name=name, source=source, full=full_hash
-            )
+        return self._inputs.declare(
+            path, self._root_for_paths(), name=name, source=source, full=full_hash
+        )
 
     def _start_inputs(self) -> None:
         """Watch what the program opens, and declare the inputs given to the constructor."""
         self._inputs.cache = StatCache(self.store.cache_dir)
-        if self._entry.get("kind") != "replay":  # a verdict reads records, not data
+        if self._entry.get("kind") not in ("replay", "command"):
+            # A replay's verdict and a command's wrapper read records and outputs, not data:
+            # the files the program itself opens are seen in its own process.
             self._inputs.start()
         pending, self._inputs.pending = self._inputs.pending, []
         for path in pending:
@@ -585,7 +586,8 @@ class Run:
         if self._params.types:
             run["param_types"] = self._params.types
         try:
-            inputs = self._inputs.section(root, self._code.section, self.store)
+            made = [str(a.get("path")) for a in self._artifacts]  # outputs, read to hash them
+            inputs = self._inputs.section(root, self._code.section, self.store, made)
         except Exception as exc:  # capture degrades; it never costs the user the run
             inputs = {"unavailable": f"{type(exc).__name__}: {exc}"}
         if inputs:

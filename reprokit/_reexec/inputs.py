@@ -4,7 +4,8 @@ Inputs inside the recorded source tree come back with it. The others — typical
 folder that git ignores — are looked up at their recorded relative paths below a *data root*
 (where they are now: the repository the replay runs in, or a folder the caller names), their
 digests are checked before the program starts, and each is linked into the rebuilt tree at its
-recorded path. A missing input stops the replay (NotReplayable: "could not", never "different");
+recorded path, file by file (the folders are real: what the program writes stays in the rebuilt
+tree). A missing input stops the replay (NotReplayable: "could not", never "different");
 a changed one is reported, and named first among the likely causes of a difference.
 """
 
@@ -39,22 +40,37 @@ def _locate(rec: Any, data_roots: list[str]) -> tuple[str, str | None]:
     return next((p for p in places if os.path.exists(p[0])), places[0])
 
 
-def _link(link_into: str, path: str, data_root: str) -> str | None:
-    """Link the outermost part of ``path`` that the rebuilt tree lacks to the same part below
-    ``data_root`` (a gitignored ``data/`` folder comes back whole, files not recorded
-    included); returns what was linked, None when the tree already has it."""
+def _link(link_into: str, path: str, found: str) -> int:
+    """Link the input at ``found`` into the rebuilt tree at ``path``, file by file, in real
+    folders: what the re-executed program writes lands in the rebuilt tree, never in the data
+    folder the inputs come from. Returns how many files were linked."""
     parts = path.split("/")
-    for i in range(1, len(parts) + 1):
-        rel = "/".join(parts[:i])
-        dest = os.path.join(link_into, *parts[:i])
-        if os.path.islink(dest):
-            return None  # linked for an earlier input
-        if not os.path.lexists(dest):
-            os.symlink(os.path.join(data_root, *parts[:i]), dest)
-            return rel
-        if not os.path.isdir(dest):
-            return None
-    return None
+    for i in range(1, len(parts)):
+        if os.path.islink(os.path.join(link_into, *parts[:i])):
+            return 0  # below a link made for another input: nothing to add
+    dest = os.path.join(link_into, *parts)
+    if not os.path.isdir(found):
+        if os.path.lexists(dest):
+            return 0
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.symlink(found, dest)
+        return 1
+    count = 0
+    for dirpath, dirs, names in os.walk(found):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, found)
+        target = dest if rel == "." else os.path.join(dest, rel)
+        if os.path.islink(target):
+            continue
+        os.makedirs(target, exist_ok=True)
+        # os.walk does not enter linked folders: link them as they are.
+        for n in sorted(d for d in dirs if os.path.islink(os.path.join(dirpath, d))) + sorted(
+            names
+        ):
+            if not os.path.lexists(os.path.join(target, n)):
+                os.symlink(os.path.join(dirpath, n), os.path.join(target, n))
+                count += 1
+    return count
 
 
 def _safe_rel(path: str) -> bool:
@@ -116,10 +132,9 @@ def check_inputs(
                 out["changed"].append(change)
             else:
                 out["checked"].append(path)
-        if link_into is not None and root is not None and _safe_rel(path):
-            linked = _link(link_into, path, os.path.abspath(root))
-            if linked is not None:
-                out["linked"].append(linked)
+        linkable = link_into is not None and root is not None and _safe_rel(path)
+        if linkable and _link(link_into, path, os.path.abspath(found)):
+            out["linked"].append(path)
     cache.save()
     if missing:
         shown = "; ".join(

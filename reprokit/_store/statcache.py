@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 RACY_NS = 2_000_000_000
 VERSION = 1
+MAX_FILES = 50_000  # single-file entries kept; beyond, only those this process used survive
 
 
 def stat_key(st: os.stat_result) -> list[int]:
@@ -72,6 +73,7 @@ class StatCache:
         self.folder = folder
         self.racy_ns = racy_ns
         self._files: dict[str, list[Any]] | None = None
+        self._used: set[str] = set()
         self._dirty = False
 
     # -- single files ------------------------------------------------------------------------
@@ -91,6 +93,7 @@ class StatCache:
             return None
         entry = self._file_table().get(real)
         if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stat_key(st):
+            self._used.add(real)
             return entry[4]
         return None
 
@@ -98,6 +101,7 @@ class StatCache:
         if self.folder is None or not cacheable(st, self.racy_ns):
             return
         self._file_table()[real] = [*stat_key(st), sha256]
+        self._used.add(real)
         self._dirty = True
 
     # -- folders -----------------------------------------------------------------------------
@@ -147,6 +151,8 @@ class StatCache:
         """Write the single-file entries back (a no-op when nothing was added)."""
         if self.folder is None or not self._dirty or self._files is None:
             return
+        if len(self._files) > MAX_FILES:
+            self._files = {k: v for k, v in self._files.items() if k in self._used}
         _write_json(
             os.path.join(self.folder, "inputs-files.json"), {"v": VERSION, "files": self._files}
         )

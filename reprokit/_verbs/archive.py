@@ -297,8 +297,10 @@ def _crate(
     sources: Mapping[str, str],
     outputs: Mapping[str, list[dict[str, Any]]],
     files: list[str],
+    inputs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """RO-Crate 1.1 metadata with the Process Run Crate profile: one CreateAction per run."""
+    """RO-Crate 1.1 metadata with the Process Run Crate profile: one CreateAction per run;
+    its inputs (data it read) are part of its ``object`` with their sha256."""
     graph: list[dict[str, Any]] = [
         {
             "@id": "ro-crate-metadata.json",
@@ -367,6 +369,9 @@ def _crate(
                 "contentSize": str(out["size"]),
                 "sha256": out["sha256"],
             }
+        for row in inputs or []:
+            if m.id in row["runs"]:
+                params.append({"@id": _input_entity(row, entities, root)})
         status = m.run.get("status")
         action = {
             "@id": f"#run-{m.id}",
@@ -394,6 +399,30 @@ def _crate(
         graph.append({"@id": src + "/", "@type": "Dataset", "name": f"source tree {src}"})
     root["hasPart"] += [{"@id": s + "/"} for s in sorted(set(sources.values()))]
     return {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
+
+
+def _input_entity(
+    row: dict[str, Any], entities: dict[str, dict[str, Any]], root: dict[str, Any]
+) -> str:
+    """The crate entity of an input: a file or folder in the crate when packed, else a
+    description (path, size, sha256, source) of what a reviewer must fetch."""
+    folder = row["kind"] == "folder"
+    if row["included"]:
+        eid = f"inputs/{row['path']}" + ("/" if folder else "")
+        entity: dict[str, Any] = {"@id": eid, "@type": "Dataset" if folder else "File"}
+        if eid not in entities:
+            root["hasPart"].append({"@id": eid})
+    else:
+        eid = f"#input-{(row['sha256'] or 'unhashed')[:16]}-{row['path']}"
+        entity = {"@id": eid, "@type": "CreativeWork", "name": row["path"]}
+    if row.get("size") is not None:
+        entity["contentSize"] = str(row["size"])
+    if row.get("sha256"):
+        entity["sha256"] = row["sha256"]
+    if row.get("source"):
+        entity["url"] = str(row["source"])
+    entities[eid] = entity
+    return eid
 
 
 @dataclass(frozen=True)
@@ -613,7 +642,9 @@ def archive(
         )
         writer.add_bytes("REPRODUCE.md", text.encode())
         files = sorted(set(writer.digests) | {"REPRODUCE.md", "CHECKSUMS.sha256"})
-        crate = _crate(top, runs, sources, crate_outputs, [f for f in files if "/" not in f])
+        crate = _crate(
+            top, runs, sources, crate_outputs, [f for f in files if "/" not in f], report.inputs
+        )
         writer.add_bytes(
             "ro-crate-metadata.json", (json.dumps(crate, indent=2, sort_keys=True) + "\n").encode()
         )
