@@ -145,9 +145,8 @@ class Run:
                         self._json = json
                         path = os.path.join(self._dir, "metrics.jsonl")  # type: ignore[arg-type]
                         self._metrics_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
-                    self._metrics_fh.write(
-                        self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
-                    )
+                    point = {"name": name, "step": step, "value": number, "ts": time.time()}
+                    self._metrics_fh.write(self._json.dumps(point) + "\n")
                 except OSError as exc:
                     self._lose(exc)
 
@@ -297,8 +296,12 @@ class Run:
         self._code = cap
         if cap.root is not None:
             self._cached["_root"] = str(cap.root)
+        parent = CURRENT.get()
         if self._store_arg is not None:
             self.store = Store.at(self._store_arg)
+        elif parent is not None and parent.store is not None:
+            # A nested run seals beside its parent, so its ``parent`` id resolves in one store.
+            self.store = parent.store
         elif self._told.store:
             self.store = Store.at(self._told.store)
         elif cap.section.get("kind") == "git" and cap.root is not None:
