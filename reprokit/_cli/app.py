@@ -18,6 +18,7 @@ from typing import Any
 
 from reprokit._api import verify
 from reprokit._capture.git import git
+from reprokit._cli import export
 from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
 from reprokit._model.yaml import dump as dump_yaml
@@ -825,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON document: the replay report")
     p.set_defaults(func=cmd_demo)
+    export.register(sub, common)
     return parser
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from reprokit._verbs.archive import Limits, UnsafeArchive, safe_extract
 from reprokit._store.store import MANIFEST
+from reprokit._verbs.archive import Limits, UnsafeArchive, safe_extract
 from tests.conftest import clean_env, cli, make_repo, run_python
 
 pytestmark = pytest.mark.stress

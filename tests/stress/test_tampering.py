@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from reprokit._verbs.archive import verify_archive
 from reprokit._model.errors import TamperedError
 from reprokit._store.store import MANIFEST, Store, _chain
+from reprokit._verbs.archive import verify_archive
 from tests.conftest import cli, make_repo, run_python
 
 pytestmark = pytest.mark.stress
