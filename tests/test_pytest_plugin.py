@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +197,27 @@ def test_a_bad_session_seed_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--reprokit-seed=abc")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--reprokit-seed expects an integer*'abc'*"])
+
+
+def _readme_block(section: str, lang: str) -> str:
+    """The first ``lang`` code block of README section ``section``."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_pytest_example_behaves_as_its_transcript_shows(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("numpy")
+    code = _readme_block("pytest", "python")
+    transcript = _readme_block("pytest", "console")
+    pytester.makepyfile(test_train=code)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--reprokit-seed=7")
+    result.assert_outcomes(failed=1, passed=1)
+    for line in ("Using --reprokit-seed=7", "not reproducible: 2 executions with seed 7 differ"):
+        assert line in transcript
+        result.stdout.fnmatch_lines([f"*{line}*"])
+    result.stdout.fnmatch_lines(
+        ["*first divergence at train#0 checkpoint #2 (w)*", "*checkpoints different*"]
+    )
