@@ -70,7 +70,7 @@ def run_python(
 
 
 def cli(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m reprokit ARGS`` in ``cwd``."""
     return subprocess.run(
@@ -79,5 +79,5 @@ def cli(
         env=env or clean_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
