@@ -257,3 +257,30 @@ def test_credentials_in_the_tracking_uri_are_never_printed(repo: Path) -> None:
     r = cli(repo, "export", "mlflow", "--tracking-uri", url, rid)
     assert r.returncode == 2
     assert "s3cr3t" not in r.stderr + r.stdout
+
+
+@pytest.mark.mlflow
+def test_the_readme_transcript_runs_as_shown(mlflow_server: str, repo: Path) -> None:
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## MLflow export\n", 1)[1].split("\n## ", 1)[0]
+    transcript = section.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    commands = [i for i, line in enumerate(transcript) if line.startswith("$ reprokit export")]
+    assert len(commands) == 2
+    rid = _recorded(repo)
+    assert cli(repo, "replay", rid, "-q").returncode == 0
+    for i in commands:
+        argv = shlex.split(transcript[i][2:].replace("http://127.0.0.1:5055", mlflow_server))
+        r = cli(repo, *argv[1:])
+        assert r.returncode == 0, r.stderr
+        shown = transcript[i + 1]
+        pattern = re.escape(shown)
+        for literal, rx in (
+            ("20261127-130910-928-7d3ba8", r"\S+"),  # the run id
+            ("181f46535a0a479eb40eea6585dced28", r"[0-9a-f]{32}"),  # the MLflow run id
+        ):
+            pattern = pattern.replace(re.escape(literal), rx)
+        pattern = re.sub(r"\d+(\\ (?:params|metric))", r"\\d+\1", pattern)  # counts
+        assert re.fullmatch(pattern, r.stdout.strip()), (shown, r.stdout)
