@@ -50,7 +50,13 @@ from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.audit import results_of
 from reprokit._verbs.replay import replay as replay_run
 from reprokit._verbs.templates import templates_dir
-from reprokit._verbs.wheel import DIST_NAME, own_wheel, requirement_name, source_tree
+from reprokit._verbs.wheel import (
+    DIST_NAME,
+    is_reprokit,
+    own_wheel,
+    requirement_name,
+    source_tree,
+)
 
 DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -185,7 +191,7 @@ def _lock_lines(runs: list[Manifest]) -> str:
         pythons.add(f"{py.get('implementation', '?')} {py.get('version', '?')}")
         direct = env.get("direct") or {}
         for name, version in sorted((env.get("packages") or {}).items()):
-            if name.lower() in ("reprokit", DIST_NAME):
+            if is_reprokit(name):
                 continue  # installed on its own, from the wheel in the archive
             d = direct.get(name) if isinstance(direct, Mapping) else None
             if isinstance(d, Mapping) and d.get("vcs") and d.get("commit"):
@@ -212,15 +218,15 @@ def _lock_lines(runs: list[Manifest]) -> str:
     return "\n".join(header + sorted(set(notes)) + [pins[k] for k in sorted(pins)]) + "\n"
 
 
-def _recorded_with(runs: list[Manifest]) -> list[str]:
+def recorded_with(runs: list[Manifest]) -> list[str]:
     """The reprokit versions that recorded ``runs`` other than the running one."""
     found = set()
     for m in runs:
         packages = m.environment.get("packages") or {}
         if isinstance(packages, Mapping):
-            version = packages.get(DIST_NAME) or packages.get("reprokit")
-            if version and str(version) != __version__:
-                found.add(str(version))
+            for name, version in packages.items():
+                if is_reprokit(str(name)) and version and str(version) != __version__:
+                    found.add(str(version))
     return sorted(found)
 
 
@@ -585,7 +591,7 @@ def archive(
             dist_name=DIST_NAME,
             wheel=report.wheel,
             wheel_note=report.wheel_note,
-            recorded_with=_recorded_with(runs),
+            recorded_with=recorded_with(runs),
             filename=os.path.basename(out_path),
             runs=[
                 {

@@ -155,6 +155,11 @@ def own_wheel(scratch: str) -> OwnWheel:
     return _repacked(scratch)
 
 
+def is_reprokit(name: str) -> bool:
+    """Whether a distribution name, however spelled, is reprokit (this one or its old name)."""
+    return name.lower().replace("_", "-").replace(".", "-") in ("reprokit", DIST_NAME)
+
+
 def requirement_name() -> str:
     """``reprokit-verdict==X``: the running release, by the distribution's own name."""
     return f"{DIST_NAME}=={__version__}"

@@ -124,3 +124,25 @@ def test_the_wheel_installs_offline_and_verifies_the_archive(archived, tmp_path)
 
     assert contents(path) == contents(_wheel_of(top))
     assert os.path.basename(path) == _wheel_of(top).name
+
+
+def test_the_lock_leaves_reprokit_to_the_wheel(archived) -> None:
+    _, top = archived
+    lock = (top / "requirements.lock").read_text().lower()
+    assert "reprokit_verdict" not in lock and "reprokit-verdict" not in lock
+
+
+def test_runs_recorded_by_another_reprokit_version_are_named() -> None:
+    from reprokit._model.manifest import Manifest
+    from reprokit._verbs.archive import recorded_with
+
+    def recorded_by(name: str, version: str) -> Manifest:
+        return Manifest({"schema": 1, "run": {}, "environment": {"packages": {name: version}}})
+
+    runs = [
+        recorded_by("reprokit_verdict", "0.0.9"),
+        recorded_by("reprokit", "0.0.8"),
+        recorded_by("reprokit-verdict", reprokit.__version__),
+        recorded_by("numpy", "0.0.1"),
+    ]
+    assert recorded_with(runs) == ["0.0.8", "0.0.9"]
