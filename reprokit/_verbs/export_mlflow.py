@@ -437,7 +437,9 @@ def export_mlflow(
     report = MlflowExportReport(tracking_uri, experiment)
     report.experiment_id = _experiment_id(client, experiment)
     seen: set[str] = set()
-    for m in manifests:
+    # Oldest first: a parent starts before its nested runs, so it is in MLflow by the time
+    # they name it as their mlflow.parentRunId.
+    for m in sorted(manifests, key=lambda m: m.id):
         if m.id in seen:
             continue
         seen.add(m.id)

@@ -5,6 +5,7 @@ The server is read back with plain HTTP requests here, independently of reprokit
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import os
@@ -44,13 +45,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The URL of a real MLflow tracking server that serves its artifacts."""
-    if importlib.util.find_spec("mlflow") is None:
-        pytest.skip("the mlflow package is not installed (pip install '.[test]')")
-    base = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _start(base: Path, port: int) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Start ``mlflow server`` on ``port``; (the process, "") once it answers, else (None, why)."""
     exe = shutil.which("mlflow", path=os.path.dirname(sys.executable))
     argv = [exe] if exe else [sys.executable, "-m", "mlflow"]
     argv += [
@@ -62,36 +68,44 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "--workers", "1",
     ]  # fmt: skip
     env = {k: v for k, v in clean_env().items() if not k.startswith("MLFLOW_")}
-    log = open(base / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        argv, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
+    with open(base / f"server-{port}.log", "wb") as log:
+        proc = subprocess.Popen(
+            argv, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (base / f"server-{port}.log").read_text(errors="replace")[-600:]
+            return None, f"mlflow server exited with {proc.returncode}: {tail}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"OK":
+                    return proc, ""
+        except (OSError, http.client.HTTPException):
+            pass  # not up yet (or, until it binds, someone else's service on that port)
+        time.sleep(0.5)
+    _stop(proc)
+    return None, "mlflow server did not answer within 150 s"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The URL of a real MLflow tracking server that serves its artifacts."""
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("the mlflow package is not installed (pip install '.[test]')")
+    base = tmp_path_factory.mktemp("mlflow")
+    why = ""
+    for _attempt in range(3):  # a free port can be taken before the server binds it
+        port = _free_port()
+        proc, why = _start(base, port)
+        if proc is not None:
+            break
+    else:
+        pytest.skip(why)
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            if proc.poll() is not None:
-                tail = (base / "server.log").read_text(errors="replace")[-800:]
-                pytest.skip(f"mlflow server did not start (exit {proc.returncode}): {tail}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.skip("mlflow server did not answer within 150 s")
-            time.sleep(0.5)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
+        _stop(proc)
 
 
 def _get(url: str, path: str, **query: Any) -> Any:
@@ -284,3 +298,36 @@ def test_the_readme_transcript_runs_as_shown(mlflow_server: str, repo: Path) -> 
             pattern = pattern.replace(re.escape(literal), rx)
         pattern = re.sub(r"\d+(\\ (?:params|metric))", r"\\d+\1", pattern)  # counts
         assert re.fullmatch(pattern, r.stdout.strip()), (shown, r.stdout)
+
+
+NESTED = """
+import reprokit
+
+@reprokit.track
+def fold(k=0):
+    reprokit.log_metric("acc", 0.5 + k / 10, step=0)
+    return k
+
+@reprokit.track(seed=3)
+def cv(folds=2):
+    return [fold(k=k) for k in range(folds)]
+
+cv()
+"""
+
+
+@pytest.mark.mlflow
+def test_nested_runs_point_at_their_parent(mlflow_server: str, repo: Path) -> None:
+    r = run_python(repo, NESTED, script="cv.py")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(cli(repo, "ls", "--json").stdout)["runs"]
+    ids = {row["name"]: row["id"] for row in rows if row["name"] == "cv"}
+    folds = [row["id"] for row in rows if row["name"] == "fold"]
+    args = ["export", "mlflow", "--tracking-uri", mlflow_server, "--experiment", "e4"]
+    done = cli(repo, *args, *folds, ids["cv"])  # children named first on purpose
+    assert done.returncode == 0, done.stderr
+    by_rid = {_tags(run)["reprokit.run_id"]: run for run in _runs(mlflow_server, "e4")}
+    parent = by_rid[ids["cv"]]["info"]["run_id"]
+    for rid in folds:
+        assert _tags(by_rid[rid])["mlflow.parentRunId"] == parent
+        assert _tags(by_rid[rid])["reprokit.parent"] == ids["cv"]
