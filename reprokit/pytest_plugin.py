@@ -195,9 +195,32 @@ def _child_argv(item: pytest.Item, junit: str) -> list[str]:
     argv += ["--rootdir", str(config.rootpath), f"--junitxml={junit}"]
     if config.inipath is not None:
         argv += ["-c", str(config.inipath)]
+    argv += _forwarded(list(config.invocation_params.args))
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         argv += ["-p", "reprokit.pytest_plugin"]
     return argv
+
+
+_FORWARD = ("-p", "-o", "--override-ini", "--import-mode", "--confcutdir", "-W")
+
+
+def _forwarded(args: list[str]) -> list[str]:
+    """The options of this session an execution needs to collect the test the same way:
+    plugins (``-p``), ini overrides, the import mode, warning filters."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = str(args[i])
+        name, eq, _value = arg.partition("=")
+        if name in _FORWARD and not eq and i + 1 < len(args):
+            out += [arg, str(args[i + 1])]
+            i += 1
+        elif name in _FORWARD and eq:
+            out.append(arg)
+        elif arg[:2] in ("-p", "-o", "-W") and len(arg) > 2 and not arg.startswith("--"):
+            out.append(arg)  # -pNAME, -oKEY=VALUE, -WFILTER
+        i += 1
+    return out
 
 
 def _outcome(junit: str) -> tuple[str, str]:

@@ -221,3 +221,27 @@ def test_the_readme_pytest_example_behaves_as_its_transcript_shows(
     result.stdout.fnmatch_lines(
         ["*first divergence at train#0 checkpoint #2 (w)*", "*checkpoints different*"]
     )
+
+
+def test_executions_get_the_plugins_and_ini_overrides_of_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        myplug="""
+        import pytest
+
+        @pytest.fixture
+        def answer():
+            return 42
+        """,
+        test_uses_plugin="""
+        import pytest, reprokit
+
+        @pytest.mark.reproducible(runs=2)
+        def test_answer(answer):
+            reprokit.log_metric("answer", answer)
+            assert answer == 42
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "myplug")
+    result.assert_outcomes(passed=1)
