@@ -386,3 +386,35 @@ def test_a_library_imported_during_the_run_is_seeded_and_recorded(tmp_path):
     assert float(proc.stdout) == float(np.random.rand())
     m = reprokit.load("latest", store=tmp_path / ".reprokit")
     assert m.seeds["seeded_on_import"]["numpy"]["seed"] == 11
+
+
+def test_metric_points_carry_the_wall_clock_time_they_were_logged(store):
+    import time
+
+    before = time.time()
+    with reprokit.run("exp", store=store) as r:
+        r.log_metric("loss", 0.5, step=3)
+    after = time.time()
+    (line,) = (Path(store) / "runs" / r.id / "metrics.jsonl").read_text().splitlines()
+    point = json.loads(line)
+    assert {k: point[k] for k in ("name", "step", "value")} == {
+        "name": "loss",
+        "step": 3,
+        "value": 0.5,
+    }
+    assert before <= point["ts"] <= after
+
+
+def test_a_nested_run_without_a_store_seals_beside_its_parent(tmp_path):
+    elsewhere = tmp_path / "parent-store"
+
+    @reprokit.track
+    def inner(x=1):
+        return x
+
+    with reprokit.run("outer", store=elsewhere) as outer:
+        inner()
+    ids = Store(elsewhere).run_ids()
+    assert len(ids) == 2
+    child = next(reprokit.load(i, store=elsewhere) for i in ids if i != outer.id)
+    assert child.run["parent"] == outer.id and child.name == "inner"

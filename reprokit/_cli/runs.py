@@ -320,6 +320,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
         f"wrote {report.path}: {len(report.runs)} run(s), {report.members} files, "
         f"{report.size} bytes"
     )
+    if report.wheel is None:
+        err(f"reprokit: the archive carries no reprokit wheel: {report.wheel_note}")
     for item in report.large:
         err(
             f"reprokit: not included (over --max-artifact-size): {item['path']} "

@@ -30,6 +30,7 @@ VARIABLES = {
     # A Python program started by `reprokit run` (or its replay): the file its start-up hook
     # reports to (what it seeded, its parsed command line, its own source files).
     "child_report": "REPROKIT_CHILD_REPORT",
+    "test_execution": "REPROKIT_TEST_EXECUTION",  # the pytest node id a child executes as a run
 }
 _INTS = ("seed", "seed_override")
 
@@ -50,6 +51,7 @@ class ChildProtocol:
     replay_code: str | None
     replay_spec: str | None
     child_report: str | None
+    test_execution: str | None
 
     def __init__(self, **fields: object) -> None:
         unknown = set(fields) - set(VARIABLES)

@@ -163,9 +163,8 @@ class Run:
 
                         self._json = json
                         self._metrics_fh = self.store.open_stream(self.id, "metrics.jsonl")
-                    self._metrics_fh.write(
-                        self._json.dumps({"name": name, "step": step, "value": number}) + "\n"
-                    )
+                    point = {"name": name, "step": step, "value": number, "ts": time.time()}
+                    self._metrics_fh.write(self._json.dumps(point) + "\n")
                 except OSError as exc:
                     self._lose(exc)
 
@@ -378,10 +377,14 @@ class Run:
         if cap.root is not None:
             self._cached["_root"] = str(cap.root)
         forked_store = lineage.forked_store(self._starter) if self._starter is not None else None
+        parent = CURRENT.get()
         if self._store_arg is not None:
             self.store = Store.at(self._store_arg)
         elif forked_store:
             self.store = Store.at(forked_store)
+        elif parent is not None and parent.store is not None:
+            # A nested run seals beside its parent, so its ``parent`` id resolves in one store.
+            self.store = parent.store
         elif self._told.store:
             self.store = Store.at(self._told.store)
         elif cap.section.get("kind") == "git" and cap.root is not None:

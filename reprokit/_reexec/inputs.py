@@ -132,8 +132,8 @@ def check_inputs(
                 out["changed"].append(change)
             else:
                 out["checked"].append(path)
-        linkable = link_into is not None and root is not None and _safe_rel(path)
-        if linkable and _link(link_into, path, os.path.abspath(found)):
+        linkable = root is not None and _safe_rel(path)
+        if link_into is not None and linkable and _link(link_into, path, os.path.abspath(found)):
             out["linked"].append(path)
     cache.save()
     if missing:

@@ -60,7 +60,14 @@ from reprokit._verbs.archive_inputs import (
 )
 from reprokit._verbs.audit import results_of
 from reprokit._verbs.replay import replay as replay_run
-from reprokit._verbs.templates import PACKAGE_DIR, templates_dir
+from reprokit._verbs.templates import templates_dir
+from reprokit._verbs.wheel import (
+    DIST_NAME,
+    is_reprokit,
+    own_wheel,
+    requirement_name,
+    source_tree,
+)
 
 DEFAULT_MAX_ARTIFACT = 100 * 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -195,8 +202,8 @@ def _lock_lines(runs: list[Manifest]) -> str:
         pythons.add(f"{py.get('implementation', '?')} {py.get('version', '?')}")
         direct = env.get("direct") or {}
         for name, version in sorted((env.get("packages") or {}).items()):
-            if name.lower() == "reprokit":
-                continue  # installed on its own: `pip install reprokit`
+            if is_reprokit(name):
+                continue  # installed on its own, from the wheel in the archive
             d = direct.get(name) if isinstance(direct, Mapping) else None
             if isinstance(d, Mapping) and d.get("vcs") and d.get("commit"):
                 line = f"{name} @ {d['vcs']}+{d['url']}@{d['commit']}"
@@ -220,6 +227,18 @@ def _lock_lines(runs: list[Manifest]) -> str:
         f"# platform: {os_info.get('system', '?')} {os_info.get('machine', '?')}",
     ]
     return "\n".join(header + sorted(set(notes)) + [pins[k] for k in sorted(pins)]) + "\n"
+
+
+def recorded_with(runs: list[Manifest]) -> list[str]:
+    """The reprokit versions that recorded ``runs`` other than the running one."""
+    found = set()
+    for m in runs:
+        packages = m.environment.get("packages") or {}
+        if isinstance(packages, Mapping):
+            for name, version in packages.items():
+                if is_reprokit(str(name)) and version and str(version) != __version__:
+                    found.add(str(version))
+    return sorted(found)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -436,6 +455,8 @@ class ArchiveReport(Report):
     large: list[dict[str, Any]] = json_name("not_included", default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    wheel: str | None = None  # wheels/<file>: the reprokit that wrote the archive
+    wheel_note: str = ""  # how the wheel was obtained, or why there is none
 
 
 class _ArchiveDraft:
@@ -447,6 +468,8 @@ class _ArchiveDraft:
         self.large: list[dict[str, Any]] = []
         self.missing: list[dict[str, Any]] = []
         self.inputs: list[dict[str, Any]] = []
+        self.wheel: str | None = None  # wheels/<file>: the reprokit that wrote the archive
+        self.wheel_note = ""  # how the wheel was obtained, or why there is none
 
     def freeze(self) -> ArchiveReport:
         return ArchiveReport(**vars(self))
@@ -577,6 +600,11 @@ def archive(
                 row["why"] = "not asked for (--with-inputs)"
 
         writer.add_bytes("requirements.lock", _lock_lines(runs).encode())
+        wheel = own_wheel(scratch)
+        report.wheel_note = wheel.how
+        if wheel.path is not None:
+            report.wheel = f"wheels/{wheel.name}"
+            writer.add_file(report.wheel, str(wheel.path))
         citation = os.path.join(repo_root, "CITATION.cff")
         has_citation = os.path.isfile(citation)
         if has_citation:
@@ -613,7 +641,12 @@ def archive(
         )
         text = env.get_template("REPRODUCE.md.j2").render(
             name=top,
+            top=top,
             version=__version__,
+            dist_name=DIST_NAME,
+            wheel=report.wheel,
+            wheel_note=report.wheel_note,
+            recorded_with=recorded_with(runs),
             filename=os.path.basename(out_path),
             runs=[
                 {
@@ -1042,7 +1075,7 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
     python = os.path.join(home, "Scripts" if os.name == "nt" else "bin", "python")
     lock = os.path.join(top, "requirements.lock")
     steps = [[python, "-m", "pip", "install", "-q", "-r", lock]]
-    steps.append([python, "-m", "pip", "install", "-q", *_reprokit_requirement()])
+    steps.append([python, "-m", "pip", "install", "-q", *_reprokit_requirement(top)])
     for cmd in steps:
         emit("venv", "running: " + " ".join(os.path.basename(c) if c == python else c for c in cmd))
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -1052,22 +1085,13 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
     return python
 
 
-def _reprokit_requirement() -> list[str]:
-    """How to install the reprokit that is running: from where it was installed (its source
-    folder, for local and editable installs), else the same release from the package index."""
-
-    here = PACKAGE_DIR.parent
-    if (here / "pyproject.toml").is_file() and (here / "reprokit").is_dir():
+def _reprokit_requirement(top: str) -> list[str]:
+    """How to install reprokit into a fresh virtualenv: the wheel the archive carries, else the
+    running reprokit's source tree, else the same release by the distribution's own name."""
+    wheels = sorted(Path(top, "wheels").glob(DIST_NAME.replace("-", "_") + "-*.whl"))
+    if wheels:
+        return [str(wheels[0])]
+    here = source_tree()
+    if here is not None:
         return [str(here)]
-    try:
-        import importlib.metadata
-        from urllib.parse import unquote, urlparse
-
-        raw = importlib.metadata.distribution("reprokit").read_text("direct_url.json")
-        url = json.loads(raw or "{}").get("url", "")
-        parsed = urlparse(url)
-        if parsed.scheme == "file" and os.path.exists(unquote(parsed.path)):
-            return [unquote(parsed.path)]
-    except Exception:
-        pass
-    return [f"reprokit=={__version__}"]
+    return [requirement_name()]
