@@ -52,7 +52,8 @@ class ReplayReport:
         self.runs: list[dict[str, Any]] = []  # one entry per compared run
         self.causes: list[str] = []
         self.exit_code: int | None = None
-        # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
+        # Where the replay first parted from the record: {"where", "index", "name"} (the JSON
+        # form keeps its documented keys: each entry of "runs" has its own divergence).
         self.first_divergence: dict[str, Any] | None = None
 
     @property
@@ -70,7 +71,6 @@ class ReplayReport:
             "source": self.source,
             "drift": self.drift,
             "runs": self.runs,
-            "first_divergence": self.first_divergence,
             "causes": self.causes,
         }
 
