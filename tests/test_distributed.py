@@ -180,6 +180,8 @@ def test_a_killed_rank_leaves_the_run_incomplete_naming_it(torch_repo):
     row = newest(torch_repo)
     assert row["status"] == "incomplete" and row["ranks"]["missing"] == [1]
     assert "missing rank 1" in cli(torch_repo, "ls").stdout
+    rep = cli(torch_repo, "replay", row["id"])
+    assert rep.returncode == 2 and "rank 1 left no shard" in rep.stderr
 
 
 @pytest.mark.torch

@@ -277,6 +277,21 @@ def compare_ranks(
     return out
 
 
+def check_all_ranks(store: Store, m: Manifest) -> None:
+    """NotReplayable when a distributed run lacks a rank: there is nothing to compare it with,
+    and a verdict of "different" would blame the replay for what the recording lost."""
+    ranks = store.ranks_of(m)
+    if ranks is None:
+        return
+    if ranks["running"]:
+        raise NotReplayable(m.id, f"rank(s) {ranks['running']} are still running")
+    if ranks["missing"]:
+        shown = ", ".join(str(r) for r in ranks["missing"])
+        raise NotReplayable(
+            m.id, f"rank {shown} left no shard (the process died): the recorded run is incomplete"
+        )
+
+
 def first_divergence(compared: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The earliest checkpoint at which any compared run (rank 0 first) parted from its record."""
     best: dict[str, Any] | None = None
@@ -476,6 +491,7 @@ def replay(
     report = ReplayReport(m.id)
     report.rtol, report.atol = rtol, atol
     replay_params = check_replayable(m, params or {})
+    check_all_ranks(st, m)
     emit = on_event or (lambda kind, data: None)
 
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")
