@@ -44,9 +44,12 @@ def test_slurm_and_mpi_ranks_are_detected():
     assert detect(mpich).launcher == "mpich"
 
 
-def test_a_plain_process_and_a_single_slurm_task_are_no_group():
+def test_a_plain_process_a_single_task_and_a_batch_script_are_no_group():
     assert detect({}) is None
-    assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "9"}) is None
+    one = {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "9", "SLURM_STEP_ID": "0"}
+    assert detect(one) is None
+    # sbatch --ntasks=4: the batch script itself sees these, and runs once (no srun step).
+    assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "9"}) is None
 
 
 def test_the_ranks_of_one_job_share_a_key_and_other_jobs_do_not():
@@ -78,13 +81,16 @@ def test_a_job_across_hosts_is_not_replayable_on_one():
 
 def test_a_recorded_slurm_step_without_srun_exits_2(repo):
     code = "import reprokit\n@reprokit.track\ndef train(lr=0.1):\n    return lr\ntrain()\n"
-    env = clean_env(PYTHONHASHSEED="0", SLURM_PROCID="0", SLURM_NTASKS="2", SLURM_JOB_ID="77")
+    env = clean_env(
+        PYTHONHASHSEED="0", SLURM_PROCID="0", SLURM_NTASKS="2", SLURM_JOB_ID="77", SLURM_STEP_ID="0"
+    )
     env["PATH"] = "/usr/bin:/bin"  # no srun here
     proc = run_python(repo, code, env=env)
     assert proc.returncode == 0, proc.stderr
     out = cli(repo, "ls", "--json")
     (row,) = json.loads(out.stdout)["runs"]
-    assert row["ranks"]["missing"] == [1] and row["status"] == "incomplete"
+    # Rank 1 made no call: no record of it, and no reason to call the run incomplete.
+    assert row["ranks"]["absent"] == [1] and row["status"] == "completed"
     rep = cli(repo, "replay", row["id"])
     assert rep.returncode == 2, rep.stdout + rep.stderr
     assert "launched by slurm with 2 ranks; srun is not on PATH" in rep.stderr
@@ -122,8 +128,21 @@ def train(steps=3, lr=0.1):
     return float(w.sum())
 
 
+@reprokit.track
+def evaluate():
+    return 1.0
+
+
 if __name__ == "__main__":
-    train()
+    only = os.environ.get("ONLY_RANK")
+    if only is None:
+        train()
+    else:  # the tracked call is made on one rank only; the others join the group untracked
+        dist.init_process_group("gloo")
+        if str(dist.get_rank()) == only:
+            evaluate()
+        dist.barrier()
+        dist.destroy_process_group()
 """
 
 
@@ -170,7 +189,17 @@ def test_torchrun_job_is_one_run_with_a_shard_per_rank(torch_repo, n):
     ls = cli(torch_repo, "ls")
     assert f"{n}/{n} ranks" in ls.stdout
     show = cli(torch_repo, "show", row["id"])
-    assert f"{n} of {n} sealed (torchrun" in show.stdout
+    assert f"{n} of {n} recorded (torchrun" in show.stdout
+
+
+@pytest.mark.torch
+def test_a_call_made_on_rank_0_only_is_a_complete_run(torch_repo):
+    proc = launch(torch_repo, 2, ONLY_RANK="0")
+    assert proc.returncode == 0, proc.stderr
+    row = newest(torch_repo)
+    assert row["status"] == "completed"
+    assert row["ranks"]["absent"] == [1] and row["ranks"]["missing"] == []
+    assert "no record from rank 1" in cli(torch_repo, "ls").stdout
 
 
 @pytest.mark.torch
@@ -180,6 +209,8 @@ def test_a_killed_rank_leaves_the_run_incomplete_naming_it(torch_repo):
     row = newest(torch_repo)
     assert row["status"] == "incomplete" and row["ranks"]["missing"] == [1]
     assert "missing rank 1" in cli(torch_repo, "ls").stdout
+    rep = cli(torch_repo, "replay", row["id"])
+    assert rep.returncode == 2 and "rank 1 left no shard" in rep.stderr
 
 
 @pytest.mark.torch

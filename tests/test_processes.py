@@ -169,7 +169,6 @@ def test_parents_complete_with_their_own_outputs(recorded):
     for shape in shapes_for(method):
         (parent,) = runs[shape]
         assert parent.run["status"] == "completed", (shape, parent.run)
-        assert parent.run["pid"] != results.get("worker_pid")
     assert results["process_terminated"] == -15
     assert results["pool_tracked"] == sum(x * x for x in range(4))
 
@@ -302,3 +301,42 @@ def test_dataloader_workers_leave_the_run_alone(tmp_path, method):
     assert entry.manifest.outputs["return"]["value"] == float(sum(i * i for i in range(8)))
     assert [line[1] for line in store.ledger_entries()] == [entry.id]
     store.verify(entry.id)
+
+
+JOBLIB = r"""
+import sys
+
+from joblib import Parallel, delayed
+
+import reprokit
+
+
+@reprokit.track
+def train(lr=0.1):
+    reprokit.log_metric("loss", lr)
+    return lr * 2
+
+
+@reprokit.track
+def sweep(backend="loky"):
+    return Parallel(n_jobs=2, backend=backend)(delayed(train)(lr) for lr in (0.1, 0.2, 0.3))
+
+
+if __name__ == "__main__":
+    print(sweep(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_joblib_sweep_is_one_parent_with_its_children(tmp_path, backend):
+    pytest.importorskip("joblib")
+    repo = make_repo(tmp_path / "repo")
+    proc = run_python(repo, JOBLIB, backend, env=clean_env(PYTHONHASHSEED="0"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    store = Store(repo / ".reprokit")
+    runs = runs_by_name(store)
+    (parent,) = runs["sweep"]
+    assert sorted(c.outputs["return"]["value"] for c in runs["train"]) == [0.2, 0.4, 0.6]
+    assert {c.run["parent"] for c in runs["train"]} == {parent.id}
+    assert sorted(line[1] for line in store.ledger_entries()) == sorted(store.run_ids())

@@ -42,6 +42,8 @@ def _note(row: dict[str, Any]) -> str:
         text = f"{len(ranks['sealed'])}/{ranks['world_size']} ranks"
         if ranks["missing"]:
             text += " (missing rank " + ", ".join(str(r) for r in ranks["missing"]) + ")"
+        if ranks["absent"]:
+            text += " (no record from rank " + ", ".join(str(r) for r in ranks["absent"]) + ")"
         rest = _note(dict(row, ranks=None))
         return f"{text}; {rest}" if rest else text
     if row.get("kind") == "replay":
@@ -168,7 +170,7 @@ def _rank_lines(m: Manifest, store: Store) -> list[str]:
     run = m.run
     group = run.get("ranks") or {}
     lines = [
-        f"ranks     {len(ranks['sealed'])} of {ranks['world_size']} sealed "
+        f"ranks     {len(ranks['sealed'])} of {ranks['world_size']} recorded "
         f"({group.get('launcher')}, job {group.get('job')}"
         + (f", backend {group['backend']}" if group.get("backend") else "")
         + f"); status of the whole run: {ranks['status']}"
@@ -179,7 +181,7 @@ def _rank_lines(m: Manifest, store: Store) -> list[str]:
     for r in range(1, ranks["world_size"]):
         shard = by_rank.get(r)
         if shard is None or shard.manifest is None:
-            state = shard.state if shard is not None else "missing (never started a shard)"
+            state = shard.state if shard is not None else "no record (not called there?)"
             lines.append(f"  rank {r:<4} {state}")
             continue
         srun = shard.manifest.run

@@ -138,9 +138,13 @@ def detect(environ: Mapping[str, str] | None = None) -> RankInfo | None:
             job,
             host,
         )
-    rank, size = _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS")
-    if rank is not None and size and size > 1 and env.get("SLURM_JOB_ID"):
-        job = f"{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '0')}"
+    # Only a job step (srun) is a group: a batch script sees SLURM_NTASKS and SLURM_PROCID=0
+    # too, yet runs once.
+    step = env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID")
+    rank = _int(env, "SLURM_PROCID")
+    size = _int(env, "SLURM_STEP_NUM_TASKS") or _int(env, "SLURM_NTASKS")
+    if rank is not None and size and size > 1 and env.get("SLURM_JOB_ID") and step:
+        job = f"{env['SLURM_JOB_ID']}.{step}"
         local = _int(env, "SLURM_LOCALID")
         return RankInfo(
             "slurm",

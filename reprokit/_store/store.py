@@ -340,21 +340,26 @@ class Store:
         return sorted(out, key=lambda e: int(e.id.rsplit("-", 1)[1]))
 
     def ranks_of(self, m: Manifest) -> dict[str, Any] | None:
-        """For a group run: world size, sealed ranks, ranks still running, ranks missing (their
-        process died, or never started) and the status the whole run has; None otherwise."""
+        """For a group run: its world size; the ranks sealed, still running, ``missing`` (a rank
+        started its shard and its process died) and ``absent`` (no record from the rank: it died
+        before the call, or the program makes that call on some ranks only); and the status of
+        the whole run. None for other runs."""
         ranks = m.run.get("ranks")
         if not isinstance(ranks, dict) or not isinstance(ranks.get("world_size"), int):
             return None
         world = ranks["world_size"]
-        sealed, running = [0], []
+        sealed, running, missing, absent = [0], [], [], []
         shards = {int(s.id.rsplit("-", 1)[1]): s for s in self.shards(m.id)}
         for r in range(1, world):
             shard = shards.get(r)
-            if shard is not None and shard.state == "sealed":
+            if shard is None:
+                absent.append(r)
+            elif shard.state == "sealed":
                 sealed.append(r)
-            elif shard is not None and shard.state == "running":
+            elif shard.state == "running":
                 running.append(r)
-        missing = [r for r in range(world) if r not in sealed and r not in running]
+            else:
+                missing.append(r)
         status = m.run.get("status")
         if running:
             status = "running"
@@ -374,6 +379,7 @@ class Store:
             "sealed": sealed,
             "running": running,
             "missing": missing,
+            "absent": absent,
             "status": status,
             "shards": [shards[r] for r in sorted(shards)],
         }

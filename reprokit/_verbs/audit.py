@@ -37,6 +37,7 @@ from reprokit._reexec.source import rebuild_source
 from reprokit._seeding import check_seed, draw_seed
 from reprokit._store.store import Store
 from reprokit._verbs.replay import (
+    check_all_ranks,
     child_label,
     child_runs,
     compare_children,
@@ -308,6 +309,7 @@ def check(
             m = st.load(ref)
             report = _CheckDraft(m.id, n)
             params = check_replayable(m, {})
+            check_all_ranks(st, m)
             source = os.path.join(scratch, "source")
             rebuild_source(m, st, source, scratch)
             make_inputs_available(m, st, source)
@@ -506,6 +508,7 @@ def seeds(
     st.verify(ref)
     m = st.load(ref)
     base_params = check_replayable(m, {})
+    check_all_ranks(st, m)
     command = (m.run.get("entry") or {}).get("kind") == "command"
     # A command's results are those of the tracked runs it made (its exit code is no number).
     known = results_of_children(child_runs(st, m.id)) if command else results_of(m)

@@ -59,8 +59,9 @@ class ReplayReport(Report):
     drift: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one entry per compared run
-    # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
-    first_divergence: dict[str, Any] | None = None
+    # Where the replay first parted from the record: {"where", "index", "name"}; not in the
+    # JSON form, whose "runs" entries each carry their own divergence.
+    first_divergence: dict[str, Any] | None = json_name(None, default=None)
     causes: list[str] = field(default_factory=list)
     # Params a --param override changed: {name: {recorded, replayed}} (left out when none).
     changed_params: dict[str, Any] = field(
@@ -99,7 +100,8 @@ class _ReplayDraft:
         self.exit_code: int | None = None
         # Params a replay was asked to change (a command's flags): {name: {recorded, replayed}}.
         self.changed_params: dict[str, Any] = {}
-        # Where the replay first parted from the record: {"child" or "rank", "index", "name"}.
+        # Where the replay first parted from the record: {"where", "index", "name"} (the JSON
+        # form keeps its documented keys: each entry of "runs" has its own divergence).
         self.first_divergence: dict[str, Any] | None = None
 
     @property
@@ -301,6 +303,8 @@ def compare_ranks(
     out = []
     for r in range(1, ranks["world_size"]):
         a, b = mine.get(r), theirs.get(r)
+        if a is None and b is None:
+            continue  # neither job made this call on rank r
         if a is None:
             out.append(
                 {
@@ -311,7 +315,7 @@ def compare_ranks(
                     "outputs": {
                         "run": {
                             "verdict": cmp.MISSING,
-                            "detail": f"rank {r} left no shard in the recorded run",
+                            "detail": f"rank {r} made this run only in the replay",
                         }
                     },
                 }
@@ -323,6 +327,21 @@ def compare_ranks(
         compared["child"] = f"rank {r}"
         out.append(compared)
     return out
+
+
+def check_all_ranks(store: Store, m: Manifest) -> None:
+    """NotReplayable when a distributed run lacks a rank: there is nothing to compare it with,
+    and a verdict of "different" would blame the replay for what the recording lost."""
+    ranks = store.ranks_of(m)
+    if ranks is None:
+        return
+    if ranks["running"]:
+        raise NotReplayable(m.id, f"rank(s) {ranks['running']} are still running")
+    if ranks["missing"]:
+        shown = ", ".join(str(r) for r in ranks["missing"])
+        raise NotReplayable(
+            m.id, f"rank {shown} left no shard (the process died): the recorded run is incomplete"
+        )
 
 
 def first_divergence(compared: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -532,6 +551,7 @@ def replay(
     report = _ReplayDraft(m.id)
     report.rtol, report.atol = rtol, atol
     replay_params = check_replayable(m, params or {})
+    check_all_ranks(st, m)
     emit = on_event or (lambda kind, data: None)
 
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")

@@ -274,7 +274,6 @@ def test_json_report_has_the_documented_shape(repo):
         "inputs",
         "runs",
         "causes",
-        "first_divergence",
     }
     assert data["schema"] == 1 and data["run"] == m.id and data["verdict"] == "identical"
     assert data["tolerance"] == {"rtol": 0.0, "atol": 0.0}
