@@ -90,8 +90,37 @@ def child_env(
     return env
 
 
-def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
-    """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
+_SEED_FLAGS = ("--seed", "--random-seed", "--random_seed", "--rng-seed", "--rng_seed")
+
+
+def with_seed_flag(argv: list[str], seed: int) -> tuple[list[str], bool]:
+    """``argv`` with the value of its ``--seed``-style flags set to ``seed``; whether it had one.
+
+    A seed sweep over a script that takes its seed from the command line must change it there.
+    """
+    out, found, i = list(argv), False, 1
+    while i < len(out):
+        arg = out[i]
+        if arg == "--":
+            break
+        flag, eq, _value = arg.partition("=")
+        if flag in _SEED_FLAGS:
+            if eq:
+                out[i], found = f"{flag}={seed}", True
+            elif i + 1 < len(out):
+                out[i + 1], found = str(seed), True
+                i += 1
+        i += 1
+    return out, found
+
+
+def plan(
+    m: Manifest, source: str, params: Mapping[str, Any], *, argv_seed: int | None = None
+) -> tuple[list[str], dict, str]:
+    """(argv, extra environment, cwd) that re-execute the run inside ``source``.
+
+    ``argv_seed``: a seed sweep's seed, given to a script's ``--seed``-style flags.
+    """
     run = m.run
     entry = run.get("entry") or {}
     cwd_rel = run.get("cwd") or "."
@@ -147,6 +176,8 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         if not rel:
             raise NotReplayable(m.id, "the script is not inside the recorded tree")
         argv = list(entry.get("argv") or [])
+        if argv_seed is not None:
+            argv = with_seed_flag(argv, argv_seed)[0]
         return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
     if kind == "command":
         return list(entry.get("argv") or []), {}, cwd
@@ -198,15 +229,17 @@ def execute(
     stdout: Any = None,
     python: str | None = None,
     verified: bool = True,
+    argv_seed: int | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
     ``protocol``: more to tell the child (an audit's group, a sweep's seed).
+    ``argv_seed``: a seed sweep's seed for a script's ``--seed`` flags.
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
     """
-    argv, extra, cwd = plan(m, source, params)
+    argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
     if verified:
         extra = dict(extra)
         code = json.dumps({"code": dict(m.code), "source": source})

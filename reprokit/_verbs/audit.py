@@ -215,10 +215,15 @@ class SeedReport(Report):
     runs: list[str | None] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the sweep proves nothing about seeds (the seed did not reach the program, or the
+    # executions came out identical); None when the seeds did vary the executions.
+    nothing_varied: str | None = None
 
     @property
     def robust(self) -> bool:
-        return all(c["verdict"] == "robust" for c in self.claims.values())
+        return self.nothing_varied is None and all(
+            c["verdict"] == "robust" for c in self.claims.values()
+        )
 
 
 class _SeedDraft:
@@ -229,6 +234,7 @@ class _SeedDraft:
         self.runs: list[str | None] = []
         self.results: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
+        self.nothing_varied: str | None = None
 
     def freeze(self) -> SeedReport:
         return SeedReport(
@@ -238,6 +244,7 @@ class _SeedDraft:
             runs=self.runs,
             results=self.results,
             claims=self.claims,
+            nothing_varied=self.nothing_varied,
         )
 
 
@@ -441,6 +448,7 @@ def seeds(
         source = os.path.join(scratch, "source")
         rebuild_source(m, st, source, scratch)
         per_seed: list[dict[str, float]] = []
+        tops: list[Manifest | None] = []
         for i, s in enumerate(chosen):
             params = dict(base_params)
             if "seed" in params:
@@ -456,14 +464,63 @@ def seeds(
                 replay_of=False,
                 protocol=told,
                 stdout=stdout,
+                argv_seed=s,
             )
             top = next((r for r in new if r.run.get("group") == report.group), None)
             report.runs.append(top.id if top else None)
+            tops.append(top)
             per_seed.append(results_of(top) if top else {})
         _fill(report, per_seed, parsed)
+        _judge_variation(report, tops, st)
         return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_SEED_PARAM = re.compile(r"(^|\.)seed$")
+
+
+def did_not_vary(seeds: list[int], runs: list[Manifest | None], store: Store | None) -> str | None:
+    """Why a sweep of ``runs`` (one per seed) proves nothing about seeds, or None.
+
+    Two tells: a seed-like param that stayed the same while the sweep's seed changed (the
+    program fixes its own seed), and executions whose every output is byte-identical across
+    different seeds (a hard-coded ``random.seed(1337)``, or a result that ignores the seed).
+    """
+    sealed = [r for r in runs if r is not None]
+    if len(sealed) < 2 or len(set(seeds)) < 2:
+        return None
+    reasons = []
+    for key in sorted(sealed[0].params):
+        if not _SEED_PARAM.search(key):
+            continue
+        values = [r.params.get(key) for r in sealed]
+        if all(v == values[0] for v in values) and values[0] is not None:
+            reasons.append(
+                f"its param {key} stayed {values[0]!r} in every execution while the sweep's seed "
+                f"went {seeds[0]}..{seeds[-1]}: the program sets its own seed"
+            )
+    if store is not None and all(
+        compare_runs(sealed[0], other, store, 0.0, 0.0)["verdict"] == cmp.IDENTICAL
+        for other in sealed[1:]
+    ):
+        reasons.append(
+            f"the {len(sealed)} executions are byte-identical under {len(set(seeds))} different "
+            "seeds: nothing varied (a hard-coded seed such as random.seed(1337) overrides the "
+            "sweep's, or the result does not depend on the seed)"
+        )
+    return "; ".join(reasons) or None
+
+
+def _judge_variation(report: _SeedDraft, runs: list[Manifest | None], store: Store | None) -> None:
+    reason = did_not_vary(report.seeds, runs, store)
+    if reason is None:
+        return
+    report.nothing_varied = reason
+    for claim in report.claims.values():
+        # No verdict either way: the sweep did not test the seed, so robustness is unknown.
+        claim["verdict"] = "undetermined"
+        claim["reason"] = reason
 
 
 def _fill(
@@ -503,6 +560,8 @@ def across_seeds(
         code is not None and "seed" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
     )
     per_seed: list[dict[str, float]] = []
+    tops: list[Manifest | None] = []
+    store: Store | None = None
     for s in chosen:
         sealed: list[str] = []
         STATE.sweep.update({"seed": s, "group": report.group, "sealed": sealed})
@@ -512,13 +571,18 @@ def across_seeds(
             STATE.sweep.clear()
         found: dict[str, float] = {}
         if sealed:
-            m = Store.at(STATE.last_store_root).load(sealed[-1])
+            store = Store.at(STATE.last_store_root)
+            m = store.load(sealed[-1])
             found = results_of(m)
             report.runs.append(m.id)
+            tops.append(m)
         else:
             report.runs.append(None)
+            tops.append(None)
             fake = Manifest({"schema": 1, "run": {}, "outputs": {"return": describe_value(value)}})
             found = results_of(fake)
         per_seed.append(found)
     _fill(report, per_seed, parsed)
+    if all(t is not None for t in tops):
+        _judge_variation(report, tops, store)
     return report.freeze()
