@@ -41,12 +41,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         params=params,
         on_event=narrator(args.quiet, seen_drift),
     )
-    code = 0 if report.identical else 1
+    code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
         _late_drift(report, seen_drift, args.quiet)
         emit_json(report.to_dict())
-        return code
-    print_replay(report, seen_drift, args.quiet)
+    else:
+        print_replay(report, seen_drift, args.quiet)
+    if report.undetermined:
+        # Neither "same" nor "different" is proven: exit 2 with the reason, never a guess.
+        err(f"reprokit: replay: cannot tell within the tolerance: {report.undetermined}")
     return code
 
 

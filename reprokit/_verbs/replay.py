@@ -59,6 +59,18 @@ class ReplayReport(Report):
         return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
 
     @property
+    def undetermined(self) -> str | None:
+        """Why no verdict could be given (an output only a summary could compare under the
+        tolerance), or None."""
+        if self.verdict != cmp.UNDETERMINED:
+            return None
+        for run in self.runs:
+            for name, result in (run.get("outputs") or {}).items():
+                if result.get("verdict") == cmp.UNDETERMINED:
+                    return f"{name}: {result.get('detail') or 'cannot be compared'}"
+        return "an output cannot be compared within the tolerance"
+
+    @property
     def rtol(self) -> float:
         return self.tolerance["rtol"]
 
@@ -217,12 +229,7 @@ def compare_runs(
     ckpt_a = cmp.read_jsonl(folder_a / "checkpoints.jsonl")
     ckpt_b = cmp.read_jsonl(folder_b / "checkpoints.jsonl")
     if ckpt_a or ckpt_b:
-        div = cmp.first_divergence(ckpt_a, ckpt_b, rtol, atol)
-        outputs["checkpoints"] = (
-            {"verdict": cmp.IDENTICAL, "count": len(ckpt_a)}
-            if div is None
-            else {"verdict": cmp.DIFFERENT, "first_divergence": div, "count": len(ckpt_a)}
-        )
+        outputs["checkpoints"] = cmp.compare_checkpoints(ckpt_a, ckpt_b, rtol, atol)
     files = cmp.compare_files(
         list(oa.get("artifacts") or []) + list(oa.get("declared") or []),
         list(ob.get("artifacts") or []) + list(ob.get("declared") or []),

@@ -1,0 +1,84 @@
+"""Tolerances reach every output (issue 16, item 3): large checkpoints keep their numbers
+(compressed) up to a documented size and a bounded summary beyond it, which proves
+"different" with the size of the difference and says when it cannot prove "close"."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import reprokit
+from reprokit._model import numbers
+from tests.conftest import clean_env, cli, run_python
+
+np = pytest.importorskip("numpy")
+
+# JITTER is an ordinary variable (not a numerics one): the replay inherits the shell's value,
+# which is how these tests make a replay that is close to, but not bitwise, the record.
+PROGRAM = """
+import os, numpy as np, reprokit
+@reprokit.track
+def train(size={size}, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(size)
+    for step in range(3):
+        w = w * (1.0 + float(os.environ.get("JITTER", "0"))) + 0.01 * step
+        reprokit.checkpoint("w", w)
+    return float(w[:10].sum())
+train()
+"""
+
+
+def record(repo, size: int):
+    proc = run_python(repo, PROGRAM.format(size=size))
+    assert proc.returncode == 0, proc.stderr
+    return reprokit.load("latest", store=repo / ".reprokit")
+
+
+def replay(repo, m, *args: str, jitter: str):
+    return cli(repo, "replay", m.id, "--json", *args, env=clean_env(JITTER=jitter))
+
+
+def test_numbers_pack_and_summaries_bound_a_difference():
+    values = [0.1 * i - 3 for i in range(1000)]
+    assert numbers.unpack(numbers.pack(values)) == values
+    kept = numbers.keep(values)
+    assert "packed" in kept and kept["stats"]["count"] == 1000
+    assert "packed" not in numbers.keep(values, limit=10)
+    shifted = numbers.summary([v + 0.5 for v in values])
+    proven, lower = numbers.summary_bounds(kept["stats"], shifted, 1e-9, 0.0)
+    assert proven and lower == pytest.approx(0.5)
+    close = numbers.summary([v * (1 + 1e-13) for v in values])
+    assert numbers.summary_bounds(kept["stats"], close, 1e-9, 0.0) == (
+        False,
+        pytest.approx(0, abs=1e-9),
+    )
+
+
+def test_a_checkpoint_larger_than_64_numbers_is_compared_with_the_tolerance(repo):
+    m = record(repo, 1000)
+    exact = replay(repo, m, jitter="1e-12")
+    assert exact.returncode == 1, exact.stderr
+    ckpt = json.loads(exact.stdout)["runs"][0]["outputs"]["checkpoints"]
+    assert ckpt["verdict"] == "different"
+    assert 0 < ckpt["first_divergence"]["max_abs"] < 1e-9
+    tolerant = replay(repo, m, "--rtol", "1e-9", jitter="1e-12")
+    assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
+    data = json.loads(tolerant.stdout)
+    assert data["verdict"] == "within_tolerance"
+    assert data["runs"][0]["outputs"]["checkpoints"]["verdict"] == "within_tolerance"
+
+
+def test_beyond_the_kept_size_a_summary_proves_different_and_is_honest_about_close(repo):
+    m = record(repo, numbers.KEPT + 1)
+    line = (repo / ".reprokit" / "runs" / m.id / "checkpoints.jsonl").read_text().splitlines()[0]
+    assert "packed" not in json.loads(line) and len(line) < 2000  # bounded
+    far = replay(repo, m, "--rtol", "1e-9", jitter="1e-3")
+    assert far.returncode == 1, far.stderr
+    div = json.loads(far.stdout)["runs"][0]["outputs"]["checkpoints"]["first_divergence"]
+    assert div["index"] == 0 and div["max_abs_at_least"] > 1e-4
+    near = cli(repo, "replay", m.id, "--rtol", "1e-9", env=clean_env(JITTER="1e-13"))
+    assert near.returncode == 2, near.stdout + near.stderr
+    assert "cannot tell within the tolerance" in near.stderr
+    assert "undetermined" in near.stdout
