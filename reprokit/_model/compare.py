@@ -295,9 +295,16 @@ def compare_checkpoints(
 
 
 def compare_files(
-    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+    recorded: list[dict[str, Any]],
+    replayed: list[dict[str, Any]],
+    rtol: float = 0.0,
+    atol: float = 0.0,
 ) -> dict[str, dict[str, Any]]:
-    """Per output path (files, and each file of a folder): identical or which digests differ."""
+    """Per output path (files, and each file of a folder): identical or which digests differ.
+
+    With a tolerance, JSON/CSV/NPY files whose non-numeric content agrees are judged by their
+    numbers (kept when recorded, see ``reprokit._record.file_numbers``).
+    """
 
     def flat(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -328,7 +335,29 @@ def compare_files(
                 "recorded_size": ra.get("size"),
                 "replayed_size": rb.get("size"),
             }
+            if rtol or atol:
+                _compare_file_numbers(
+                    ra.get("numbers"), rb.get("numbers"), rtol, atol, result[path]
+                )
     return result
+
+
+def _compare_file_numbers(a: Any, b: Any, rtol: float, atol: float, out: dict[str, Any]) -> None:
+    """Judge two differing numeric files by their numbers, when all else in them agrees."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return
+    if a.get("skipped") or b.get("skipped"):
+        out["verdict"] = UNDETERMINED
+        out["detail"] = f"too large to keep its numbers ({a.get('skipped') or b.get('skipped')})"
+        return
+    if a.get("skeleton") != b.get("skeleton"):
+        out["detail"] = "differs in more than its numbers (keys, text or layout)"
+        return
+    judged = compare_values(dict(a, fingerprint=None), dict(b, fingerprint=""), rtol, atol)
+    for key in ("verdict", "max_abs", "max_rel", "max_abs_at_least", "mode", "detail"):
+        if key in judged:
+            out[key] = judged[key]
+    out["compared"] = "numbers"
 
 
 def compare_exit_codes(recorded: Any, replayed: Any) -> dict[str, Any]:

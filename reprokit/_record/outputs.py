@@ -10,6 +10,7 @@ from reprokit._capture.params import record_params
 from reprokit._model import numbers as nums
 from reprokit._model.digest import fingerprint_exact, sha256_file
 from reprokit._model.yaml import dump
+from reprokit._record.file_numbers import numbers_in_file
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -44,13 +45,19 @@ def describe_output(path: Path, root: Path) -> dict[str, Any]:
             for n in sorted(names):
                 f = Path(dirpath) / n
                 digest, size = sha256_file(f)
-                files.append(
-                    {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
-                )
+                rec = {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
+                found = numbers_in_file(f, size)
+                if found is not None:
+                    rec["numbers"] = found
+                files.append(rec)
                 total += size
         return {"path": rel, "kind": "folder", "size": total, "files": files}
     digest, size = sha256_file(path)
-    return {"path": rel, "kind": "file", "size": size, "sha256": digest}
+    out = {"path": rel, "kind": "file", "size": size, "sha256": digest}
+    found = numbers_in_file(path, size)  # JSON/CSV/NPY: their numbers, for tolerances
+    if found is not None:
+        out["numbers"] = found
+    return out
 
 
 def describe_declared(paths: list[str], base: str, cwd: str | None = None) -> list[dict[str, Any]]:

@@ -233,6 +233,8 @@ def compare_runs(
     files = cmp.compare_files(
         list(oa.get("artifacts") or []) + list(oa.get("declared") or []),
         list(ob.get("artifacts") or []) + list(ob.get("declared") or []),
+        rtol,
+        atol,
     )
     for path, result in files.items():
         outputs[f"file {path}"] = result
@@ -452,7 +454,9 @@ def _compare_command(
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     outputs["exit_code"] = cmp.compare_exit_codes(m.outputs.get("exit_code"), replayed["exit_code"])
-    files = cmp.compare_files(list(m.outputs.get("declared") or []), replayed["declared"])
+    files = cmp.compare_files(
+        list(m.outputs.get("declared") or []), replayed["declared"], rtol, atol
+    )
     for path, result in files.items():
         outputs[f"file {path}"] = result
     return {

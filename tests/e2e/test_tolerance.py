@@ -82,3 +82,41 @@ def test_beyond_the_kept_size_a_summary_proves_different_and_is_honest_about_clo
     assert near.returncode == 2, near.stdout + near.stderr
     assert "cannot tell within the tolerance" in near.stderr
     assert "undetermined" in near.stdout
+
+
+FILES = """
+import json, os
+import numpy as np
+j = float(os.environ.get("JITTER", "0"))
+x = np.linspace(-1.0, 1.0, 200) * (1.0 + j)
+os.makedirs("out", exist_ok=True)
+with open("out/metrics.json", "w") as fh:
+    json.dump({"acc": 0.9 * (1.0 + j), "name": "run", "curve": x[:5].tolist()}, fh)
+with open("out/table.csv", "w") as fh:
+    fh.write("step,loss\\n" + "".join(f"{i},{float(v)!r}\\n" for i, v in enumerate(x[:50])))
+np.save("out/weights.npy", x)
+"""
+
+
+def test_numbers_in_declared_json_csv_npy_outputs_are_compared_with_the_tolerance(repo):
+    (repo / "make.py").write_text(FILES)
+    rec = cli(repo, "run", "--output", "out", "--", "python", "make.py")
+    assert rec.returncode == 0, rec.stderr
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    exact = replay(repo, m, jitter="1e-12")
+    assert exact.returncode == 1, exact.stdout + exact.stderr
+    files = json.loads(exact.stdout)["runs"][0]["outputs"]
+    assert {
+        files[f"file out/{n}"]["verdict"] for n in ("metrics.json", "table.csv", "weights.npy")
+    } == {"different"}
+    tolerant = replay(repo, m, "--rtol", "1e-9", jitter="1e-12")
+    assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
+    outputs = json.loads(tolerant.stdout)["runs"][0]["outputs"]
+    for name in ("metrics.json", "table.csv", "weights.npy"):
+        result = outputs[f"file out/{name}"]
+        assert result["verdict"] == "within_tolerance", (name, result)
+        assert 0 < result["max_abs"] < 1e-9
+    far = replay(repo, m, "--rtol", "1e-9", jitter="1e-3")
+    assert far.returncode == 1
+    result = json.loads(far.stdout)["runs"][0]["outputs"]["file out/metrics.json"]
+    assert result["verdict"] == "different" and result["max_abs"] > 1e-4
