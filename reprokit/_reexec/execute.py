@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.environment import is_numerics_variable
 from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
@@ -73,6 +74,13 @@ def child_env(
     seeds = m.seeds
     seed = seeds.get("seed")
     variables = m.environment.get("variables") or {}
+    if isinstance(variables, Mapping) and variables.get("unavailable") is None:
+        # A numerics variable the recorded run did not have is not passed on from this shell:
+        # the re-execution gets the recorded numerics environment, no more, no less.
+        for key in [k for k in env if is_numerics_variable(k) and k not in variables]:
+            # Which devices to use is this machine's choice, not a numerics setting to undo.
+            if key != "PYTHONHASHSEED" and not key.endswith("_VISIBLE_DEVICES"):
+                del env[key]
     for key, value in variables.items():
         if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
             env[key] = value

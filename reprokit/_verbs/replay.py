@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprokit._capture.environment import capture_environment
+from reprokit._capture.environment import SET_AT_IMPORT, capture_environment, numerics_variables
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
@@ -34,7 +35,7 @@ from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
-from reprokit._reexec.execute import check_replayable, execute, plan
+from reprokit._reexec.execute import check_replayable, child_env, execute, plan
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -121,8 +122,15 @@ def environment_drift(
     env_now: Mapping[str, Any] | None = None,
     hw_now: Mapping[str, Any] | None = None,
     hw_keys: tuple[str, ...] = ("cpu", "gpus"),
+    ran_with: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What changed between the recorded environment and hardware and this machine's."""
+    """What changed between the recorded environment and hardware and this machine's.
+
+    ``ran_with``: the environment the re-execution gets; its numerics variables, not this
+    process's, are what the recorded ones are compared with (a replay restores them).
+    Lists of libraries (BLAS pools) compare as sets; variables that libraries set in their own
+    process at import are left out.
+    """
     if env_now is None:
         env_now = capture_environment()
     if hw_now is None:
@@ -146,18 +154,33 @@ def environment_drift(
             )
     if changes:
         drift["packages"] = changes
-    hw = diff_mappings({k: hw_then.get(k) for k in hw_keys}, {k: hw_now.get(k) for k in hw_keys})
+    hw = diff_mappings(
+        {k: _as_set(k, hw_then.get(k)) for k in hw_keys},
+        {k: _as_set(k, hw_now.get(k)) for k in hw_keys},
+    )
     if hw:
         drift["hardware"] = hw
     # Replay sets PYTHONHASHSEED for the re-execution itself: not a drift of this machine.
-    then_vars = {
-        k: v for k, v in (env_then.get("variables") or {}).items() if k != "PYTHONHASHSEED"
-    }
-    now_vars = {k: v for k, v in (env_now.get("variables") or {}).items() if k != "PYTHONHASHSEED"}
+    skip = {"PYTHONHASHSEED", *SET_AT_IMPORT}
+    now_source = (
+        numerics_variables(ran_with)[0] if ran_with is not None else env_now.get("variables")
+    )
+    then_vars = {k: v for k, v in as_mapping(env_then.get("variables")).items() if k not in skip}
+    now_vars = {k: v for k, v in as_mapping(now_source).items() if k not in skip}
     variables = diff_mappings(then_vars, now_vars)
     if variables:
         drift["variables"] = variables
     return drift
+
+
+# Hardware entries that are sets of libraries, listed in whatever order they were loaded.
+_SETS = ("blas",)
+
+
+def _as_set(key: str, value: Any) -> Any:
+    if key not in _SETS or not isinstance(value, list):
+        return value
+    return sorted(value, key=lambda item: json.dumps(item, sort_keys=True, default=str))
 
 
 def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | None:
@@ -365,7 +388,7 @@ def replay(
             if keep:
                 report.source["path"] = source
         emit("source", report.source)
-        report.drift = environment_drift(m)
+        report.drift = environment_drift(m, ran_with=child_env(m, st, "", None))
         emit("drift", report.drift)
 
         recorded = _siblings(st, m) if (m.run.get("entry") or {}).get("kind") == "script" else [m]
