@@ -275,50 +275,91 @@ _TIMESTAMPED = re.compile(
 )
 
 
+# Evidence first: what the records show changed (a param, a variable, a package), then seeds,
+# then the machine (hardware, BLAS), then nondeterministic kernels, then guesses from names.
+_PARAMS_ENV, _SEEDS, _MACHINE, _KERNELS, _NAMES = range(5)
+
+
 def explain(
     recorded: list[Manifest],
     replayed: list[Manifest],
     compared: list[dict[str, Any]],
     drift: dict[str, Any],
+    embedded: list[str] | None = None,
 ) -> list[str]:
-    """Likely causes of a difference, most likely first, from the two records."""
-    causes: list[str] = []
+    """Likely causes of a difference, most likely first, from the two records.
+
+    ``embedded``: outputs found to contain the replay folder's path.
+    """
+    causes: list[tuple[int, str]] = []
+    for path in embedded or []:
+        causes.append(
+            (
+                _PARAMS_ENV,
+                f"{path} contains the replay folder's path: the program writes where it runs "
+                "(e.g. __file__ or os.getcwd()) into it, and a replay runs in another folder",
+            )
+        )
     for comp, a in zip(compared, recorded, strict=False):
         if comp["verdict"] == cmp.IDENTICAL:
             continue
         b = next((r for r in replayed if r.id == comp.get("replayed")), None)
         outputs = comp.get("outputs", {})
+        params_changed = diff_mappings(a.params, b.params) if b is not None else []
+        if params_changed:
+            shown = ", ".join(
+                f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
+                for d in params_changed[:5]
+            )
+            causes.append(
+                (
+                    _PARAMS_ENV,
+                    f"the re-executed run's own params differ ({shown}): a param the program "
+                    "reads from the environment, a file or the clock changed",
+                )
+            )
         div = (outputs.get("checkpoints") or {}).get("first_divergence")
         seeds_a = set((a.seeds.get("seeded") or {}).keys())
         seeds_b = set((b.seeds.get("seeded") or {}).keys()) if b else seeds_a
-        if div is not None:
+        if div is not None and not params_changed and seeds_a == seeds_b:
             where = f"checkpoint {div['index']} ({div.get('name')})"
-            if seeds_a == seeds_b:
-                causes.append(
+            causes.append(
+                (
+                    _SEEDS,
                     f"an RNG not under the seed's control (e.g. np.random.default_rng() without a "
                     f"seed, random.SystemRandom, os.urandom, uuid4) or another nondeterministic "
                     f"source: the runs agree until {where} with the same seeds"
                     if div["index"] > 0
                     else f"an RNG not under the seed's control, or nondeterministic input: the "
-                    f"runs differ from the first checkpoint ({div.get('name')}) on"
+                    f"runs differ from the first checkpoint ({div.get('name')}) on",
                 )
+            )
         if seeds_a != seeds_b:
             causes.append(
-                "the seeded libraries differ: recorded "
-                f"{sorted(seeds_a)}, replayed {sorted(seeds_b)}"
+                (
+                    _SEEDS,
+                    "the seeded libraries differ: recorded "
+                    f"{sorted(seeds_a)}, replayed {sorted(seeds_b)}",
+                )
             )
         if a.seeds.get("hash_randomization") and a.seeds.get("pythonhashseed") in (None, "random"):
             causes.append(
-                "hash randomization was on in the recorded run (PYTHONHASHSEED unset): iteration "
-                "order of sets and str-keyed dicts built from sets may differ"
+                (
+                    _SEEDS,
+                    "hash randomization was on in the recorded run (PYTHONHASHSEED unset): "
+                    "iteration order of sets and str-keyed dicts built from sets may differ",
+                )
             )
         torch_hw = a.hardware.get("torch") if isinstance(a.hardware, Mapping) else None
         if isinstance(torch_hw, Mapping) and torch_hw.get("cuda_available"):
             det = torch_hw.get("deterministic_algorithms")
             if not det:
                 causes.append(
-                    "CUDA without deterministic mode: cuDNN/cuBLAS kernels and atomics (e.g. "
-                    "index_add_) may sum in a different order; record with deterministic=True"
+                    (
+                        _KERNELS,
+                        "CUDA without deterministic mode: cuDNN/cuBLAS kernels and atomics (e.g. "
+                        "index_add_) may sum in a different order; record with deterministic=True",
+                    )
                 )
         changed_files = [
             k[len("file ") :]
@@ -327,18 +368,57 @@ def explain(
         ]
         timed = [p for p in changed_files if _TIMESTAMPED.search(p)]
         if timed:
-            causes.append("outputs that look time-dependent: " + ", ".join(timed))
+            causes.append((_NAMES, "outputs that look time-dependent: " + ", ".join(timed)))
+    if drift.get("variables"):
+        shown = ", ".join(
+            f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
+            for d in drift["variables"][:5]
+        )
+        causes.append((_PARAMS_ENV, f"numerics variables differ from the recording: {shown}"))
     if drift.get("packages"):
         imported = [p for p in drift["packages"] if p.get("imported")]
         shown = imported or drift["packages"]
         names = ", ".join(f"{p['name']} {p['recorded']} -> {p['now']}" for p in shown[:5])
-        causes.append(f"packages changed since the recording: {names}")
+        causes.append((_PARAMS_ENV, f"packages changed since the recording: {names}"))
     if drift.get("python"):
-        causes.append(f"Python changed: {drift['python']['recorded']} -> {drift['python']['now']}")
+        py = drift["python"]
+        causes.append((_PARAMS_ENV, f"Python changed: {py['recorded']} -> {py['now']}"))
     if drift.get("hardware"):
         keys = ", ".join(sorted({d["key"].split(".")[0] for d in drift["hardware"]}))
-        causes.append(f"hardware differs ({keys})")
-    return list(dict.fromkeys(causes))  # without repeats, in order
+        causes.append((_MACHINE, f"hardware differs ({keys})"))
+    ordered = [text for _rank, text in sorted(causes, key=lambda c: c[0])]  # stable
+    return list(dict.fromkeys(ordered))  # without repeats, in order
+
+
+def short_value(value: Any, limit: int = 40) -> str:
+    """A value for a one-line cause, cut to ``limit`` characters."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_EMBED_SCAN_BYTES = 16 * 1024 * 1024
+
+
+def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str]:
+    """Differing output files (found under ``source``) that contain ``source``'s own path."""
+    needles = {os.fsencode(source), os.fsencode(os.path.realpath(source))}
+    found = []
+    for run in runs:
+        for name, result in (run.get("outputs") or {}).items():
+            if not name.startswith("file ") or result.get("verdict") != cmp.DIFFERENT:
+                continue
+            rel = name[len("file ") :]
+            path = rel if os.path.isabs(rel) else os.path.join(source, *rel.split("/"))
+            try:
+                if os.path.getsize(path) > _EMBED_SCAN_BYTES:
+                    continue
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            if any(n in data for n in needles):
+                found.append(rel)
+    return found
 
 
 # -- the verb ------------------------------------------------------------------------------------
@@ -421,9 +501,11 @@ def replay(
             raise
         report.exit_code = code
         kind = (m.run.get("entry") or {}).get("kind")
+        children: tuple[list[Manifest], list[Manifest], list[dict[str, Any]]] = ([], [], [])
         if kind == "command":
             replayed_m = _command_result(m, record, cwd, source, code)
-            report.runs = [_compare_command(m, replayed_m, rtol, atol)]
+            report.runs = [dict(_compare_command(m, replayed_m, rtol, atol), replayed=record.id)]
+            children = _children_compared(st, m, new, rtol, atol)
             new = []
         else:
             top = [r for r in new if r.run.get("replay_of") == m.id]
@@ -438,8 +520,15 @@ def replay(
             if late:
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
-        if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
-            report.causes = explain(recorded, new, report.runs, report.drift)
+        if report.verdict == cmp.DIFFERENT:
+            embedded = embedding_replay_folder(report.runs, source)
+            report.causes = explain(
+                recorded + children[0],
+                new + children[1],
+                report.runs + children[2],
+                report.drift,
+                embedded,
+            )
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -460,6 +549,22 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def _children_compared(
+    store: Store, m: Manifest, new: list[Manifest], rtol: float, atol: float
+) -> tuple[list[Manifest], list[Manifest], list[dict[str, Any]]]:
+    """A command's recorded child runs, their re-executions and how each pair compares: where
+    a command run's causes come from (its verdict stays the command's own outputs)."""
+    kids = sorted(
+        (e.manifest for e in store.entries() if e.manifest is not None),
+        key=lambda x: x.id,
+    )
+    recorded = [k for k in kids if k.run.get("parent") == m.id]
+    if not recorded:
+        return [], [], []
+    compared = [compare_runs(r, counterpart(r, new), store, rtol, atol) for r in recorded]
+    return recorded, new, compared
 
 
 def _command_result(
