@@ -12,12 +12,14 @@ from reprokit._cli.output import (
     err,
     out,
     parser_for,
+    print_drift,
     progress,
     short,
     short_commit,
     store_of,
     tampered,
 )
+from reprokit._cli.replay import print_replay
 from reprokit._model.errors import ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
@@ -221,16 +223,31 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         return tampered(args, exc, {"archive": args.ref})
     if args.json:
         emit_json(report.to_dict())
-        return 0 if report.ok else 1
+        return _archive_code(report)
     if not args.replay:
         out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
         return 0
     for r in report.replays:
         extra = f" ({r['reason']})" if r.get("reason") else ""
         out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
+        replayed = r.get("report")
+        if replayed is not None:  # the same report replay prints, run by run
+            if not args.quiet:
+                print_drift(replayed.drift)
+            seen = [item["key"] for item in replayed.drift.get("hardware") or []]
+            print_replay(replayed, seen, args.quiet)
     good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
     out(f"{good} of {len(report.replays)} runs reproduced")
-    return 0 if report.ok else 1
+    return _archive_code(report)
+
+
+def _archive_code(report: Any) -> int:
+    """0 every run reproduced; 2 none differs but some could not be judged; else 1."""
+    if report.ok:
+        return 0
+    verdicts = {r["verdict"] for r in report.replays}
+    undecided = verdicts <= {"identical", "within_tolerance", "undetermined"}
+    return 2 if report.intact and undecided else 1
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
