@@ -280,6 +280,7 @@ def check(
     try:
         runs: list[list[Manifest]] = []
         files: list[list[dict[str, Any]]] = []
+        texts: list[dict[str, bytes]] = []  # each execution's small text outputs, to diff
         codes: list[int] = []
         if ref is not None:
             st.verify(ref)
@@ -303,6 +304,7 @@ def check(
                 codes.append(code)
                 runs.append([r for r in new if r.run.get("replay_of") == m.id])
                 files.append(_hash_declared(m.outputs.get("declared") or [], source))
+                texts.append(_text_of(files[-1], source))
         else:
             assert command is not None
             if not command:
@@ -325,6 +327,7 @@ def check(
                 runs.append([r for r in new_runs(st, log) if not r.run.get("parent")])
                 declared = [{"path": p} for p in outputs]
                 files.append(_hash_declared(declared, os.getcwd()))
+                texts.append(_text_of(files[-1], os.getcwd()))
         first = runs[0]
         compared_all: list[dict[str, Any]] = []
         for i in range(1, n):
@@ -333,6 +336,9 @@ def check(
                 {"outputs": {"exit_code": cmp.compare_exit_codes(codes[0], codes[i])}},
             )
             for path, result in cmp.compare_files(files[0], files[i]).items():
+                line = first_line_difference(texts[0].get(path), texts[i].get(path))
+                if line and result["verdict"] == cmp.DIFFERENT:
+                    result = dict(result, first_line=line, detail=_line_detail(line))
                 _merge(report.outputs, {"outputs": {f"file {path}": result}})
             for a in first:
                 b = counterpart(a, runs[i])
@@ -386,6 +392,58 @@ def _thread_suspects(runs: list[Manifest]) -> list[str]:
                 )
                 break
     return out
+
+
+_TEXT_BYTES = 1024 * 1024
+
+
+def _text_of(described: list[dict[str, Any]], base: str) -> dict[str, bytes]:
+    """The content of each described output file (folder members too) up to 1 MB, by the path
+    ``compare_files`` names it with: later executions overwrite the files."""
+    out: dict[str, bytes] = {}
+    for rec in described:
+        rel = rec.get("path") or ""
+        members = (
+            [(f"{rel}/{f['path']}", f) for f in rec.get("files") or []]
+            if rec.get("kind") == "folder"
+            else [(rel, rec)]
+        )
+        for name, f in members:
+            if not isinstance(f.get("size"), int) or f["size"] > _TEXT_BYTES:
+                continue
+            path = name if os.path.isabs(name) else os.path.join(base, *name.split("/"))
+            try:
+                with open(path, "rb") as fh:
+                    out[name] = fh.read(_TEXT_BYTES + 1)
+            except OSError:
+                continue
+    return out
+
+
+def first_line_difference(a: bytes | None, b: bytes | None) -> dict[str, Any] | None:
+    """The first line (1-based) at which two texts differ, with both lines; None for binary
+    content, identical texts or a missing side."""
+    if a is None or b is None or a == b or b"\0" in a or b"\0" in b:
+        return None
+    try:
+        la, lb = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    for i in range(max(len(la), len(lb))):
+        x = la[i] if i < len(la) else None
+        y = lb[i] if i < len(lb) else None
+        if x != y:
+            return {"line": i + 1, "first": x, "other": y}
+    return {"line": len(la) + 1, "first": "", "other": ""}  # only the final newline differs
+
+
+def _line_detail(line: dict[str, Any]) -> str:
+    def show(text: str | None) -> str:
+        if text is None:
+            return "<no line>"
+        return repr(text if len(text) <= 60 else text[:57] + "...")
+
+    return f"first differs at line {line['line']}: {show(line['first'])} -> {show(line['other'])}"
 
 
 def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:

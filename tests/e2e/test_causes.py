@@ -71,3 +71,14 @@ open("result.txt", "w").write(repr(train()))
     assert any("RNG not under the seed's control" in c and "checkpoint 2" in c for c in causes), (
         causes
     )
+
+
+def test_check_names_the_first_differing_line_of_a_text_output(repo):
+    (repo / "log.py").write_text(
+        "import time\n"
+        "open('log.txt', 'w').write('epoch 1\\nloss 0.5\\ntook ' + str(time.time_ns()) + '\\n')\n"
+    )
+    proc = cli(repo, "check", "--output", "log.txt", "--", sys.executable, "log.py")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if "file log.txt" in ln)
+    assert "first differs at line 3: 'took " in line
