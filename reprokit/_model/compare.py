@@ -147,6 +147,12 @@ def compare_values(
             out["verdict"] = WITHIN
     elif mode_a == "summary" or mode_b == "summary":
         _compare_summaries(recorded, replayed, rtol, atol, out)
+    elif "value" in recorded and "value" in replayed and _mixed(recorded, replayed, out):
+        if (rtol or atol) and out.get("max_abs") is not None:
+            xa = _numbers_in(recorded["value"], [])[1]
+            xb = _numbers_in(replayed["value"], [])[1]
+            if within(xb, xa, rtol, atol):
+                out["verdict"] = WITHIN
     else:
         if recorded.get("type") != replayed.get("type"):
             out["detail"] = f"type {recorded.get('type')} -> {replayed.get('type')}"
@@ -154,6 +160,32 @@ def compare_values(
             out["recorded_value"] = recorded["value"]
             out["replayed_value"] = replayed["value"]
     return out
+
+
+def _numbers_in(value: Any, found: list[float]) -> tuple[Any, list[float]]:
+    """(``value`` with its numbers replaced by a marker, the numbers in order)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value, found
+    if isinstance(value, (int, float)):
+        found.append(float(value))
+        return "\0#", found
+    if isinstance(value, (list, tuple)):
+        return [_numbers_in(v, found)[0] for v in value], found
+    if isinstance(value, dict):
+        return {str(k): _numbers_in(value[k], found)[0] for k in sorted(value, key=str)}, found
+    return repr(value), found
+
+
+def _mixed(recorded: dict[str, Any], replayed: dict[str, Any], out: dict[str, Any]) -> bool:
+    """For plain values that mix numbers with text: when all but the numbers agree, put how
+    far the numbers are apart in ``out`` and say True."""
+    sa, xa = _numbers_in(recorded["value"], [])
+    sb, xb = _numbers_in(replayed["value"], [])
+    if sa != sb or not xa or len(xa) != len(xb):
+        return False
+    out["mode"] = "values"
+    out.update(deviation(xb, xa))
+    return True
 
 
 def _count(record: dict[str, Any]) -> int:

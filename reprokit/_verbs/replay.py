@@ -386,6 +386,15 @@ def explain(
     if drift.get("hardware"):
         keys = ", ".join(sorted({d["key"].split(".")[0] for d in drift["hardware"]}))
         causes.append((_MACHINE, f"hardware differs ({keys})"))
+    if not causes and any(c["verdict"] == cmp.DIFFERENT for c in compared):
+        causes.append(
+            (
+                _NAMES,
+                "an input the record does not capture: a data file, an environment variable "
+                "the program reads, the clock or the network (same code, params, seeds and "
+                "environment as recorded)",
+            )
+        )
     ordered = [text for _rank, text in sorted(causes, key=lambda c: c[0])]  # stable
     return list(dict.fromkeys(ordered))  # without repeats, in order
 
