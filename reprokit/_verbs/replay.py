@@ -307,14 +307,14 @@ def explain(
         outputs = comp.get("outputs", {})
         params_changed = diff_mappings(a.params, b.params) if b is not None else []
         if params_changed:
-            shown = ", ".join(
+            which = ", ".join(
                 f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
                 for d in params_changed[:5]
             )
             causes.append(
                 (
                     _PARAMS_ENV,
-                    f"the re-executed run's own params differ ({shown}): a param the program "
+                    f"the re-executed run's own params differ ({which}): a param the program "
                     "reads from the environment, a file or the clock changed",
                 )
             )
@@ -370,11 +370,11 @@ def explain(
         if timed:
             causes.append((_NAMES, "outputs that look time-dependent: " + ", ".join(timed)))
     if drift.get("variables"):
-        shown = ", ".join(
+        changed = ", ".join(
             f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
             for d in drift["variables"][:5]
         )
-        causes.append((_PARAMS_ENV, f"numerics variables differ from the recording: {shown}"))
+        causes.append((_PARAMS_ENV, f"numerics variables differ from the recording: {changed}"))
     if drift.get("packages"):
         imported = [p for p in drift["packages"] if p.get("imported")]
         shown = imported or drift["packages"]
