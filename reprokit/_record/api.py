@@ -9,11 +9,11 @@ import sys
 from reprokit._capture.params import bind_call
 from reprokit._model.digest import fingerprint_exact
 from reprokit._model.errors import ReprokitError, warn
-from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
 from reprokit._record.process import STATE
 from reprokit._record.run import CURRENT, Run, error_of, status_of
 from reprokit._seeding import check_seed
+from reprokit._seeding import sweep_seed as process_sweep_seed
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def inspect_unwrap(func: Any) -> Any:
 def sweep_seed() -> int | None:
     """The seed a seed sweep imposes on this process's top-level runs, or None."""
     seed = STATE.sweep.get("seed")
-    return ChildProtocol.from_env().seed_override if seed is None else seed
+    return process_sweep_seed() if seed is None else seed
 
 
 def with_seed_param(func: Any, args: tuple, kwargs: dict, seed: int) -> tuple[tuple, dict]:

@@ -31,7 +31,7 @@ from reprokit._record.outputs import describe_declared, describe_value
 from reprokit._record.process import STATE
 from reprokit._reexec.execute import check_replayable, execute, new_runs
 from reprokit._reexec.source import rebuild_source
-from reprokit._seeding import check_seed, draw_seed
+from reprokit._seeding import check_seed, draw_seed, set_sweep_seed
 from reprokit._store.store import Store
 from reprokit._verbs.replay import compare_runs, counterpart, explain
 
@@ -623,10 +623,12 @@ def across_seeds(
     for s in chosen:
         sealed: list[str] = []
         STATE.sweep.update({"seed": s, "group": report.group, "sealed": sealed})
+        set_sweep_seed(s)
         try:
             value = fn(**params, seed=s) if takes_seed else fn(**params)
         finally:
             STATE.sweep.clear()
+            set_sweep_seed(None)
         found: dict[str, float] = {}
         if sealed:
             store = Store.at(STATE.last_store_root)

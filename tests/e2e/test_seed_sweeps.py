@@ -135,3 +135,20 @@ def test_across_seeds_in_process_refuses_when_nothing_varies(tmp_path):
     assert report.nothing_varied and "byte-identical" in report.nothing_varied
     assert not report.robust
     assert report.claims["return >= 0.0"]["verdict"] == "undetermined"
+
+
+def test_sweep_reaches_a_seed_everything_the_program_calls_itself(repo):
+    code = """
+import random, reprokit
+with reprokit.run("exp"):
+    state = reprokit.seed_everything(543)
+    reprokit.log_metric("x", random.random())
+"""
+    assert run_python(repo, code).returncode == 0
+    data, runs = sweep(repo)
+    assert data["nothing_varied"] is None
+    expected_values = []
+    for s in (0, 1, 2, 3):
+        random.seed(s)
+        expected_values.append(random.random())
+    assert data["results"]["metric x"]["values"] == expected_values
