@@ -528,6 +528,12 @@ def seeds(
             report.runs.append(top.id if top else None)
             tops.append(top)
             per_seed.append(results_of(top) if top else {})
+        if not any(tops):
+            # Nothing to summarise is no "robust" and no empty table that exits 0.
+            raise ReprokitError(
+                f"none of the {len(chosen)} executions of run {m.id} recorded a run to "
+                "summarise (a command run's results are its children's; see reprokit check)"
+            )
         _fill(report, per_seed, parsed)
         _judge_variation(report, tops, st)
         return report.freeze()

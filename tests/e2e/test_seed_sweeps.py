@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 import reprokit
 from tests.conftest import cli, run_python
@@ -152,3 +153,11 @@ with reprokit.run("exp"):
         random.seed(s)
         expected_values.append(random.random())
     assert data["results"]["metric x"]["values"] == expected_values
+
+
+def test_a_sweep_that_records_nothing_says_so_instead_of_an_empty_table(repo):
+    (repo / "r.py").write_text("print('hello')\n")
+    assert cli(repo, "run", "--", sys.executable, "r.py").returncode == 0
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    proc = cli(repo, "seeds", m.id, "-n", "2")
+    assert proc.returncode == 2 and "recorded a run to summarise" in proc.stderr
