@@ -60,7 +60,8 @@ def numbers_of(record: dict[str, Any]) -> tuple[list[float] | None, str]:
         return _flatten_numbers(record["values"]), "values"
     if isinstance(record.get("packed"), str):
         try:
-            return kept_numbers.unpack(record["packed"]), "values"
+            dtype = str(record.get("packed_dtype") or "<f8")
+            return kept_numbers.unpack(record["packed"], dtype), "values"
         except Exception:  # a damaged copy (bad base64 or zlib data): use the summary
             pass
     stats = record.get("stats")

@@ -33,14 +33,15 @@ def pack(values: Iterable[float]) -> str:
     return pack_bytes(arr.tobytes())
 
 
-def pack_bytes(little_endian_f8: bytes) -> str:
-    """What ``pack`` writes, from the float64 little-endian bytes themselves (numpy's)."""
-    return base64.b64encode(zlib.compress(little_endian_f8, 1)).decode("ascii")
+def pack_bytes(little_endian: bytes) -> str:
+    """What ``pack`` writes, from little-endian float bytes themselves (numpy's float64, or
+    float32 for float32 data, recorded as ``packed_dtype``: half the bytes, still exact)."""
+    return base64.b64encode(zlib.compress(little_endian, 1)).decode("ascii")
 
 
-def unpack(text: str) -> list[float]:
-    """The numbers ``pack`` wrote."""
-    arr = array("d")
+def unpack(text: str, dtype: str = "<f8") -> list[float]:
+    """The numbers ``pack`` (``dtype`` "<f8") or ``pack_bytes`` wrote."""
+    arr = array("f" if dtype == "<f4" else "d")
     arr.frombytes(zlib.decompress(base64.b64decode(text)))
     if sys.byteorder == "big":
         arr.byteswap()

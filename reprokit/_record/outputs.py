@@ -133,7 +133,11 @@ def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any]
                 },
             }
             if a.size <= keep:
-                out["packed"] = nums.pack_bytes(a.tobytes())
+                if arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
+                    out["packed"] = nums.pack_bytes(arr.astype("<f4").ravel().tobytes())
+                    out["packed_dtype"] = "<f4"
+                else:
+                    out["packed"] = nums.pack_bytes(a.tobytes())
             return out
         except Exception:
             return None
