@@ -120,3 +120,16 @@ def test_numbers_in_declared_json_csv_npy_outputs_are_compared_with_the_toleranc
     assert far.returncode == 1
     result = json.loads(far.stdout)["runs"][0]["outputs"]["file out/metrics.json"]
     assert result["verdict"] == "different" and result["max_abs"] > 1e-4
+
+
+def test_float32_checkpoints_are_kept_exactly_in_half_the_bytes(tmp_path):
+    from reprokit._model.compare import numbers_of
+
+    x = np.linspace(-1, 1, 1000, dtype=np.float32)
+    with reprokit.run("f32", store=tmp_path / "store") as r:
+        r.checkpoint("w", x)
+    line = (tmp_path / "store" / "runs" / r.id / "checkpoints.jsonl").read_text()
+    rec = json.loads(line)
+    assert rec["packed_dtype"] == "<f4"
+    values, mode = numbers_of(rec)
+    assert mode == "values" and values == x.astype(float).tolist()
