@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 NUMERIC_SUFFIXES = (".json", ".csv", ".tsv", ".npy")
-MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are not parsed (recording must stay cheap)
+MAX_FILE_BYTES = 1024 * 1024  # larger files are not parsed (recording must stay cheap)
 FILE_KEPT = 4096  # numbers kept per file in the manifest; beyond, their summary
 
 
