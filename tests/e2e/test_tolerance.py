@@ -133,3 +133,21 @@ def test_float32_checkpoints_are_kept_exactly_in_half_the_bytes(tmp_path):
     assert rec["packed_dtype"] == "<f4"
     values, mode = numbers_of(rec)
     assert mode == "values" and values == x.astype(float).tolist()
+
+
+def test_a_numeric_file_too_large_to_keep_is_undetermined_under_a_tolerance(tmp_path):
+    from reprokit._model.compare import compare_files
+    from reprokit._record.file_numbers import MAX_FILE_BYTES
+    from reprokit._record.outputs import describe_output
+
+    def described(shift: float):
+        path = tmp_path / "big.csv"
+        rows = (MAX_FILE_BYTES // 20) + 1
+        path.write_text("".join(f"{i},{i * 0.5 + shift!r}\n" for i in range(rows)))
+        return [describe_output(path, tmp_path)]
+
+    a, b = described(0.0), described(1e-13)
+    assert a[0]["numbers"] == {"skipped": "larger than 1 MB"}
+    assert compare_files(a, b)["big.csv"]["verdict"] == "different"  # exact: bytes decide
+    judged = compare_files(a, b, rtol=1e-9)["big.csv"]
+    assert judged["verdict"] == "undetermined" and "too large" in judged["detail"]
