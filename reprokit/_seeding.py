@@ -9,6 +9,7 @@ import sys
 from _thread import get_ident
 
 from reprokit._model.errors import ReprokitError, warn
+from reprokit._model.protocol import ChildProtocol
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -108,6 +109,22 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 JAX_NOTE = {"note": "explicit keys: not seedable globally", "key_helper": "reprokit.jax_key(name)"}
 
 
+_sweep_seed: list[int | None] = [None]  # set by across_seeds() while it calls a function
+
+
+def sweep_seed() -> int | None:
+    """The seed a seed sweep (``reprokit seeds``, ``across_seeds``) imposes on this process,
+    or None."""
+    if _sweep_seed[0] is not None:
+        return _sweep_seed[0]
+    return ChildProtocol.from_env().seed_override
+
+
+def set_sweep_seed(seed: int | None) -> None:
+    """Impose ``seed`` on this process's seeding (None: stop)."""
+    _sweep_seed[0] = seed
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> dict[str, Any]:
     """Seed every RNG the process has imported with exactly ``seed``; return what was done.
 
@@ -118,15 +135,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> dict[str, Any]:
     with the newest seed the moment their import completes (see ``late_seeded``).
     """
     seed = check_seed(seed)
+    # Under a seed sweep the sweep's seed wins over the one a program hard-codes here, so the
+    # sweep varies what it claims to; the state says which seed was asked for.
+    swept = sweep_seed()
+    asked = None
+    if swept is not None and swept != seed:
+        asked, seed = seed, swept
     remember_seed(seed)
     _hook_deterministic[:] = [bool(deterministic)]
     _install_hook()
     me = get_ident()
     _busy.add(me)
     try:
-        return _seed_all(seed, deterministic)
+        state = _seed_all(seed, deterministic)
     finally:
         _busy.discard(me)
+    if asked is not None:
+        state["asked"] = asked
+        state["overridden_by"] = "seed sweep"
+    return state
 
 
 def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:

@@ -93,6 +93,17 @@ _EXCLUDED_PREFIXES = (
 _EXCLUDED_SUFFIXES = ("_ADDR", "_ADDRESS", "_HOST", "_HOSTS", "_HOSTNAME", "_PORT", "_COMM_ID")
 
 
+# Numerics variables that libraries set in their own process at import (scikit-learn and
+# Intel's OpenMP: KMP_*; torch: CUDA_MODULE_LOADING). A run that imported them has them, a process
+# that did not lacks them: that is no drift of the machine.
+SET_AT_IMPORT = frozenset({"KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "CUDA_MODULE_LOADING"})
+
+
+def is_numerics_variable(name: str) -> bool:
+    """Whether ``name`` is one of the environment variables that change numerics."""
+    return _allowed_variable(name)
+
+
 def _allowed_variable(name: str) -> bool:
     if name in _EXACT_VARIABLES:
         return True

@@ -59,6 +59,8 @@ def output_line(name: str, result: dict[str, Any]) -> str:
     bits = []
     if "max_abs" in result:
         bits.append(f"max abs {fmt_num(result['max_abs'])}, max rel {fmt_num(result['max_rel'])}")
+    if "max_abs_at_least" in result and "max_abs" not in result:
+        bits.append(f"max abs at least {fmt_num(result['max_abs_at_least'])}")
     if result.get("mode") == "summary":
         bits.append("compared by summary statistics")
     if "first_step" in result:
@@ -68,6 +70,8 @@ def output_line(name: str, result: dict[str, Any]) -> str:
         text = f"first divergence at #{div['index']} ({div.get('name')})"
         if "max_abs" in div:
             text += f", max abs {fmt_num(div['max_abs'])}"
+        elif "max_abs_at_least" in div:
+            text += f", max abs at least {fmt_num(div['max_abs_at_least'])} (by summaries)"
         bits.append(text)
     if "recorded_sha256" in result:
         bits.append(

@@ -44,12 +44,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         full_hash=args.full_hash,
     )
-    code = 0 if report.identical else 1
+    code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
         _late_drift(report, seen_drift, args.quiet)
         emit_json(report.to_dict())
-        return code
-    print_replay(report, seen_drift, args.quiet)
+    else:
+        print_replay(report, seen_drift, args.quiet)
+    if report.undetermined:
+        # Neither "same" nor "different" is proven: exit 2 with the reason, never a guess.
+        err(f"reprokit: replay: cannot tell within the tolerance: {report.undetermined}")
     return code
 
 
@@ -162,9 +165,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_seeds(args: argparse.Namespace) -> int:
     seed_list = parse_seeds(args.seeds) if args.seeds else None
     report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
-    code = 0 if report.robust else 1
+    # A sweep in which nothing varied cannot support or refute a claim: exit 2, said loudly.
+    code = 2 if report.nothing_varied else 0 if report.robust else 1
     if args.json:
         emit_json(report.to_dict())
+        if report.nothing_varied:
+            err(f"reprokit: seeds: NOTHING VARIED: {report.nothing_varied}")
         return code
     out(f"{report.target} under {len(report.seeds)} seeds (group {report.group})")
     header = ("RESULT", "MEAN", "STD", "MIN", "MAX", "95% CI", "CV")
@@ -184,6 +190,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if report.nothing_varied:
+        for claim in report.claims:
+            out(f"claim {claim}: undetermined (the seeds did not vary the executions)")
+        err(f"reprokit: seeds: NOTHING VARIED, no robustness claim: {report.nothing_varied}")
+        return code
     for claim, j in report.claims.items():
         note = "; spread larger than the margin" if j["spread_exceeds_margin"] else ""
         out(

@@ -12,12 +12,14 @@ from reprokit._cli.output import (
     err,
     out,
     parser_for,
+    print_drift,
     progress,
     short,
     short_commit,
     store_of,
     tampered,
 )
+from reprokit._cli.replay import print_replay
 from reprokit._model.errors import ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
@@ -285,18 +287,26 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
     for r in report.replays:
         extra = f" ({r['reason']})" if r.get("reason") else ""
         out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
+        replayed = r.get("report")
+        if replayed is not None:  # the same report replay prints, run by run
+            if not args.quiet:
+                print_drift(replayed.drift)
+            seen = [item["key"] for item in replayed.drift.get("hardware") or []]
+            print_replay(replayed, seen, args.quiet)
     good = sum(r["verdict"] in ("identical", "within_tolerance") for r in report.replays)
     out(f"{good} of {len(report.replays)} runs reproduced")
     return code
 
 
 def _archive_code(report: ArchiveVerifyReport) -> int:
-    """0 all reproduced; 1 some run differs; 2 some could not be replayed (an input missing,
-    say) and none differs: "could not tell" is not a verdict of difference."""
+    """0 every run reproduced; 1 some run differs (or the archive is not intact); 2 none
+    differs but some could not be replayed or judged (an input missing, an undetermined
+    comparison): "could not tell" is not a verdict of difference."""
     if report.ok:
         return 0
     verdicts = {r["verdict"] for r in report.replays}
-    return 2 if verdicts <= {"identical", "within_tolerance", "not replayable"} else 1
+    undecided = verdicts <= {"identical", "within_tolerance", "undetermined", "not replayable"}
+    return 2 if report.intact and undecided else 1
 
 
 def cmd_archive(args: argparse.Namespace) -> int:

@@ -13,10 +13,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._model import numbers as kept_numbers
+
 IDENTICAL = "identical"
 WITHIN = "within_tolerance"
 DIFFERENT = "different"
 MISSING = "missing"
+# Neither proven close nor proven different: only a summary was kept, and it agrees within the
+# tolerance. A replay with such an output cannot give a verdict (exit 2), never a false one.
+UNDETERMINED = "undetermined"
 
 
 def _flatten_numbers(value: Any) -> list[float] | None:
@@ -53,6 +58,12 @@ def numbers_of(record: dict[str, Any]) -> tuple[list[float] | None, str]:
             return nums, "values"
     if isinstance(record.get("values"), list):
         return _flatten_numbers(record["values"]), "values"
+    if isinstance(record.get("packed"), str):
+        try:
+            dtype = str(record.get("packed_dtype") or "<f8")
+            return kept_numbers.unpack(record["packed"], dtype), "values"
+        except Exception:  # a damaged copy (bad base64 or zlib data): use the summary
+            pass
     stats = record.get("stats")
     if isinstance(stats, dict):
         keys = ("mean", "std", "min", "max", "l2")
@@ -126,7 +137,7 @@ def compare_values(
     if (
         a is not None
         and b is not None
-        and mode_a == mode_b
+        and mode_a == mode_b == "values"
         and len(a) == len(b)
         and recorded.get("shape") == replayed.get("shape")
         and _shape_of(recorded.get("value")) == _shape_of(replayed.get("value"))
@@ -135,6 +146,14 @@ def compare_values(
         out.update(deviation(b, a))
         if (rtol or atol) and within(b, a, rtol, atol):
             out["verdict"] = WITHIN
+    elif mode_a == "summary" or mode_b == "summary":
+        _compare_summaries(recorded, replayed, rtol, atol, out)
+    elif "value" in recorded and "value" in replayed and _mixed(recorded, replayed, out):
+        if (rtol or atol) and out.get("max_abs") is not None:
+            xa = _numbers_in(recorded["value"], [])[1]
+            xb = _numbers_in(replayed["value"], [])[1]
+            if within(xb, xa, rtol, atol):
+                out["verdict"] = WITHIN
     else:
         if recorded.get("type") != replayed.get("type"):
             out["detail"] = f"type {recorded.get('type')} -> {replayed.get('type')}"
@@ -142,6 +161,67 @@ def compare_values(
             out["recorded_value"] = recorded["value"]
             out["replayed_value"] = replayed["value"]
     return out
+
+
+def _numbers_in(value: Any, found: list[float]) -> tuple[Any, list[float]]:
+    """(``value`` with its numbers replaced by a marker, the numbers in order)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value, found
+    if isinstance(value, (int, float)):
+        found.append(float(value))
+        return "\0#", found
+    if isinstance(value, (list, tuple)):
+        return [_numbers_in(v, found)[0] for v in value], found
+    if isinstance(value, dict):
+        return {str(k): _numbers_in(value[k], found)[0] for k in sorted(value, key=str)}, found
+    return repr(value), found
+
+
+def _mixed(recorded: dict[str, Any], replayed: dict[str, Any], out: dict[str, Any]) -> bool:
+    """For plain values that mix numbers with text: when all but the numbers agree, put how
+    far the numbers are apart in ``out`` and say True."""
+    sa, xa = _numbers_in(recorded["value"], [])
+    sb, xb = _numbers_in(replayed["value"], [])
+    if sa != sb or not xa or len(xa) != len(xb):
+        return False
+    out["mode"] = "values"
+    out.update(deviation(xb, xa))
+    return True
+
+
+def _count(record: dict[str, Any]) -> int:
+    stats = record.get("stats") or {}
+    if isinstance(stats.get("count"), int):
+        return int(stats["count"])
+    shape = record.get("shape")
+    if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+        return math.prod(shape)
+    return 0
+
+
+def _compare_summaries(
+    recorded: dict[str, Any], replayed: dict[str, Any], rtol: float, atol: float, out: dict
+) -> None:
+    """Two large arrays of which only summaries are comparable: prove a difference, or say
+    that a tolerance cannot be judged."""
+    sa, sb = recorded.get("stats"), replayed.get("stats")
+    if not isinstance(sa, dict) or not isinstance(sb, dict):
+        out["detail"] = "only one side kept its numbers"
+        return
+    if recorded.get("shape") != replayed.get("shape"):
+        out["detail"] = f"shape {recorded.get('shape')} -> {replayed.get('shape')}"
+        return
+    sa, sb = dict(sa, count=_count(recorded)), dict(sb, count=_count(replayed))
+    proven, lower = kept_numbers.summary_bounds(sa, sb, rtol, atol)
+    out["mode"] = "summary"
+    out["max_abs_at_least"] = lower
+    if not proven and (rtol or atol):
+        out["verdict"] = UNDETERMINED
+        out["detail"] = (
+            f"{sa['count']} numbers, more than the {kept_numbers.KEPT} kept: their summary "
+            "(min, max, mean, L2) agrees within the tolerance, which cannot prove that every "
+            "value does"
+        )
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -208,20 +288,56 @@ def first_divergence(
         if a.get("name") != b.get("name"):
             return {"index": i, "name": a.get("name"), "detail": f"name {a['name']} -> {b['name']}"}
         result = compare_values(a, b, rtol, atol)
-        if result["verdict"] in (IDENTICAL, WITHIN):
+        if result["verdict"] in (IDENTICAL, WITHIN, UNDETERMINED):
             continue
         out = {"index": i, "name": a.get("name")}
-        for key in ("max_abs", "max_rel", "mode"):
+        for key in ("max_abs", "max_rel", "mode", "max_abs_at_least"):
             if key in result:
                 out[key] = result[key]
         return out
     return None
 
 
+def compare_checkpoints(
+    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]], rtol: float, atol: float
+) -> dict[str, Any]:
+    """The verdict on two checkpoint streams: the first divergence, or which checkpoints only a
+    summary could compare (undetermined under a tolerance), and how far apart they are."""
+    out: dict[str, Any] = {"verdict": IDENTICAL, "count": len(recorded)}
+    div = first_divergence(recorded, replayed, rtol, atol)
+    if div is not None:
+        out.update(verdict=DIFFERENT, first_divergence=div)
+        return out
+    verdicts = []
+    undetermined = []
+    for i, (a, b) in enumerate(zip(recorded, replayed, strict=False)):
+        result = compare_values(a, b, rtol, atol)
+        verdicts.append(result["verdict"])
+        if result["verdict"] == UNDETERMINED:
+            undetermined.append(i)
+            out.setdefault("detail", f"#{i} ({a.get('name')}): {result.get('detail')}")
+        for key in ("max_abs", "max_rel", "max_abs_at_least"):
+            if key in result:
+                out[key] = max(out.get(key, 0.0), result[key])
+    if undetermined:
+        out["verdict"] = UNDETERMINED
+        out["undetermined"] = undetermined
+    elif WITHIN in verdicts:
+        out["verdict"] = WITHIN
+    return out
+
+
 def compare_files(
-    recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+    recorded: list[dict[str, Any]],
+    replayed: list[dict[str, Any]],
+    rtol: float = 0.0,
+    atol: float = 0.0,
 ) -> dict[str, dict[str, Any]]:
-    """Per output path (files, and each file of a folder): identical or which digests differ."""
+    """Per output path (files, and each file of a folder): identical or which digests differ.
+
+    With a tolerance, JSON/CSV/NPY files whose non-numeric content agrees are judged by their
+    numbers (kept when recorded, see ``reprokit._record.file_numbers``).
+    """
 
     def flat(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -252,7 +368,29 @@ def compare_files(
                 "recorded_size": ra.get("size"),
                 "replayed_size": rb.get("size"),
             }
+            if rtol or atol:
+                _compare_file_numbers(
+                    ra.get("numbers"), rb.get("numbers"), rtol, atol, result[path]
+                )
     return result
+
+
+def _compare_file_numbers(a: Any, b: Any, rtol: float, atol: float, out: dict[str, Any]) -> None:
+    """Judge two differing numeric files by their numbers, when all else in them agrees."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return
+    if a.get("skipped") or b.get("skipped"):
+        out["verdict"] = UNDETERMINED
+        out["detail"] = f"too large to keep its numbers ({a.get('skipped') or b.get('skipped')})"
+        return
+    if a.get("skeleton") != b.get("skeleton"):
+        out["detail"] = "differs in more than its numbers (keys, text or layout)"
+        return
+    judged = compare_values(dict(a, fingerprint=None), dict(b, fingerprint=""), rtol, atol)
+    for key in ("verdict", "max_abs", "max_rel", "max_abs_at_least", "mode", "detail"):
+        if key in judged:
+            out[key] = judged[key]
+    out["compared"] = "numbers"
 
 
 def compare_exit_codes(recorded: Any, replayed: Any) -> dict[str, Any]:
@@ -262,8 +400,9 @@ def compare_exit_codes(recorded: Any, replayed: Any) -> dict[str, Any]:
 
 
 def worst(verdicts: list[str]) -> str:
-    """The verdict of a whole: different beats missing beats within tolerance beats identical."""
-    for v in (DIFFERENT, MISSING, WITHIN):
+    """The verdict of a whole: different beats missing beats undetermined beats within
+    tolerance beats identical."""
+    for v in (DIFFERENT, MISSING, UNDETERMINED, WITHIN):
         if v in verdicts:
             return DIFFERENT if v == MISSING else v
     return IDENTICAL

@@ -13,8 +13,10 @@ from reprokit._model.redact import redact_argv
 from reprokit._record import lineage
 from reprokit._record.notebook import current_shell, notebook_entry
 from reprokit._record.outputs import describe_output
+from reprokit._record.process import STATE
 from reprokit._record.run import CURRENT, Run, error_of, status_of
 from reprokit._seeding import check_seed
+from reprokit._seeding import sweep_seed as process_sweep_seed
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -182,6 +184,27 @@ def inspect_unwrap(func: Any) -> Any:
     return func
 
 
+def sweep_seed() -> int | None:
+    """The seed a seed sweep imposes on this process's top-level runs, or None."""
+    seed = STATE.sweep.get("seed")
+    return process_sweep_seed() if seed is None else seed
+
+
+def with_seed_param(func: Any, args: tuple, kwargs: dict, seed: int) -> tuple[tuple, dict]:
+    """``args``/``kwargs`` with the function's own ``seed`` parameter set to ``seed`` (unchanged
+    when it has none): a sweep's seed must reach a ``seed`` the function seeds itself with."""
+    code = getattr(inspect_unwrap(func), "__code__", None)
+    if code is None:
+        return args, kwargs
+    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    if "seed" not in names:
+        return args, kwargs
+    i = names.index("seed")
+    if i < code.co_argcount and i < len(args):
+        return (*args[:i], seed, *args[i + 1 :]), kwargs
+    return args, {**kwargs, "seed": seed}
+
+
 def _is_method(func: Callable[..., Any]) -> bool:
     code = getattr(inspect_unwrap(func), "__code__", None)
     return bool(code is not None and code.co_argcount and code.co_varnames[0] == "self")
@@ -243,6 +266,7 @@ def _track(
     info: dict[str, Any] = {}
 
     def make_run(args: tuple, kwargs: dict) -> Run | None:
+        """The started run (None when it cannot be recorded); called with the final arguments."""
         try:
             if not info:
                 info["entry"], info["file"], info["problems"] = _function_entry(func)
@@ -273,10 +297,25 @@ def _track(
             warn(f"this call is not recorded: {exc}")
             return None
 
+    def swept(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # A top-level call under a seed sweep takes the sweep's seed as its own ``seed`` param,
+        # as across_seeds() passes it in process: a script that re-runs under ``reprokit seeds``
+        # would otherwise seed itself with its default (or argparse's) value every time.
+        if CURRENT.get() is not None:
+            return args, kwargs
+        try:
+            seed_now = sweep_seed()
+            if seed_now is None:
+                return args, kwargs
+            return with_seed_param(func, args, kwargs, seed_now)
+        except Exception:  # never break the user's call
+            return args, kwargs
+
     code = getattr(func, "__code__", None)
     if code is not None and code.co_flags & _CO_COROUTINE:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            args, kwargs = swept(args, kwargs)
             r = make_run(args, kwargs)
             if r is None:
                 return await func(*args, **kwargs)
@@ -291,6 +330,7 @@ def _track(
         return _wraps(async_wrapper, func)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args, kwargs = swept(args, kwargs)
         r = make_run(args, kwargs)
         if r is None:
             return func(*args, **kwargs)

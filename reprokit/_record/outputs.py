@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 
 from reprokit._capture.params import record_params
+from reprokit._model import numbers as nums
 from reprokit._model.digest import fingerprint_exact, sha256_file
 from reprokit._model.yaml import dump
+from reprokit._record.file_numbers import numbers_in_file
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 SMALL_VALUE_BYTES = 4096
-INLINE_CHECKPOINT = 64  # numbers kept inline in a checkpoint record, for divergence sizes
+INLINE_CHECKPOINT = nums.INLINE  # numbers kept inline in a record, for divergence sizes
 
 
 def safe_rel(rel: str) -> str:
@@ -43,13 +45,19 @@ def describe_output(path: Path, root: Path) -> dict[str, Any]:
             for n in sorted(names):
                 f = Path(dirpath) / n
                 digest, size = sha256_file(f)
-                files.append(
-                    {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
-                )
+                rec = {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
+                found = numbers_in_file(f, size)
+                if found is not None:
+                    rec["numbers"] = found
+                files.append(rec)
                 total += size
         return {"path": rel, "kind": "folder", "size": total, "files": files}
     digest, size = sha256_file(path)
-    return {"path": rel, "kind": "file", "size": size, "sha256": digest}
+    out = {"path": rel, "kind": "file", "size": size, "sha256": digest}
+    found = numbers_in_file(path, size)  # JSON/CSV/NPY: their numbers, for tolerances
+    if found is not None:
+        out["numbers"] = found
+    return out
 
 
 def describe_declared(paths: list[str], base: str, cwd: str | None = None) -> list[dict[str, Any]]:
@@ -90,8 +98,9 @@ def describe_value(value: Any) -> dict[str, Any]:
     return out
 
 
-def numeric_summary(value: Any) -> dict[str, Any] | None:
-    """Inline numbers (small) or summary statistics (large) of numeric values, for tolerances."""
+def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any] | None:
+    """The numbers of a numeric value, for tolerances: inline when small, compressed up to
+    ``keep`` numbers (see ``reprokit._model.numbers``), else summary statistics."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -111,10 +120,11 @@ def numeric_summary(value: Any) -> dict[str, Any] | None:
                 return None
             if arr.size <= INLINE_CHECKPOINT:
                 return {"values": arr.astype(float).ravel().tolist(), "shape": list(arr.shape)}
-            a = arr.astype(np.float64)
-            return {
+            a = arr.astype("<f8").ravel()
+            out: dict[str, Any] = {
                 "shape": list(arr.shape),
                 "stats": {
+                    "count": int(a.size),
                     "mean": float(a.mean()),
                     "std": float(a.std()),
                     "min": float(a.min()),
@@ -122,12 +132,19 @@ def numeric_summary(value: Any) -> dict[str, Any] | None:
                     "l2": float(np.sqrt((a * a).sum())),
                 },
             }
+            if a.size <= keep:
+                if arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
+                    out["packed"] = nums.pack_bytes(arr.astype("<f4").ravel().tobytes())
+                    out["packed_dtype"] = "<f4"
+                else:
+                    out["packed"] = nums.pack_bytes(a.tobytes())
+            return out
         except Exception:
             return None
     if (
         isinstance(value, (list, tuple))
-        and 0 < len(value) <= INLINE_CHECKPOINT
+        and len(value) > 0
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
-        return {"values": [float(v) for v in value]}
+        return nums.keep([float(v) for v in value], keep)
     return None

@@ -16,12 +16,19 @@ from reprokit._capture.environment import imported_distributions
 from reprokit._capture.params import Params, record_params
 from reprokit._model.digest import fingerprint_exact
 from reprokit._model.errors import ReprokitError, warn
+from reprokit._model.numbers import KEPT
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
 from reprokit._record import group, lineage, signals
 from reprokit._record.inputs import InputLog
-from reprokit._record.outputs import describe_output, describe_value, numeric_summary, safe_rel
+from reprokit._record.outputs import (
+    INLINE_CHECKPOINT,
+    describe_output,
+    describe_value,
+    numeric_summary,
+    safe_rel,
+)
 from reprokit._record.process import CAPTURE, STATE, CodeCache
 from reprokit._seeding import (
     CURRENT_SEED,
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from reprokit._record.group import RankInfo
+
+KEPT_PER_RUN = 20_000_000  # numbers a run keeps across its checkpoints (~160 MB before zlib)
 
 CURRENT: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
 
@@ -93,6 +102,7 @@ class Run:
         self._metrics: dict[str, dict[str, Any]] = {}
         self._ckpt_fh: Any = None
         self._ckpt_count = 0
+        self._numbers_kept = 0
         self._artifacts: list[dict[str, Any]] = []
         self._outputs: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
@@ -185,9 +195,14 @@ class Run:
         record: dict[str, Any] = {"index": self._ckpt_count, "name": name, "fingerprint": fp}
         if not exact:
             record["exact"] = False
-        summary = numeric_summary(value)
+        # Up to KEPT numbers per checkpoint are kept (compressed) so a tolerance can judge them,
+        # until the run has kept KEPT_PER_RUN in all; beyond, a summary.
+        keep = KEPT if self._numbers_kept < KEPT_PER_RUN else INLINE_CHECKPOINT
+        summary = numeric_summary(value, keep)
         if summary is not None:
             record.update(summary)
+            if "packed" in summary:
+                self._numbers_kept += int(summary["stats"]["count"])
         with self._lock:
             record["index"] = self._ckpt_count
             self._ckpt_count += 1

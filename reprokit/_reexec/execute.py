@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.environment import is_numerics_variable
 from reprokit._capture.hardware import capture_hardware
 from reprokit._capture.pycommand import python_program
 from reprokit._model.errors import ArgumentError, NotReplayable, ReprokitError
@@ -103,6 +104,13 @@ def child_env(
     seeds = m.seeds
     seed = seeds.get("seed")
     variables = m.environment.get("variables") or {}
+    if isinstance(variables, Mapping) and variables.get("unavailable") is None:
+        # A numerics variable the recorded run did not have is not passed on from this shell:
+        # the re-execution gets the recorded numerics environment, no more, no less.
+        for key in [k for k in env if is_numerics_variable(k) and k not in variables]:
+            # Which devices to use is this machine's choice, not a numerics setting to undo.
+            if key != "PYTHONHASHSEED" and not key.endswith("_VISIBLE_DEVICES"):
+                del env[key]
     relaunched = isinstance(m.run.get("ranks"), Mapping)
     for key, value in variables.items():
         if relaunched and (key in _LAYOUT or key.startswith("SLURM_")):
@@ -143,8 +151,37 @@ def reruns_script(m: Manifest) -> bool:
     )
 
 
-def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
-    """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
+_SEED_FLAGS = ("--seed", "--random-seed", "--random_seed", "--rng-seed", "--rng_seed")
+
+
+def with_seed_flag(argv: list[str], seed: int) -> tuple[list[str], bool]:
+    """``argv`` with the value of its ``--seed``-style flags set to ``seed``; whether it had one.
+
+    A seed sweep over a script that takes its seed from the command line must change it there.
+    """
+    out, found, i = list(argv), False, 1
+    while i < len(out):
+        arg = out[i]
+        if arg == "--":
+            break
+        flag, eq, _value = arg.partition("=")
+        if flag in _SEED_FLAGS:
+            if eq:
+                out[i], found = f"{flag}={seed}", True
+            elif i + 1 < len(out):
+                out[i + 1], found = str(seed), True
+                i += 1
+        i += 1
+    return out, found
+
+
+def plan(
+    m: Manifest, source: str, params: Mapping[str, Any], *, argv_seed: int | None = None
+) -> tuple[list[str], dict, str]:
+    """(argv, extra environment, cwd) that re-execute the run inside ``source``.
+
+    ``argv_seed``: a seed sweep's seed, given to a script's ``--seed``-style flags.
+    """
     run = m.run
     entry = run.get("entry") or {}
     cwd_rel = run.get("cwd") or "."
@@ -193,6 +230,8 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         if not rel:
             raise NotReplayable(m.id, "the script is not inside the recorded tree")
         argv = list(entry.get("argv") or [])
+        if argv_seed is not None:
+            argv = with_seed_flag(argv, argv_seed)[0]
         return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
     if kind == "notebook":
         needed = ("nbclient", "nbformat", "ipykernel")
@@ -406,15 +445,17 @@ def execute(
     stdout: Any = None,
     python: str | None = None,
     verified: bool = True,
+    argv_seed: int | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
     ``protocol``: more to tell the child (an audit's group, a sweep's seed).
+    ``argv_seed``: a seed sweep's seed for a script's ``--seed`` flags.
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
     """
-    argv, extra, cwd = plan(m, source, params)
+    argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
     argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)

@@ -970,7 +970,9 @@ def verify_archive(
                     stdout=stdout,
                     data_root=roots,
                 )
-                entry = {"run": rid, "verdict": r.verdict, "causes": r.causes}
+                # The whole report, as ``replay`` gives it: drift, per-output verdicts, first
+                # divergence and causes travel with the verdict.
+                entry = {"run": rid, "verdict": r.verdict, "causes": r.causes, "report": r}
             except ReprokitError as exc:
                 entry = {"run": rid, "verdict": "not replayable", "reason": str(exc)}
             report.replays.append(entry)

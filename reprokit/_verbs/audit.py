@@ -34,7 +34,7 @@ from reprokit._record.process import STATE
 from reprokit._reexec.execute import check_replayable, execute, new_runs
 from reprokit._reexec.inputs import make_inputs_available
 from reprokit._reexec.source import rebuild_source
-from reprokit._seeding import check_seed, draw_seed
+from reprokit._seeding import check_seed, draw_seed, set_sweep_seed
 from reprokit._store.store import Store
 from reprokit._verbs.replay import (
     check_all_ranks,
@@ -244,10 +244,15 @@ class SeedReport(Report):
     runs: list[str | None] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the sweep proves nothing about seeds (the seed did not reach the program, or the
+    # executions came out identical); None when the seeds did vary the executions.
+    nothing_varied: str | None = None
 
     @property
     def robust(self) -> bool:
-        return all(c["verdict"] == "robust" for c in self.claims.values())
+        return self.nothing_varied is None and all(
+            c["verdict"] == "robust" for c in self.claims.values()
+        )
 
 
 class _SeedDraft:
@@ -258,6 +263,7 @@ class _SeedDraft:
         self.runs: list[str | None] = []
         self.results: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
+        self.nothing_varied: str | None = None
 
     def freeze(self) -> SeedReport:
         return SeedReport(
@@ -267,6 +273,7 @@ class _SeedDraft:
             runs=self.runs,
             results=self.results,
             claims=self.claims,
+            nothing_varied=self.nothing_varied,
         )
 
 
@@ -303,6 +310,7 @@ def check(
         runs: list[list[Manifest]] = []
         everything: list[list[Manifest]] = []  # every run each execution sealed (nested too)
         files: list[list[dict[str, Any]]] = []
+        texts: list[dict[str, bytes]] = []  # each execution's small text outputs, to diff
         codes: list[int] = []
         if ref is not None:
             st.verify(ref)
@@ -329,6 +337,7 @@ def check(
                 everything.append(new)
                 runs.append([r for r in new if r.run.get("replay_of") == m.id])
                 files.append(_hash_declared(m.outputs.get("declared") or [], source))
+                texts.append(_text_of(files[-1], source))
         else:
             assert command is not None
             if not command:
@@ -356,6 +365,7 @@ def check(
                 runs.append([r for r in new if not r.run.get("parent")])
                 declared = [{"path": p} for p in outputs]
                 files.append(_hash_declared(declared, os.getcwd()))
+                texts.append(_text_of(files[-1], os.getcwd()))
         first = runs[0]
         compared_all: list[dict[str, Any]] = []
         for i in range(1, n):
@@ -364,6 +374,9 @@ def check(
                 {"outputs": {"exit_code": cmp.compare_exit_codes(codes[0], codes[i])}},
             )
             for path, result in cmp.compare_files(files[0], files[i]).items():
+                line = first_line_difference(texts[0].get(path), texts[i].get(path))
+                if line and result["verdict"] == cmp.DIFFERENT:
+                    result = dict(result, first_line=line, detail=_line_detail(line))
                 _merge(report.outputs, {"outputs": {f"file {path}": result}})
             for a, b in _pairs(first, runs[i], by_process=ref is not None):
                 if a is None:
@@ -458,6 +471,58 @@ def _thread_suspects(runs: list[Manifest]) -> list[str]:
     return out
 
 
+_TEXT_BYTES = 1024 * 1024
+
+
+def _text_of(described: list[dict[str, Any]], base: str) -> dict[str, bytes]:
+    """The content of each described output file (folder members too) up to 1 MB, by the path
+    ``compare_files`` names it with: later executions overwrite the files."""
+    out: dict[str, bytes] = {}
+    for rec in described:
+        rel = rec.get("path") or ""
+        members = (
+            [(f"{rel}/{f['path']}", f) for f in rec.get("files") or []]
+            if rec.get("kind") == "folder"
+            else [(rel, rec)]
+        )
+        for name, f in members:
+            if not isinstance(f.get("size"), int) or f["size"] > _TEXT_BYTES:
+                continue
+            path = name if os.path.isabs(name) else os.path.join(base, *name.split("/"))
+            try:
+                with open(path, "rb") as fh:
+                    out[name] = fh.read(_TEXT_BYTES + 1)
+            except OSError:
+                continue
+    return out
+
+
+def first_line_difference(a: bytes | None, b: bytes | None) -> dict[str, Any] | None:
+    """The first line (1-based) at which two texts differ, with both lines; None for binary
+    content, identical texts or a missing side."""
+    if a is None or b is None or a == b or b"\0" in a or b"\0" in b:
+        return None
+    try:
+        la, lb = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    for i in range(max(len(la), len(lb))):
+        x = la[i] if i < len(la) else None
+        y = lb[i] if i < len(lb) else None
+        if x != y:
+            return {"line": i + 1, "first": x, "other": y}
+    return {"line": len(la) + 1, "first": "", "other": ""}  # only the final newline differs
+
+
+def _line_detail(line: dict[str, Any]) -> str:
+    def show(text: str | None) -> str:
+        if text is None:
+            return "<no line>"
+        return repr(text if len(text) <= 60 else text[:57] + "...")
+
+    return f"first differs at line {line['line']}: {show(line['first'])} -> {show(line['other'])}"
+
+
 def _hash_declared(declared: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
     return describe_declared([rec.get("path") or "" for rec in declared], base)
 
@@ -529,6 +594,7 @@ def seeds(
         rebuild_source(m, st, source, scratch)
         make_inputs_available(m, st, source)
         per_seed: list[dict[str, float]] = []
+        tops: list[Manifest | None] = []
         for i, s in enumerate(chosen):
             params = dict(base_params)
             if "seed" in params:
@@ -544,19 +610,76 @@ def seeds(
                 replay_of=False,
                 protocol=told,
                 stdout=stdout,
+                argv_seed=s,
             )
-            tops = [r for r in new if r.run.get("group") == report.group]
+            grouped = [r for r in new if r.run.get("group") == report.group]
             if command:
-                report.runs.append(",".join(r.id for r in tops) or None)
-                per_seed.append(results_of_children(tops))
+                report.runs.append(",".join(r.id for r in grouped) or None)
+                per_seed.append(results_of_children(grouped))
+                # The command run itself stands for the execution when judging variation.
+                tops.append(grouped[0] if grouped else None)
                 continue
-            top = tops[0] if tops else None
+            top = grouped[0] if grouped else None
             report.runs.append(top.id if top else None)
+            tops.append(top)
             per_seed.append(results_of(top) if top else {})
+        if not any(tops):
+            # Nothing to summarise is no "robust" and no empty table that exits 0.
+            raise ReprokitError(
+                f"none of the {len(chosen)} executions of run {m.id} recorded a run to "
+                "summarise (a command run's results are its children's; see reprokit check)"
+            )
         _fill(report, per_seed, parsed)
+        _judge_variation(report, tops, st)
         return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_SEED_PARAM = re.compile(r"(^|\.)seed$")
+
+
+def did_not_vary(seeds: list[int], runs: list[Manifest | None], store: Store | None) -> str | None:
+    """Why a sweep of ``runs`` (one per seed) proves nothing about seeds, or None.
+
+    Two tells: a seed-like param that stayed the same while the sweep's seed changed (the
+    program fixes its own seed), and executions whose every output is byte-identical across
+    different seeds (a hard-coded ``random.seed(1337)``, or a result that ignores the seed).
+    """
+    sealed = [r for r in runs if r is not None]
+    if len(sealed) < 2 or len(set(seeds)) < 2:
+        return None
+    reasons = []
+    for key in sorted(sealed[0].params):
+        if not _SEED_PARAM.search(key):
+            continue
+        values = [r.params.get(key) for r in sealed]
+        if all(v == values[0] for v in values) and values[0] is not None:
+            reasons.append(
+                f"its param {key} stayed {values[0]!r} in every execution while the sweep's seed "
+                f"went {seeds[0]}..{seeds[-1]}: the program sets its own seed"
+            )
+    if store is not None and all(
+        compare_runs(sealed[0], other, store, 0.0, 0.0)["verdict"] == cmp.IDENTICAL
+        for other in sealed[1:]
+    ):
+        reasons.append(
+            f"the {len(sealed)} executions are byte-identical under {len(set(seeds))} different "
+            "seeds: nothing varied (a hard-coded seed such as random.seed(1337) overrides the "
+            "sweep's, or the result does not depend on the seed)"
+        )
+    return "; ".join(reasons) or None
+
+
+def _judge_variation(report: _SeedDraft, runs: list[Manifest | None], store: Store | None) -> None:
+    reason = did_not_vary(report.seeds, runs, store)
+    if reason is None:
+        return
+    report.nothing_varied = reason
+    for claim in report.claims.values():
+        # No verdict either way: the sweep did not test the seed, so robustness is unknown.
+        claim["verdict"] = "undetermined"
+        claim["reason"] = reason
 
 
 def _fill(
@@ -596,22 +719,31 @@ def across_seeds(
         code is not None and "seed" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
     )
     per_seed: list[dict[str, float]] = []
+    tops: list[Manifest | None] = []
+    store: Store | None = None
     for s in chosen:
         sealed: list[str] = []
         STATE.sweep.update({"seed": s, "group": report.group, "sealed": sealed})
+        set_sweep_seed(s)
         try:
             value = fn(**params, seed=s) if takes_seed else fn(**params)
         finally:
             STATE.sweep.clear()
+            set_sweep_seed(None)
         found: dict[str, float] = {}
         if sealed:
-            m = Store.at(STATE.last_store_root).load(sealed[-1])
+            store = Store.at(STATE.last_store_root)
+            m = store.load(sealed[-1])
             found = results_of(m)
             report.runs.append(m.id)
+            tops.append(m)
         else:
             report.runs.append(None)
+            tops.append(None)
             fake = Manifest({"schema": 1, "run": {}, "outputs": {"return": describe_value(value)}})
             found = results_of(fake)
         per_seed.append(found)
     _fill(report, per_seed, parsed)
+    if all(t is not None for t in tops):
+        _judge_variation(report, tops, store)
     return report.freeze()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprokit._capture.environment import capture_environment
+from reprokit._capture.environment import SET_AT_IMPORT, capture_environment, numerics_variables
 from reprokit._capture.hardware import capture_hardware
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
@@ -37,6 +38,7 @@ from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._reexec.execute import (
     check_replayable,
+    child_env,
     execute,
     plan,
     recorded_param,
@@ -73,6 +75,18 @@ class ReplayReport(Report):
     def identical(self) -> bool:
         """True when every output is identical or within the tolerance."""
         return self.verdict in (cmp.IDENTICAL, cmp.WITHIN)
+
+    @property
+    def undetermined(self) -> str | None:
+        """Why no verdict could be given (an output only a summary could compare under the
+        tolerance), or None."""
+        if self.verdict != cmp.UNDETERMINED:
+            return None
+        for run in self.runs:
+            for name, result in (run.get("outputs") or {}).items():
+                if result.get("verdict") == cmp.UNDETERMINED:
+                    return f"{name}: {result.get('detail') or 'cannot be compared'}"
+        return "an output cannot be compared within the tolerance"
 
     @property
     def rtol(self) -> float:
@@ -138,8 +152,15 @@ def environment_drift(
     env_now: Mapping[str, Any] | None = None,
     hw_now: Mapping[str, Any] | None = None,
     hw_keys: tuple[str, ...] = ("cpu", "gpus"),
+    ran_with: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What changed between the recorded environment and hardware and this machine's."""
+    """What changed between the recorded environment and hardware and this machine's.
+
+    ``ran_with``: the environment the re-execution gets; its numerics variables, not this
+    process's, are what the recorded ones are compared with (a replay restores them).
+    Lists of libraries (BLAS pools) compare as sets; variables that libraries set in their own
+    process at import are left out.
+    """
     if env_now is None:
         env_now = capture_environment()
     if hw_now is None:
@@ -163,18 +184,33 @@ def environment_drift(
             )
     if changes:
         drift["packages"] = changes
-    hw = diff_mappings({k: hw_then.get(k) for k in hw_keys}, {k: hw_now.get(k) for k in hw_keys})
+    hw = diff_mappings(
+        {k: _as_set(k, hw_then.get(k)) for k in hw_keys},
+        {k: _as_set(k, hw_now.get(k)) for k in hw_keys},
+    )
     if hw:
         drift["hardware"] = hw
     # Replay sets PYTHONHASHSEED for the re-execution itself: not a drift of this machine.
-    then_vars = {
-        k: v for k, v in (env_then.get("variables") or {}).items() if k != "PYTHONHASHSEED"
-    }
-    now_vars = {k: v for k, v in (env_now.get("variables") or {}).items() if k != "PYTHONHASHSEED"}
+    skip = {"PYTHONHASHSEED", *SET_AT_IMPORT}
+    now_source = (
+        numerics_variables(ran_with)[0] if ran_with is not None else env_now.get("variables")
+    )
+    then_vars = {k: v for k, v in as_mapping(env_then.get("variables")).items() if k not in skip}
+    now_vars = {k: v for k, v in as_mapping(now_source).items() if k not in skip}
     variables = diff_mappings(then_vars, now_vars)
     if variables:
         drift["variables"] = variables
     return drift
+
+
+# Hardware entries that are sets of libraries, listed in whatever order they were loaded.
+_SETS = ("blas",)
+
+
+def _as_set(key: str, value: Any) -> Any:
+    if key not in _SETS or not isinstance(value, list):
+        return value
+    return sorted(value, key=lambda item: json.dumps(item, sort_keys=True, default=str))
 
 
 def counterpart(recorded: Manifest, candidates: list[Manifest]) -> Manifest | None:
@@ -415,15 +451,12 @@ def compare_runs(
     ckpt_a = cmp.read_jsonl(folder_a / "checkpoints.jsonl")
     ckpt_b = cmp.read_jsonl(folder_b / "checkpoints.jsonl")
     if ckpt_a or ckpt_b:
-        div = cmp.first_divergence(ckpt_a, ckpt_b, rtol, atol)
-        outputs["checkpoints"] = (
-            {"verdict": cmp.IDENTICAL, "count": len(ckpt_a)}
-            if div is None
-            else {"verdict": cmp.DIFFERENT, "first_divergence": div, "count": len(ckpt_a)}
-        )
+        outputs["checkpoints"] = cmp.compare_checkpoints(ckpt_a, ckpt_b, rtol, atol)
     files = cmp.compare_files(
         list(oa.get("artifacts") or []) + list(oa.get("declared") or []),
         list(ob.get("artifacts") or []) + list(ob.get("declared") or []),
+        rtol,
+        atol,
     )
     for path, result in files.items():
         outputs[f"file {path}"] = result
@@ -441,51 +474,92 @@ _TIMESTAMPED = re.compile(
 )
 
 
+# Evidence first: what the records show changed (a param, a variable, a package), then seeds,
+# then the machine (hardware, BLAS), then nondeterministic kernels, then guesses from names.
+_INPUTS, _PARAMS_ENV, _SEEDS, _MACHINE, _KERNELS, _NAMES = range(6)
+
+
 def explain(
     recorded: list[Manifest],
     replayed: list[Manifest],
     compared: list[dict[str, Any]],
     drift: dict[str, Any],
+    embedded: list[str] | None = None,
 ) -> list[str]:
-    """Likely causes of a difference, most likely first, from the two records."""
+    """Likely causes of a difference, most likely first, from the two records.
+
+    ``embedded``: outputs found to contain the replay folder's path.
+    """
     # Data that changed since the recording explains more than anything found below.
-    causes: list[str] = input_causes(drift.get("inputs") or [])
+    causes: list[tuple[int, str]] = [(_INPUTS, c) for c in input_causes(drift.get("inputs") or [])]
+    for path in embedded or []:
+        causes.append(
+            (
+                _PARAMS_ENV,
+                f"{path} contains the replay folder's path: the program writes where it runs "
+                "(e.g. __file__ or os.getcwd()) into it, and a replay runs in another folder",
+            )
+        )
     for comp, a in zip(compared, recorded, strict=False):
         if comp["verdict"] == cmp.IDENTICAL:
             continue
         b = next((r for r in replayed if r.id == comp.get("replayed")), None)
         outputs = comp.get("outputs", {})
+        params_changed = diff_mappings(a.params, b.params) if b is not None else []
+        if params_changed:
+            which = ", ".join(
+                f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
+                for d in params_changed[:5]
+            )
+            causes.append(
+                (
+                    _PARAMS_ENV,
+                    f"the re-executed run's own params differ ({which}): a param the program "
+                    "reads from the environment, a file or the clock changed",
+                )
+            )
         div = (outputs.get("checkpoints") or {}).get("first_divergence")
         seeds_a = set((a.seeds.get("seeded") or {}).keys())
         seeds_b = set((b.seeds.get("seeded") or {}).keys()) if b else seeds_a
-        if div is not None:
+        if div is not None and not params_changed and seeds_a == seeds_b:
             where = f"checkpoint {div['index']} ({div.get('name')})"
-            if seeds_a == seeds_b:
-                causes.append(
+            causes.append(
+                (
+                    _SEEDS,
                     f"an RNG not under the seed's control (e.g. np.random.default_rng() without a "
                     f"seed, random.SystemRandom, os.urandom, uuid4) or another nondeterministic "
                     f"source: the runs agree until {where} with the same seeds"
                     if div["index"] > 0
                     else f"an RNG not under the seed's control, or nondeterministic input: the "
-                    f"runs differ from the first checkpoint ({div.get('name')}) on"
+                    f"runs differ from the first checkpoint ({div.get('name')}) on",
                 )
+            )
         if seeds_a != seeds_b:
             causes.append(
-                "the seeded libraries differ: recorded "
-                f"{sorted(seeds_a)}, replayed {sorted(seeds_b)}"
+                (
+                    _SEEDS,
+                    "the seeded libraries differ: recorded "
+                    f"{sorted(seeds_a)}, replayed {sorted(seeds_b)}",
+                )
             )
         if a.seeds.get("hash_randomization") and a.seeds.get("pythonhashseed") in (None, "random"):
             causes.append(
-                "hash randomization was on in the recorded run (PYTHONHASHSEED unset): iteration "
-                "order of sets and str-keyed dicts built from sets may differ"
+                (
+                    _SEEDS,
+                    "hash randomization was on in the recorded run (PYTHONHASHSEED unset): "
+                    "iteration order of sets and str-keyed dicts built from sets may differ",
+                )
             )
         torch_hw = a.hardware.get("torch") if isinstance(a.hardware, Mapping) else None
         if isinstance(torch_hw, Mapping) and torch_hw.get("cuda_available"):
             det = torch_hw.get("deterministic_algorithms")
             if not det:
                 causes.append(
-                    "CUDA without deterministic mode: cuDNN/cuBLAS kernels and atomics (e.g. "
-                    "index_add_) may sum in a different order; record with deterministic=True"
+                    (
+                        _KERNELS,
+                        "CUDA without deterministic mode: cuDNN/cuBLAS kernels and atomics (e.g. "
+                        "index_add_) may sum in a different order; record with deterministic=True",
+                    )
                 )
         changed_files = [
             k[len("file ") :]
@@ -494,18 +568,66 @@ def explain(
         ]
         timed = [p for p in changed_files if _TIMESTAMPED.search(p)]
         if timed:
-            causes.append("outputs that look time-dependent: " + ", ".join(timed))
+            causes.append((_NAMES, "outputs that look time-dependent: " + ", ".join(timed)))
+    if drift.get("variables"):
+        changed = ", ".join(
+            f"{d['key']} {short_value(d['a'])} -> {short_value(d['b'])}"
+            for d in drift["variables"][:5]
+        )
+        causes.append((_PARAMS_ENV, f"numerics variables differ from the recording: {changed}"))
     if drift.get("packages"):
         imported = [p for p in drift["packages"] if p.get("imported")]
         shown = imported or drift["packages"]
         names = ", ".join(f"{p['name']} {p['recorded']} -> {p['now']}" for p in shown[:5])
-        causes.append(f"packages changed since the recording: {names}")
+        causes.append((_PARAMS_ENV, f"packages changed since the recording: {names}"))
     if drift.get("python"):
-        causes.append(f"Python changed: {drift['python']['recorded']} -> {drift['python']['now']}")
+        py = drift["python"]
+        causes.append((_PARAMS_ENV, f"Python changed: {py['recorded']} -> {py['now']}"))
     if drift.get("hardware"):
         keys = ", ".join(sorted({d["key"].split(".")[0] for d in drift["hardware"]}))
-        causes.append(f"hardware differs ({keys})")
-    return list(dict.fromkeys(causes))  # without repeats, in order
+        causes.append((_MACHINE, f"hardware differs ({keys})"))
+    if not causes and any(c["verdict"] == cmp.DIFFERENT for c in compared):
+        causes.append(
+            (
+                _NAMES,
+                "an input the record does not capture: a data file, an environment variable "
+                "the program reads, the clock or the network (same code, params, seeds and "
+                "environment as recorded)",
+            )
+        )
+    ordered = [text for _rank, text in sorted(causes, key=lambda c: c[0])]  # stable
+    return list(dict.fromkeys(ordered))  # without repeats, in order
+
+
+def short_value(value: Any, limit: int = 40) -> str:
+    """A value for a one-line cause, cut to ``limit`` characters."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_EMBED_SCAN_BYTES = 16 * 1024 * 1024
+
+
+def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str]:
+    """Differing output files (found under ``source``) that contain ``source``'s own path."""
+    needles = {os.fsencode(source), os.fsencode(os.path.realpath(source))}
+    found = []
+    for run in runs:
+        for name, result in (run.get("outputs") or {}).items():
+            if not name.startswith("file ") or result.get("verdict") != cmp.DIFFERENT:
+                continue
+            rel = name[len("file ") :]
+            path = rel if os.path.isabs(rel) else os.path.join(source, *rel.split("/"))
+            try:
+                if os.path.getsize(path) > _EMBED_SCAN_BYTES:
+                    continue
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            if any(n in data for n in needles):
+                found.append(rel)
+    return found
 
 
 # -- the verb ------------------------------------------------------------------------------------
@@ -576,7 +698,7 @@ def replay(
                 m.id, inputs, st, root, link_into=None if in_place else source, full_hash=full_hash
             )
             emit("inputs", report.inputs)
-        report.drift = environment_drift(m)
+        report.drift = environment_drift(m, ran_with=child_env(m, st, "", None))
         if report.inputs.get("changed"):
             report.drift["inputs"] = report.inputs["changed"]
         emit("drift", report.drift)
@@ -625,7 +747,7 @@ def replay(
         children_new: list[Manifest] = []
         if kind == "command":
             replayed_m = _command_result(m, record, cwd, source, code)
-            report.runs = [_compare_command(m, replayed_m, rtol, atol)]
+            report.runs = [dict(_compare_command(m, replayed_m, rtol, atol), replayed=record.id)]
             # The tracked runs the command made (its training functions, their pool workers'
             # calls) are its results too: compared one by one.
             report.runs.extend(compare_children(st, m.id, record.id, new, rtol, atol))
@@ -650,12 +772,14 @@ def replay(
             if late:
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
-        if report.verdict != cmp.IDENTICAL and report.verdict != cmp.WITHIN:
+        if report.verdict == cmp.DIFFERENT:
+            embedded = embedding_replay_folder(report.runs, source)
             if kind == "command":
-                report.causes = explain(recorded, children_new, explained, report.drift)
-                report.causes = _command_causes(m, changed) + report.causes
+                report.causes = _command_causes(m, changed) + explain(
+                    recorded, children_new, explained, report.drift, embedded
+                )
             else:
-                report.causes = explain(recorded, new, report.runs, report.drift)
+                report.causes = explain(recorded, new, report.runs, report.drift, embedded)
         elif report.verdict == cmp.WITHIN:
             report.causes = []
         record.set_output("verdict", report.verdict)
@@ -722,7 +846,9 @@ def _compare_command(
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     outputs["exit_code"] = cmp.compare_exit_codes(m.outputs.get("exit_code"), replayed["exit_code"])
-    files = cmp.compare_files(list(m.outputs.get("declared") or []), replayed["declared"])
+    files = cmp.compare_files(
+        list(m.outputs.get("declared") or []), replayed["declared"], rtol, atol
+    )
     for path, result in files.items():
         outputs[f"file {path}"] = result
     return {
