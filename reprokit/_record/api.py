@@ -301,7 +301,9 @@ def _track(
         # A top-level call under a seed sweep takes the sweep's seed as its own ``seed`` param,
         # as across_seeds() passes it in process: a script that re-runs under ``reprokit seeds``
         # would otherwise seed itself with its default (or argparse's) value every time.
-        if CURRENT.get() is not None:
+        # (Through a function, not the context variable itself: cloudpickle (joblib's loky)
+        # pickles this closure by value, and a ContextVar cannot be pickled.)
+        if current_run() is not None:
             return args, kwargs
         try:
             seed_now = sweep_seed()

@@ -477,6 +477,7 @@ _TIMESTAMPED = re.compile(
 # Evidence first: what the records show changed (a param, a variable, a package), then seeds,
 # then the machine (hardware, BLAS), then nondeterministic kernels, then guesses from names.
 _INPUTS, _PARAMS_ENV, _SEEDS, _MACHINE, _KERNELS, _NAMES = range(6)
+_UNCAPTURED = "an input the record does not capture"
 
 
 def explain(
@@ -590,7 +591,7 @@ def explain(
         causes.append(
             (
                 _NAMES,
-                "an input the record does not capture: a data file, an environment variable "
+                _UNCAPTURED + ": a data file, an environment variable "
                 "the program reads, the clock or the network (same code, params, seeds and "
                 "environment as recorded)",
             )
@@ -775,9 +776,11 @@ def replay(
         if report.verdict == cmp.DIFFERENT:
             embedded = embedding_replay_folder(report.runs, source)
             if kind == "command":
-                report.causes = _command_causes(m, changed) + explain(
-                    recorded, children_new, explained, report.drift, embedded
-                )
+                purpose, fallback = _command_causes(m, changed)
+                found = explain(recorded, children_new, explained, report.drift, embedded)
+                if all(c.startswith(_UNCAPTURED) for c in found):
+                    found = fallback + found  # nothing more specific is known
+                report.causes = list(dict.fromkeys(purpose + found))
             else:
                 report.causes = explain(recorded, new, report.runs, report.drift, embedded)
         elif report.verdict == cmp.WITHIN:
@@ -807,14 +810,16 @@ def redacted_names(m: Manifest) -> set[str]:
     return set(m.run.get("redacted_params") or [])
 
 
-def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> list[str]:
-    """Likely causes of a recorded command's difference, from what its record says."""
-    causes = []
+def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Likely causes of a recorded command's difference, from what its record says: (the
+    params this replay changed on purpose, what is left when nothing more specific is known)."""
+    purpose = []
     if changed:
         shown = ", ".join(
             f"{k} {v['recorded']!r} -> {v['replayed']!r}" for k, v in sorted(changed.items())
         )
-        causes.append(f"this replay changed params on purpose: {shown}")
+        purpose.append(f"this replay changed params on purpose: {shown}")
+    causes: list[str] = []
     seeds = m.seeds
     if seeds.get("seeded_in") == "child":
         if not changed:
@@ -828,7 +833,7 @@ def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> list[str]:
             "the command's program was not seeded by reprokit (not a Python program, or its "
             "start-up hook did not run): only PYTHONHASHSEED and $REPROKIT_SEED reached it"
         )
-    return causes
+    return purpose, causes
 
 
 def _command_result(
