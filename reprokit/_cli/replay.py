@@ -71,6 +71,9 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
             else:
                 what = data.get("tree") or data.get("digest")
                 err(f"source: rebuilt from the {data['mode']} ({what}), digest verified")
+                if data.get("excluded"):
+                    absent = ", ".join(data["excluded"][:20])
+                    err(f"  not captured (secret files): {absent} (absent from the rebuilt tree)")
                 if data.get("path"):
                     err(f"  kept in {data['path']}")
         elif kind == "drift":
