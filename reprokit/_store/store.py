@@ -210,10 +210,18 @@ class Store:
         run_dir = os.path.join(self._runs, run_id)
         dest = os.path.join(run_dir, "artifacts", *rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        source = os.path.realpath(source)  # the path the user named is followed, links inside not
         if os.path.isdir(source):
-            shutil.copytree(source, dest, dirs_exist_ok=True)
-        else:
+            # Regular files and folders only: a link (dangling, looping or leading out of the
+            # run) or a FIFO is never followed into the store.
+            def special(folder: str, names: list[str]) -> set[str]:
+                return {n for n in names if _not_copied(os.path.join(folder, n))}
+
+            shutil.copytree(source, dest, ignore=special, dirs_exist_ok=True)
+        elif not _not_copied(source):
             shutil.copyfile(source, dest)
+        else:
+            raise OSError(0, "not a regular file or folder", os.fspath(source))
         return os.path.relpath(dest, run_dir).replace(os.sep, "/")
 
     def new_run_dir(self, run_id: str | None = None) -> tuple[str, str]:
@@ -617,3 +625,14 @@ def digest_folder(folder: str | os.PathLike[str]) -> dict[str, str]:
         if rel != MANIFEST:
             out[rel] = sha256_file(path)[0]
     return dict(sorted(out.items()))
+
+
+def _not_copied(path: str) -> bool:
+    """True for what a copy of an artifact leaves out: links and special files."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return True
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
