@@ -18,12 +18,12 @@ from reprokit._cli.output import (
     store_of,
     tampered,
 )
-from reprokit._model.errors import ReprokitError, TamperedError
+from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
 from reprokit._verbs.diff import diff
-from reprokit._verbs.verify import VerifyReport, verify_run
+from reprokit._verbs.verify import VerifyReport, verify_run, verify_store
 
 
 def _note(row: dict[str, Any]) -> str:
@@ -39,10 +39,52 @@ def _note(row: dict[str, Any]) -> str:
     return ""
 
 
+def _ledger_digests(store: Any) -> dict[str, str] | None:
+    """{run id: manifest sha256} the ledger vouches for; None when the ledger is unreadable."""
+    from reprokit._store.store import Store
+
+    try:
+        return {rid: digest for _, rid, digest, _ in Store.at(store).ledger_entries()}
+    except (TamperedError, OSError):
+        return None
+
+
+def _looks_corrupt(entry: Any, vouched: dict[str, str] | None) -> bool:
+    """A sealed manifest ``ls`` must not show as a run: not the one the ledger vouches for, not
+    this folder's run, or with fields of the wrong type."""
+    import hashlib
+
+    m = entry.manifest
+    run, code = m.run, m.code
+    if m.id != entry.id or not isinstance(run.get("status"), str):
+        return True
+    for key in ("name", "started"):
+        if run.get(key) is not None and not isinstance(run.get(key), str):
+            return True
+    if code.get("commit") is not None and not isinstance(code.get("commit"), str):
+        return True
+    if run.get("duration_s") is not None and not isinstance(run.get("duration_s"), (int, float)):
+        return True
+    if vouched is not None:
+        try:
+            raw = (entry.path / "manifest.yaml").read_bytes()
+        except OSError:
+            return True
+        if entry.id not in vouched:  # sealed since the ledger was read?
+            vouched.update(_ledger_digests(entry.path.parent.parent) or {})
+        if vouched.get(entry.id) != hashlib.sha256(raw).hexdigest():
+            return True
+    return False
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
-    for entry in store_of(args).entries(head=True):
+    store = store_of(args)
+    vouched = _ledger_digests(store)
+    for entry in store.entries(head=True):
         m = entry.manifest
+        if m is not None and _looks_corrupt(entry, vouched):
+            entry.state, m = "corrupt", None
         if m is None:
             rows.append(
                 {
@@ -102,6 +144,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = store_of(args)
     m = store.load(args.ref)
+    entry = store.entry(store.resolve(args.ref), head=False)
+    if entry.manifest is not None and _looks_corrupt(entry, _ledger_digests(store)):
+        raise ManifestError(
+            f"run {entry.id} is corrupt: its manifest is not the one sealed in the ledger, or "
+            f"holds fields of the wrong type (reprokit verify {entry.id} says more)"
+        )
     if args.json:
         emit_json(m.to_dict())
         return 0
@@ -179,6 +227,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.all or args.head:
+        if args.ref:
+            raise ReprokitError("--all and --head check the whole store: give no run")
+        try:
+            report = verify_store(args.store, head=args.head)
+        except TamperedError as exc:
+            return tampered(args, exc, {"store": str(args.store or "")})
+        if args.json:
+            emit_json(report.to_dict())
+            return 0
+        checked = f"; published head {report.head_checked} found" if report.head_checked else ""
+        out(
+            f"intact: store {report.store}: {report.runs} sealed run(s), all present and "
+            f"verified; ledger {report.ledger_lines} lines, head {report.ledger_head}{checked}"
+        )
+        if report.unsealed and not args.quiet:
+            err(f"not sealed (running or killed): {len(report.unsealed)} run folder(s)")
+        return 0
+    if not args.ref:
+        raise ReprokitError("verify needs a run, an archive file, or --all")
     if is_archive(args.ref):
         return cmd_verify_archive(args)
     if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
@@ -311,9 +379,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "Check that a sealed run (or every run in an archive file) still matches its digests; "
         "with --replay, also replay every run of an archive. Exit 1 if anything was tampered "
         "with.",
-        "reprokit verify latest\nreprokit verify paper.tar.gz --replay",
+        "reprokit verify latest\nreprokit verify paper.tar.gz --replay\n"
+        "reprokit verify --all --head 8e514da0eba4544c",
     )  # fmt: skip
-    p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("ref", nargs="?", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="check the whole store against its ledger: every sealed run present and intact, "
+        "nothing added, nothing deleted",
+    )
+    p.add_argument(
+        "--head",
+        metavar="H",
+        help="with --all: a ledger head printed earlier (e.g. published with a paper) must "
+        "still be in the chain; catches a rolled-back or rewritten ledger",
+    )
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
     p.add_argument(
         "--venv",
