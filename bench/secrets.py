@@ -30,7 +30,7 @@ SECRETS = {
     "Hugging Face": "hf_" + chars("g", 34),
     "Google API key": "AIza" + chars("h", 35),
     "JWT": "eyJhbGciOiJIUzI1NiJ9.eyJ" + chars("i", 30) + "." + chars("j", 43),
-    "PEM": "-----BEGIN RSA PRIVATE KEY-----\nMIIE" + chars("k", 40) + "\n-----END RSA PRIVATE KEY-----",
+    "PEM": "-----BEGIN RSA PRIVATE KEY-----\nMIIE" + chars("k", 40) + "\n-----END RSA",
     "DB URL": "postgresql://u:" + chars("l", 16) + "@db:5432/x",
     "token-only URL": "https://" + chars("m", 30) + "@github.com/me/x.git",
     "libpq DSN": "host=db user=u password=" + chars("n", 16),
@@ -38,7 +38,7 @@ SECRETS = {
     "Path with token": "/cache/hf_" + chars("p", 34),
     "npm token": "npm_" + chars("q", 36),
     "bare hex 32": chars("r", 32, "0123456789abcdef"),
-    "bare base64 40": chars("s", 40) ,
+    "bare base64 40": chars("s", 40),
 }
 HARMLESS = [
     "resnet50", "/data/imagenet/train", "https://github.com/me/project.git", "cosine",
