@@ -93,6 +93,11 @@ _EXCLUDED_PREFIXES = (
 _EXCLUDED_SUFFIXES = ("_ADDR", "_ADDRESS", "_HOST", "_HOSTS", "_HOSTNAME", "_PORT", "_COMM_ID")
 
 
+def is_numerics_variable(name: str) -> bool:
+    """True for an environment variable the manifest records: one that changes numerics."""
+    return _allowed_variable(name)
+
+
 def _allowed_variable(name: str) -> bool:
     if name in _EXACT_VARIABLES:
         return True

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from reprokit._capture.environment import is_numerics_variable
 from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
@@ -74,7 +75,7 @@ def child_env(
     seed = seeds.get("seed")
     variables = m.environment.get("variables") or {}
     for key, value in variables.items():
-        if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
+        if isinstance(value, str) and value != "<redacted>" and applicable_variable(key):
             env[key] = value
     hashseed = seeds.get("pythonhashseed")
     env["PYTHONHASHSEED"] = str(hashseed if hashseed not in (None, "random") else seed)
@@ -90,12 +91,43 @@ def child_env(
     return env
 
 
+# Variables that change how programs and libraries are loaded: a recorded manifest (perhaps a
+# stranger's) never sets them for a replay, whatever it lists.
+_LOADER_PREFIXES = ("LD_", "DYLD_", "PYTHON", "BASH_", "PERL", "RUBY", "NODE_", "GIT_", "GCONV",
+                    "MALLOC_", "JAVA_TOOL", "_JAVA")  # fmt: skip
+_LOADER_NAMES = {"ENV", "PATH", "HOME", "SHELL", "IFS", "PS4", "PROMPT_COMMAND", "LOCPATH",
+                 "NLSPATH", "TMPDIR", "HOSTALIASES", "RESOLV_HOST_CONF", "CDPATH"}  # fmt: skip
+
+
+def applicable_variable(name: str) -> bool:
+    """True for a recorded environment variable a replay re-applies: a numerics setting
+    (OMP_*, CUBLAS_*...) that cannot change which code is loaded (LD_PRELOAD, PYTHONPATH,
+    PYTHONSTARTUP, BASH_ENV... never are). PYTHONHASHSEED is set by the replay itself."""
+    if not isinstance(name, str) or not is_numerics_variable(name):
+        return False
+    return not (name.startswith(_LOADER_PREFIXES) or name in _LOADER_NAMES)
+
+
+def inside(source: str, rel: str, what: str, run_id: str) -> str:
+    """``source`` joined with the recorded relative path ``rel``; NotReplayable when ``rel``
+    is absolute or climbs out (a hand-made manifest must not point a replay outside)."""
+    if not isinstance(rel, str) or os.path.isabs(rel) or "\0" in rel:
+        raise NotReplayable(run_id, f"the recorded {what} {rel!r} is not a relative path")
+    base = os.path.abspath(source)
+    path = os.path.normpath(os.path.join(base, *rel.split("/")))
+    real, real_base = os.path.realpath(path), os.path.realpath(base)
+    for p, b in ((path, base), (real, real_base)):  # by name, then through links in the tree
+        if p != b and not p.startswith(b.rstrip(os.sep) + os.sep):
+            raise NotReplayable(run_id, f"the recorded {what} {rel!r} lies outside the source tree")
+    return path
+
+
 def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str], dict, str]:
     """(argv, extra environment, cwd) that re-execute the run inside ``source``."""
     run = m.run
     entry = run.get("entry") or {}
     cwd_rel = run.get("cwd") or "."
-    cwd = source if os.path.isabs(cwd_rel) else os.path.join(source, *cwd_rel.split("/"))
+    cwd = source if os.path.isabs(str(cwd_rel)) else inside(source, cwd_rel, "cwd", m.id)
     if not os.path.isdir(cwd):
         cwd = source
     kind = entry.get("kind")
@@ -113,7 +145,7 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         rel = entry.get("file_rel")
         if not rel:
             raise NotReplayable(m.id, "the function's source file is not inside the recorded tree")
-        file = os.path.join(source, *rel.split("/"))
+        file = inside(source, rel, "source file", m.id)
         module = entry.get("module") or "__main__"
         parts = module.split(".")
         by_name = module != "__main__"
@@ -147,7 +179,7 @@ def plan(m: Manifest, source: str, params: Mapping[str, Any]) -> tuple[list[str]
         if not rel:
             raise NotReplayable(m.id, "the script is not inside the recorded tree")
         argv = list(entry.get("argv") or [])
-        return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
+        return [sys.executable, inside(source, rel, "script", m.id), *argv[1:]], {}, cwd
     if kind == "command":
         return list(entry.get("argv") or []), {}, cwd
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
