@@ -284,15 +284,19 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             on_event=narrate,
+            allowed_signers=args.allowed_signers,
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
     if args.json:
         emit_json(report.to_dict())
         return 0 if report.ok else 1
+    signed = f"; signed by {report.signed_by}" if report.signed_by else ""
     if not args.replay:
-        out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
+        out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs{signed})")
+        out(f"sha256 {report.sha256}  (compare with the digest the paper cites)")
         return 0
+    out(f"sha256 {report.sha256}{signed}")
     for r in report.replays:
         extra = f" ({r['reason']})" if r.get("reason") else ""
         out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
@@ -314,6 +318,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         progress=progress(args),
+        sign=args.sign,
     )
     if args.json:
         emit_json(report.to_dict())
@@ -322,6 +327,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
         f"wrote {report.path}: {len(report.runs)} run(s), {report.members} files, "
         f"{report.size} bytes"
     )
+    out(f"sha256 {report.sha256}  (the root digest: cite it to pin this archive)")
+    if report.signature:
+        out(f"signed: {report.signature}")
     for item in report.large:
         err(
             f"reprokit: not included (over --max-artifact-size): {item['path']} "
@@ -395,6 +403,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="with --all: a ledger head printed earlier (e.g. published with a paper) must "
         "still be in the chain; catches a rolled-back or rewritten ledger",
     )
+    p.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="archives: require a valid FILE.sig by a key in this allowed-signers file "
+        "(ssh-keygen -Y verify, git's format)",
+    )
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
     p.add_argument(
         "--venv",
@@ -427,6 +441,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="copy artifacts up to this size (default 100 MB); list larger ones",
     )
     p.add_argument("--with-history", action="store_true", help="add a git bundle of the commits")
+    p.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign the archive with this SSH private key (ssh-keygen -Y sign, as git does); "
+        "writes FILE.sig beside it",
+    )
     p.add_argument("--rtol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
     p.add_argument("--atol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
