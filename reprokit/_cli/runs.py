@@ -251,8 +251,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return cmd_verify_archive(args)
     if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
         raise ReprokitError(f"no such archive file: {args.ref}")
-    if args.replay or args.venv:
-        raise ReprokitError("--replay and --venv apply to archives; for a run use reprokit replay")
+    if args.replay or args.venv or args.allowed_signers or args.no_sandbox or args.trust:
+        raise ReprokitError(
+            "--replay, --venv, --allowed-signers, --no-sandbox and --trust apply to archives; "
+            "for a run use reprokit replay"
+        )
 
     try:
         report = verify_run(args.ref, store=args.store)
@@ -273,6 +276,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             err(f"intact: {data.members} members, {len(data.runs)} run(s) verify")
         elif kind == "venv":
             err(f"venv: {data}")
+        elif kind == "sandbox":
+            err(f"sandbox: {data}")
         elif kind == "replaying":
             err(f"replaying {data} ...")
 
@@ -285,6 +290,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             atol=args.atol,
             on_event=narrate,
             allowed_signers=args.allowed_signers,
+            sandbox=not args.no_sandbox,
+            trust=args.trust,
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
@@ -410,6 +417,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "(ssh-keygen -Y verify, git's format)",
     )
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="archives: replay WITHOUT bubblewrap. The archive's code then runs with your "
+        "rights: it can read your files, use the network and write anywhere you can",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="archives: where no sandbox is available, replay anyway (you trust the archive)",
+    )
     p.add_argument(
         "--venv",
         action="store_true",

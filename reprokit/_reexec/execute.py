@@ -18,6 +18,7 @@ from reprokit._capture.environment import is_numerics_variable
 from reprokit._model.errors import ArgumentError, NotReplayable
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
+from reprokit._reexec.sandbox import wrap as sandbox_wrap
 from reprokit._store.store import Store
 
 BOOTSTRAP = r"""
@@ -230,6 +231,7 @@ def execute(
     stdout: Any = None,
     python: str | None = None,
     verified: bool = True,
+    sandbox: list[str] | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -237,6 +239,7 @@ def execute(
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
+    ``sandbox``: run inside bubblewrap, able to write only under these folders.
     """
     argv, extra, cwd = plan(m, source, params)
     if verified:
@@ -249,6 +252,11 @@ def execute(
     env.update(extra)
     if protocol is not None:
         protocol.apply(env)
+    if sandbox is not None:
+        try:
+            argv = sandbox_wrap(argv, cwd, sandbox)
+        except OSError as exc:
+            raise NotReplayable(m.id, f"the sandbox is unavailable: {exc}") from None
     try:
         proc = subprocess.run(
             argv, cwd=cwd, env=env, stdout=stdout if stdout is not None else sys.stderr

@@ -48,6 +48,7 @@ from reprokit._model.errors import (
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
+from reprokit._reexec.sandbox import available as sandbox_available
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.audit import results_of
@@ -925,6 +926,8 @@ def verify_archive(
     on_event: Callable[[str, Any], None] | None = None,
     stdout: Any = None,
     allowed_signers: str | None = None,
+    sandbox: bool = True,
+    trust: bool = False,
 ) -> ArchiveVerifyReport:
     """Check every checksum and every run of an archive; optionally replay every run.
 
@@ -968,6 +971,21 @@ def verify_archive(
         emit("verified", report)
         if not replay:
             return report.freeze()
+        # Replaying runs the archive's code: inside bubblewrap by default; without a sandbox
+        # only when the caller says it trusts the archive (or opted out of the sandbox).
+        writable: list[str] | None = None
+        if sandbox:
+            bwrap, why = sandbox_available()
+            if bwrap is not None:
+                writable = [scratch]
+            elif not trust:
+                raise ReprokitError(
+                    f"replaying runs the code inside {path}, and there is no sandbox here "
+                    f"({why}): trust it explicitly (trust=True) or install bubblewrap"
+                )
+            else:
+                emit("sandbox", f"no sandbox ({why}): running the archive's code as trusted")
+        emit("sandbox", "bubblewrap: no network, host read-only" if writable else "none")
         python = _make_venv(top, scratch, emit) if venv else None
         for rid in report.runs:
             m = store.load(rid)
@@ -984,6 +1002,7 @@ def verify_archive(
                     source_dir=src,
                     python=python,
                     stdout=stdout,
+                    sandbox=writable,
                 )
                 entry = {"run": rid, "verdict": r.verdict, "causes": r.causes}
             except ReprokitError as exc:

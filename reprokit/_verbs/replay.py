@@ -325,12 +325,15 @@ def replay(
     stdout: Any = None,
     source_dir: str | None = None,
     python: str | None = None,
+    sandbox: list[str] | None = None,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
     Raises ``TamperedError`` for a run that fails verification, ``NotReplayable`` when the run
     cannot be re-executed here. ``on_event(kind, data)`` hears "source", "drift" and "running"
     as they happen; ``stdout`` is where the replayed program's output goes (default: stderr).
+    ``sandbox`` (a list of extra writable folders, maybe empty) runs the program inside
+    bubblewrap: no network, the host read-only, writes only in the replay's folders.
     """
     if rtol < 0 or atol < 0:
         raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
@@ -383,6 +386,7 @@ def replay(
                 stdout=stdout,
                 python=python,
                 verified=bool(report.source.get("verified")),
+                sandbox=None if sandbox is None else [*sandbox, scratch, str(st.root), source],
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)

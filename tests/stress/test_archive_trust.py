@@ -194,3 +194,61 @@ def test_ssh_signatures_sign_and_verify_as_git_does(recorded, tmp_path):  # noqa
     (tmp_path / "other.tar.gz.sig").unlink()
     res = cli(tmp_path, "verify", str(tmp_path / "other.tar.gz"), "--allowed-signers", str(allowed))
     assert res.returncode == 1 and "not signed" in res.stderr
+
+
+ESCAPE = """
+import os, reprokit
+
+@reprokit.track(seed=0)
+def train(lr=0.1):
+    try:
+        with open(os.environ["OUTSIDE"], "w") as fh:
+            fh.write("escaped")
+    except OSError:
+        pass
+    return lr
+
+if __name__ == "__main__":
+    train()
+"""
+
+
+def _escape_archive(tmp_path: Path) -> tuple[Path, dict]:
+    from tests.conftest import clean_env, make_repo, run_python
+
+    repo = make_repo(tmp_path / "repo", {"train.py": ESCAPE})
+    outside = tmp_path / "outside.txt"
+    env = clean_env(OUTSIDE=str(outside))
+    res = run_python(repo, ESCAPE, env=env, script="train.py")
+    assert res.returncode == 0, res.stderr
+    outside.unlink()
+    out = make_archive(repo, tmp_path / "paper.tar.gz")
+    return out, env
+
+
+def test_an_archive_replay_runs_in_a_sandbox_that_keeps_the_host_read_only(tmp_path):
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    out, env = _escape_archive(tmp_path)
+    res = cli(tmp_path, "verify", str(out), "--replay", env=env)
+    assert "sandbox: bubblewrap" in res.stderr, res.stderr
+    assert not (tmp_path / "outside.txt").exists()
+    res = cli(tmp_path, "verify", str(out), "--replay", "--no-sandbox", env=env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "outside.txt").read_text() == "escaped"
+
+
+def test_without_a_sandbox_an_archive_replay_asks_for_trust(tmp_path):
+    out, env = _escape_archive(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git",):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = dict(env, PATH=str(bin_dir))
+    res = cli(tmp_path, "verify", str(out), "--replay", env=env)
+    assert res.returncode == 2 and "no sandbox here" in res.stderr, res.stderr
+    assert not (tmp_path / "outside.txt").exists()
+    res = cli(tmp_path, "verify", str(out), "--replay", "--trust", env=env)
+    assert res.returncode == 0, res.stderr
