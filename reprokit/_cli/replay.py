@@ -40,6 +40,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         keep=args.keep,
         params=params,
         on_event=narrator(args.quiet, seen_drift),
+        sandbox=[] if args.sandbox else None,
     )
     code = 0 if report.identical else 1
     if args.json:
@@ -196,6 +197,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for numbers")
     p.add_argument("--in-place", action="store_true", help="run the current tree instead")
     p.add_argument("--keep", action="store_true", help="keep the rebuilt tree and say where")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run inside bubblewrap: no network, the host read-only, writes only in the "
+        "replay's folders (for a run whose code you do not trust)",
+    )
     p.add_argument(
         "--param",
         action="append",

@@ -110,3 +110,35 @@ def test_a_forged_source_file_outside_the_tree_is_refused(recorded):
     rid = forge(repo, change)
     res = cli(repo, "replay", rid, env=env)
     assert res.returncode == 2 and "outside the source tree" in res.stderr
+
+
+WRITER = """
+import sys, reprokit
+
+@reprokit.track(seed=0)
+def train(out="model.txt"):
+    try:
+        with open(out, "w") as fh:
+            fh.write("from the run")
+    except OSError:
+        pass
+    return 1
+
+if __name__ == "__main__":
+    train(out=sys.argv[1])
+"""
+
+
+def test_a_sandboxed_local_replay_cannot_overwrite_an_absolute_path_in_the_checkout(tmp_path):
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
+    target = repo / "results.txt"
+    res = run_python(repo, WRITER, str(target), script="train.py")
+    assert res.returncode == 0, res.stderr
+    target.write_text("the user's own edits")
+    res = cli(repo, "replay", "latest", "--sandbox")
+    assert res.returncode in (0, 1), res.stderr
+    assert target.read_text() == "the user's own edits"
