@@ -206,7 +206,7 @@ def record_params(values: Mapping[str, Any] | Any) -> Params:
         out.values["params"] = _unrecorded(values)
         return out
     for key, value in items:
-        name = _key(key, "", out)
+        name = str(_key(key, "", out))
         try:
             _, subtype = config_to_mapping(value)
         except Exception:

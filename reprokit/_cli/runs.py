@@ -231,19 +231,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.ref:
             raise ReprokitError("--all and --head check the whole store: give no run")
         try:
-            report = verify_store(args.store, head=args.head)
+            whole = verify_store(args.store, head=args.head)
         except TamperedError as exc:
             return tampered(args, exc, {"store": str(args.store or "")})
         if args.json:
-            emit_json(report.to_dict())
+            emit_json(whole.to_dict())
             return 0
-        checked = f"; published head {report.head_checked} found" if report.head_checked else ""
+        checked = f"; published head {whole.head_checked} found" if whole.head_checked else ""
         out(
-            f"intact: store {report.store}: {report.runs} sealed run(s), all present and "
-            f"verified; ledger {report.ledger_lines} lines, head {report.ledger_head}{checked}"
+            f"intact: store {whole.store}: {whole.runs} sealed run(s), all present and "
+            f"verified; ledger {whole.ledger_lines} lines, head {whole.ledger_head}{checked}"
         )
-        if report.unsealed and not args.quiet:
-            err(f"not sealed (running or killed): {len(report.unsealed)} run folder(s)")
+        if whole.unsealed and not args.quiet:
+            err(f"not sealed (running or killed): {len(whole.unsealed)} run folder(s)")
         return 0
     if not args.ref:
         raise ReprokitError("verify needs a run, an archive file, or --all")
