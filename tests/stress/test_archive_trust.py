@@ -20,6 +20,7 @@ from tests.conftest import cli
 from tests.e2e.test_archive import make_archive, recorded  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.stress
+DETECTED: dict[str, bool] = {}
 
 
 def _zeros_tar(path: Path, size: int) -> None:
@@ -61,6 +62,7 @@ def test_a_decompression_bomb_is_refused_by_its_ratio_before_writing(tmp_path, k
         safe_extract(str(bomb), str(tmp_path / "out"), Limits())
     assert not any((tmp_path / "out").rglob("zeros"))
     res = cli(tmp_path, "verify", str(bomb))
+    DETECTED[f"bomb {kind}"] = res.returncode == 2
     assert res.returncode == 2 and "bomb" in res.stderr
 
 
@@ -135,6 +137,7 @@ def test_an_edit_of_a_generated_member_with_checksums_recomputed_is_tampered(
     bad = tmp_path / "forged.tar.gz"
     _repack(good, bad, EDITS[name])
     res = cli(tmp_path, "verify", str(bad))
+    DETECTED[f"edit {name}"] = res.returncode == 1
     assert res.returncode == 1, res.stdout + res.stderr
     assert "tampered" in res.stderr
 
@@ -252,3 +255,18 @@ def test_without_a_sandbox_an_archive_replay_asks_for_trust(tmp_path):
     assert not (tmp_path / "outside.txt").exists()
     res = cli(tmp_path, "verify", str(out), "--replay", "--trust", env=env)
     assert res.returncode == 0, res.stderr
+
+
+def test_zz_archive_trust_figure(figure):
+    if not DETECTED:
+        pytest.skip("run with the cases above")
+    edits = {k: v for k, v in DETECTED.items() if k.startswith("edit")}
+    bombs = {k: v for k, v in DETECTED.items() if k.startswith("bomb")}
+    figure(
+        "archive edits outside the sealed runs detected / tried (checksums recomputed)",
+        f"{sum(edits.values())} / {len(edits)} (REPRODUCE.md prose: root digest only)",
+    )
+    figure(
+        "decompression bombs refused / tried (2 MB -> 256 MiB)",
+        f"{sum(bombs.values())} / {len(bombs)}",
+    )
