@@ -260,10 +260,14 @@ def capture_git(
 
     # Secret files (.env, keys, credential stores...) never enter the tree, the patch or the
     # store: untracked ones are left out, and a tracked one keeps its committed content.
-    policy = SecretFiles.for_tree(root)
-    untracked, excluded = policy.split(sorted(st.untracked))
     changed = sorted(set(st.staged) | set(st.unstaged) | set(st.removed))
-    secret_changed = [e for e in policy.split(changed)[1] if e["path"] not in st.untracked]
+    untracked = sorted(st.untracked)
+    excluded: list[dict[str, str]] = []
+    secret_changed: list[dict[str, str]] = []
+    if untracked or changed:  # a clean tree has nothing to check (and pays nothing)
+        policy = SecretFiles.for_tree(root)
+        untracked, excluded = policy.split(untracked)
+        secret_changed = [e for e in policy.split(changed)[1] if e["path"] not in st.untracked]
     for e in secret_changed:
         e["reason"] += " (uncommitted changes not captured)"
     excluded.extend(secret_changed)
