@@ -1,6 +1,6 @@
 """Running code someone else recorded inside a sandbox: bubblewrap (``bwrap``) with no network,
-the whole host read-only, a private ``/tmp``, and writes allowed only inside the replay's own
-folders. Where bubblewrap is missing or cannot create namespaces, ``available`` says why and
+the whole host read-only (``/tmp`` too: ``TMPDIR`` points into the replay's folder), and writes
+allowed only inside the replay's own folders. Where bubblewrap is missing or cannot create namespaces, ``available`` says why and
 the caller asks for ``trust`` instead."""
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ def _base(bwrap: str) -> list[str]:
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
         "--tmpfs", "/dev/shm",
     ]  # fmt: skip
 
@@ -61,4 +60,6 @@ def wrap(argv: list[str], cwd: str, writable: list[str]) -> list[str]:
     cmd = _base(bwrap)
     for path in writable:
         cmd += ["--bind", path, path]
+    if writable:  # /tmp stays read-only (interpreters and venvs may live there): temp files
+        cmd += ["--setenv", "TMPDIR", writable[0]]  # go to the replay's own folder
     return [*cmd, "--chdir", cwd, "--", *argv]
