@@ -21,6 +21,7 @@ from reprokit._cli.output import (
 from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
+from reprokit._store.store import Store
 from reprokit._verbs.archive import DEFAULT_MAX_ARTIFACT, archive, is_archive, verify_archive
 from reprokit._verbs.diff import diff
 from reprokit._verbs.verify import VerifyReport, verify_run, verify_store
@@ -41,8 +42,6 @@ def _note(row: dict[str, Any]) -> str:
 
 def _ledger_digests(store: Any) -> dict[str, str] | None:
     """{run id: manifest sha256} the ledger vouches for; None when the ledger is unreadable."""
-    from reprokit._store.store import Store
-
     try:
         return {rid: digest for _, rid, digest, _ in Store.at(store).ledger_entries()}
     except (TamperedError, OSError):

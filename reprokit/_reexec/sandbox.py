@@ -1,7 +1,7 @@
 """Running code someone else recorded inside a sandbox: bubblewrap (``bwrap``) with no network,
 the whole host read-only (``/tmp`` too: ``TMPDIR`` points into the replay's folder), and writes
-allowed only inside the replay's own folders. Where bubblewrap is missing or cannot create namespaces, ``available`` says why and
-the caller asks for ``trust`` instead."""
+allowed only inside the replay's own folders. Where bubblewrap is missing or cannot create
+namespaces, ``available`` says why and the caller asks for ``trust`` instead."""
 
 from __future__ import annotations
 

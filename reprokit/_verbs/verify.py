@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reprokit._model.errors import TamperedError
 from reprokit._model.report import Report
 from reprokit._store.store import VOID, Store
 
@@ -59,8 +60,6 @@ def verify_store(
     ``verify``) must be a line of the chain: a ledger rolled back or rewritten since is caught.
     Folders that were never sealed (running, or killed before sealing) are listed, not errors.
     """
-    from reprokit._model.errors import TamperedError
-
     st = Store.at(store)
     entries = st.ledger_entries()
     ids = set(st.run_ids())
