@@ -26,14 +26,28 @@ def verify(
     venv: bool = False,
     rtol: float = 0.0,
     atol: float = 0.0,
+    allowed_signers: str | None = None,
+    sandbox: bool = True,
+    trust: bool = False,
 ) -> VerifyReport | ArchiveVerifyReport:
     """Check a sealed run (or an archive file) against its digests.
 
     For a run: returns a ``VerifyReport`` when intact. For an archive (``.tar.gz``/``.zip``):
     checks every checksum and run, replays every run with ``replay=True`` (inside a fresh
     virtualenv with ``venv=True``) and returns an ``ArchiveVerifyReport``. Raises
-    ``TamperedError`` naming the first file that does not match.
+    ``TamperedError`` naming the first file that does not match. ``allowed_signers``: require
+    a valid ``FILE.sig`` by one of these SSH keys. Replays of an archive run inside bubblewrap
+    (``sandbox``); where there is none, only with ``trust=True``.
     """
     if is_archive(str(ref)):
-        return verify_archive(ref, replay=replay, venv=venv, rtol=rtol, atol=atol)
+        return verify_archive(
+            ref,
+            replay=replay,
+            venv=venv,
+            rtol=rtol,
+            atol=atol,
+            allowed_signers=allowed_signers,
+            sandbox=sandbox,
+            trust=trust,
+        )
     return verify_run(ref, store)

@@ -20,6 +20,7 @@ from reprokit._capture.modules import own_module_files
 from reprokit._model.digest import snapshot_digest
 from reprokit._model.errors import GitError
 from reprokit._model.redact import strip_url_credentials
+from reprokit._model.secrets import SecretFiles
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -266,11 +267,25 @@ def capture_git(
     }
     cap = CodeCapture(section=section, root=root)
 
+    # Secret files (.env, keys, credential stores...) never enter the tree, the patch or the
+    # store: untracked ones are left out, and a tracked one keeps its committed content.
+    changed = sorted(set(st.staged) | set(st.unstaged) | set(st.removed))
+    untracked = sorted(st.untracked)
+    excluded: list[dict[str, str]] = []
+    secret_changed: list[dict[str, str]] = []
+    if untracked or changed:  # a clean tree has nothing to check (and pays nothing)
+        policy = SecretFiles.for_tree(root)
+        untracked, excluded = policy.split(untracked)
+        secret_changed = [e for e in policy.split(changed)[1] if e["path"] not in st.untracked]
+    for e in secret_changed:
+        e["reason"] += " (uncommitted changes not captured)"
+    excluded.extend(secret_changed)
+
     # Untracked files join the snapshot unless they break the size caps.
     included: list[str] = []
     skipped: list[dict[str, Any]] = []
     total = 0
-    for rel in sorted(st.untracked):
+    for rel in untracked:
         try:
             size = os.lstat(os.path.join(root, rel)).st_size
         except OSError as exc:
@@ -292,6 +307,8 @@ def capture_git(
         "unstaged": _listed(st.unstaged),
         "untracked": _listed(included),
     }
+    if excluded:
+        section["excluded"] = sorted(excluded, key=lambda e: e["path"])[:MAX_LISTED]
     if skipped:
         section["skipped"] = skipped[:MAX_LISTED]
         section["skipped_count"] = len(skipped)
@@ -303,11 +320,13 @@ def capture_git(
                 f"uncommitted changes inside submodule {p} are not captured" for p in lost
             ]
 
-    if st.commit is not None and head_tree and not (st.staged or st.unstaged or included):
+    secret_paths = {e["path"] for e in secret_changed}
+    clean = not (set(st.staged) | set(st.unstaged)) - secret_paths and not included
+    if st.commit is not None and head_tree and clean:
         tree = head_tree
         _keep_alive(root, common, SNAPSHOT_REF + st.commit, st.commit, env)
     else:
-        tree = _write_tree(root, index, common, st, included, env)
+        tree = _write_tree(root, index, common, st, included, env, secret_paths)
         base = st.commit or EMPTY_TREE
         diff = _spawn(["diff", "--binary", "--full-index", "--no-renames", base, tree], root, env)
         cap.patch_pending(diff, base)
@@ -353,9 +372,16 @@ def read_remotes(common: str) -> dict[str, str]:
 
 
 def _write_tree(
-    root: str, index: str, common: str, st: _Status, included: list[str], env: dict
+    root: str,
+    index: str,
+    common: str,
+    st: _Status,
+    included: list[str],
+    env: dict,
+    secret_paths: set[str] | frozenset[str] = frozenset(),
 ) -> str:
-    """Write the work tree's state as a tree object without touching the user's index."""
+    """Write the work tree's state as a tree object without touching the user's index; tracked
+    ``secret_paths`` keep their committed content (or are left out when never committed)."""
     tmp_index = os.path.join(common, f"reprokit-index-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         try:
@@ -376,6 +402,17 @@ def _write_tree(
         paths = set(st.unstaged) | set(st.removed) | set(included)
         if st.commit is None:
             paths |= set(st.staged)
+        paths -= secret_paths
+        staged_secrets = sorted(secret_paths & set(st.staged))
+        if staged_secrets:
+            payload = b"\0".join(p.encode("utf-8", "surrogateescape") for p in staged_secrets)
+            if st.commit is not None:
+                # back to the committed content (dropped when the commit lacks the file)
+                git(["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", "HEAD"],
+                    root, env=ienv, input=payload)  # fmt: skip
+            else:
+                git(["rm", "-q", "--cached", "--ignore-unmatch", "--pathspec-from-file=-",
+                     "--pathspec-file-nul"], root, env=ienv, input=payload)  # fmt: skip
         if paths:
             payload = b"\0".join(p.encode("utf-8", "surrogateescape") for p in sorted(paths))
             args = ["update-index", "--add", "--remove", "-z", "--stdin"]

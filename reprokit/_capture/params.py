@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 
-from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value
+from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value, redact_text
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 _MAX_ARRAY = 1000  # elements of a numpy array recorded inline as a hyperparameter
 _MAX_REPR = 200
+_MAX_DEPTH = 64  # nesting kept; deeper values are recorded by type
+_MAX_INT_BITS = 256  # larger ints are recorded by type: YAML and JSON readers choke on them
+_MAX_ITEMS = 10_000  # items of one list, dict or set kept
 _CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
 
 
@@ -181,20 +184,55 @@ def _typename(obj: Any) -> str:
 
 
 def record_params(values: Mapping[str, Any] | Any) -> Params:
-    """Plain params from a mapping or a config object (Namespace, dataclass, pydantic, ...)."""
+    """Plain params from a mapping or a config object (Namespace, dataclass, pydantic, ...).
+
+    Never raises: a value that cannot be turned into plain data (a cycle, too deep, a huge
+    int, a broken ``__repr__``, a config whose conversion raises) is recorded by type and a
+    bounded, redacted repr, and named in ``problems``.
+    """
     out = Params()
-    mapping, _ = config_to_mapping(values)
+    try:
+        mapping, _ = config_to_mapping(values)
+    except Exception:
+        mapping = None
     if mapping is None:
         out.problems.append(f"params: {_typename(values)} is not a mapping or known config")
         out.values["params"] = _unrecorded(values)
         return out
-    for key, value in mapping.items():
-        name = str(key)
-        _, subtype = config_to_mapping(value)
+    try:
+        items = list(mapping.items())
+    except Exception as exc:
+        out.problems.append(f"params: reading {_typename(values)} failed ({type(exc).__name__})")
+        out.values["params"] = _unrecorded(values)
+        return out
+    for key, value in items:
+        name = str(_key(key, "", out))
+        try:
+            _, subtype = config_to_mapping(value)
+        except Exception:
+            subtype = None
         if subtype is not None:
             out.types[name] = subtype
-        out.values[name] = _plain(value, name, out)
+        out.values[name] = _plain_safe(value, name, out, set(), 0)
     return out
+
+
+def _key(key: Any, path: str, out: Params) -> str | int:
+    """A mapping key as YAML can hold it; a key that looks like a credential is redacted."""
+    if isinstance(key, int) and not isinstance(key, bool) and key.bit_length() <= 63:
+        return key
+    if isinstance(key, str):
+        text = key
+    else:
+        try:
+            text = str(key)
+        except Exception:
+            text = f"<{type(key).__name__} key>"
+    if is_secret_value(text):
+        where = f"{path}.<key>" if path else "<key>"
+        out.redacted.append(where)
+        return f"{REDACTED}-{len(out.redacted)}"
+    return text[:_MAX_REPR]
 
 
 def _leaf_name(path: str) -> str:
@@ -202,10 +240,26 @@ def _leaf_name(path: str) -> str:
     return path.split("[", 1)[0].rsplit(".", 1)[-1]
 
 
-def _plain(value: Any, path: str, out: Params) -> Any:
+def _short(path: str) -> str:
+    return path if len(path) <= 80 else path[:38] + "..." + path[-38:]
+
+
+def _plain_safe(value: Any, path: str, out: Params, seen: set[int], depth: int) -> Any:
+    try:
+        return _plain(value, path, out, seen, depth)
+    except RecursionError:
+        out.problems.append(f"{path}: nested too deeply to record")
+    except Exception as exc:
+        out.problems.append(f"{path}: {_typename(value)} could not be read ({type(exc).__name__})")
+    return _unrecorded(value)
+
+
+def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     secret_name = is_secret_name(_leaf_name(path))
+    if isinstance(value, os.PathLike) and not isinstance(value, (str, bytes)):
+        value = os.fspath(value)  # checked as the text it is: /cache/hf_... holds a token
     is_scalar = (
         isinstance(value, (str, bytes, bytearray, int, float))
         or type(value).__module__ == "numpy"
@@ -215,33 +269,66 @@ def _plain(value: Any, path: str, out: Params) -> Any:
         out.redacted.append(path)
         return REDACTED
     if isinstance(value, str):
-        return value
+        return value if type(value) is str else str.__str__(value)
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        out.problems.append(f"{path}: an int of {value.bit_length()} bits is recorded by type")
+        return {"unrecorded": _typename(value), "repr": f"<int of {value.bit_length()} bits>"}
     if isinstance(value, (int, float)) and type(value).__module__ == "builtins":
         return value
     if isinstance(value, enum.Enum):
-        return _plain(value.value, path, out)
+        return _plain(value.value, path, out, seen, depth)
     if type(value).__module__ == "numpy":
         return _numpy(value, path, out)
     if isinstance(value, (int, float)):  # int/float subclasses: record the number itself
         return float(value) if isinstance(value, float) else int(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if depth >= _MAX_DEPTH:
+        out.problems.append(f"{_short(path)}: nested deeper than {_MAX_DEPTH} levels")
+        return _unrecorded(value)
+    if id(value) in seen:
+        out.problems.append(f"{_short(path)}: refers to itself (a cycle)")
+        return {"unrecorded": _typename(value), "repr": "<cycle>"}
+    seen = seen | {id(value)}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{path}[{i}]", out) for i, v in enumerate(value)]
+        if len(value) > _MAX_ITEMS:
+            out.problems.append(f"{path}: {len(value)} items, more than {_MAX_ITEMS}")
+            return _unrecorded(value)
+        items = []
+        hide_next = False
+        for i, v in enumerate(value):
+            # an argv-like list: ["--password", X] hides X
+            if hide_next and isinstance(v, str):
+                out.redacted.append(f"{path}[{i}]")
+                items.append(REDACTED)
+                hide_next = False
+                continue
+            hide_next = isinstance(v, str) and v.startswith("-") and is_secret_name(v.lstrip("-"))
+            items.append(_plain_safe(v, f"{path}[{i}]", out, seen, depth + 1))
+        return items
     if isinstance(value, (set, frozenset)):
+        if len(value) > _MAX_ITEMS:
+            out.problems.append(f"{path}: {len(value)} items, more than {_MAX_ITEMS}")
+            return _unrecorded(value)
         try:
-            items = sorted(value)
-        except TypeError:
-            items = sorted(value, key=repr)
-        return [_plain(v, f"{path}[]", out) for v in items]
+            ordered = sorted(value)
+        except Exception:
+            try:
+                ordered = sorted(value, key=repr)
+            except Exception:
+                out.problems.append(f"{path}: a set whose items cannot be ordered")
+                return _unrecorded(value)
+        return [_plain_safe(v, f"{path}[]", out, seen, depth + 1) for v in ordered]
     mapping, _ = config_to_mapping(value)
     if mapping is not None:
-        return {
-            (k if isinstance(k, (str, int)) else str(k)): _plain(v, f"{path}.{k}", out)
-            for k, v in mapping.items()
-        }
+        result: dict[Any, Any] = {}
+        for n, (k, v) in enumerate(mapping.items()):
+            if n >= _MAX_ITEMS:
+                out.problems.append(f"{path}: more than {_MAX_ITEMS} keys")
+                break
+            key = _key(k, path, out)
+            result[key] = _plain_safe(v, f"{path}.{key}", out, seen, depth + 1)
+        return result
     out.problems.append(f"{path}: {_typename(value)} cannot be recorded faithfully")
     return _unrecorded(value)
 
@@ -259,14 +346,17 @@ def _numpy(value: Any, path: str, out: Params) -> Any:
         return _unrecorded(value)
     if isinstance(item, float) and math.isnan(item):
         return item
-    return _plain(item, path, out)
+    return _plain(item, path, out, set(), 0)
 
 
 def _unrecorded(value: Any) -> dict[str, str]:
+    """Type and a bounded, redacted repr: what is kept of a value that is not plain data."""
     try:
         text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not break the run
+    except Exception as exc:  # a broken __repr__ (or an int too long to print) must not break
         text = f"<repr failed: {type(exc).__name__}>"
+    if not isinstance(text, str):
+        text = f"<repr returned {type(text).__name__}>"
     if len(text) > _MAX_REPR:
         text = text[: _MAX_REPR - 3] + "..."
-    return {"unrecorded": _typename(value), "repr": text}
+    return {"unrecorded": _typename(value), "repr": redact_text(text)}

@@ -43,6 +43,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         on_event=narrator(args.quiet, seen_drift),
         data_root=args.data_root,
         full_hash=args.full_hash,
+        sandbox=[] if args.sandbox else None,
     )
     code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
@@ -77,6 +78,9 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
             else:
                 what = data.get("tree") or data.get("digest")
                 err(f"source: rebuilt from the {data['mode']} ({what}), digest verified")
+                if data.get("excluded"):
+                    absent = ", ".join(data["excluded"][:20])
+                    err(f"  not captured (secret files): {absent} (absent from the rebuilt tree)")
                 if data.get("path"):
                     err(f"  kept in {data['path']}")
         elif kind == "inputs":
@@ -228,6 +232,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--full-hash",
         action="store_true",
         help="check inputs by reading every byte (default: trust the stat cache, like git)",
+    )
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run inside bubblewrap: no network, the host read-only, writes only in the "
+        "replay's folders (for a run whose code you do not trust)",
     )
     p.add_argument(
         "--param",

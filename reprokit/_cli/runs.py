@@ -20,7 +20,7 @@ from reprokit._cli.output import (
     tampered,
 )
 from reprokit._cli.replay import print_replay
-from reprokit._model.errors import ReprokitError, TamperedError
+from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
 from reprokit._model.manifest import Manifest
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._store.store import Store
@@ -33,7 +33,7 @@ from reprokit._verbs.archive import (
 )
 from reprokit._verbs.archive_inputs import DEFAULT_MAX_INPUT
 from reprokit._verbs.diff import diff
-from reprokit._verbs.verify import VerifyReport, verify_run
+from reprokit._verbs.verify import VerifyReport, verify_run, verify_store
 
 
 def _note(row: dict[str, Any]) -> str:
@@ -59,11 +59,50 @@ def _note(row: dict[str, Any]) -> str:
     return ""
 
 
+def _ledger_digests(store: Any) -> dict[str, str] | None:
+    """{run id: manifest sha256} the ledger vouches for; None when the ledger is unreadable."""
+    try:
+        return {rid: digest for _, rid, digest, _ in Store.at(store).ledger_entries()}
+    except (TamperedError, OSError):
+        return None
+
+
+def _looks_corrupt(entry: Any, vouched: dict[str, str] | None) -> bool:
+    """A sealed manifest ``ls`` must not show as a run: not the one the ledger vouches for, not
+    this folder's run, or with fields of the wrong type."""
+    import hashlib
+
+    m = entry.manifest
+    run, code = m.run, m.code
+    if m.id != entry.id or not isinstance(run.get("status"), str):
+        return True
+    for key in ("name", "started"):
+        if run.get(key) is not None and not isinstance(run.get(key), str):
+            return True
+    if code.get("commit") is not None and not isinstance(code.get("commit"), str):
+        return True
+    if run.get("duration_s") is not None and not isinstance(run.get("duration_s"), (int, float)):
+        return True
+    if vouched is not None:
+        try:
+            raw = (entry.path / "manifest.yaml").read_bytes()
+        except OSError:
+            return True
+        if entry.id not in vouched:  # sealed since the ledger was read?
+            vouched.update(_ledger_digests(entry.path.parent.parent) or {})
+        if vouched.get(entry.id) != hashlib.sha256(raw).hexdigest():
+            return True
+    return False
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
     store = store_of(args)
+    vouched = _ledger_digests(store)
     for entry in store.entries(head=True):
         m = entry.manifest
+        if m is not None and _looks_corrupt(entry, vouched):
+            entry.state, m = "corrupt", None
         if m is None:
             rows.append(
                 {
@@ -127,6 +166,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = store_of(args)
     m = store.load(args.ref)
+    entry = store.entry(store.resolve(args.ref), head=False)
+    if entry.manifest is not None and _looks_corrupt(entry, _ledger_digests(store)):
+        raise ManifestError(
+            f"run {entry.id} is corrupt: its manifest is not the one sealed in the ledger, or "
+            f"holds fields of the wrong type (reprokit verify {entry.id} says more)"
+        )
     if args.json:
         emit_json(m.to_dict())
         return 0
@@ -236,12 +281,35 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.all or args.head:
+        if args.ref:
+            raise ReprokitError("--all and --head check the whole store: give no run")
+        try:
+            whole = verify_store(args.store, head=args.head)
+        except TamperedError as exc:
+            return tampered(args, exc, {"store": str(args.store or "")})
+        if args.json:
+            emit_json(whole.to_dict())
+            return 0
+        checked = f"; published head {whole.head_checked} found" if whole.head_checked else ""
+        out(
+            f"intact: store {whole.store}: {whole.runs} sealed run(s), all present and "
+            f"verified; ledger {whole.ledger_lines} lines, head {whole.ledger_head}{checked}"
+        )
+        if whole.unsealed and not args.quiet:
+            err(f"not sealed (running or killed): {len(whole.unsealed)} run folder(s)")
+        return 0
+    if not args.ref:
+        raise ReprokitError("verify needs a run, an archive file, or --all")
     if is_archive(args.ref):
         return cmd_verify_archive(args)
     if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
         raise ReprokitError(f"no such archive file: {args.ref}")
-    if args.replay or args.venv:
-        raise ReprokitError("--replay and --venv apply to archives; for a run use reprokit replay")
+    if args.replay or args.venv or args.allowed_signers or args.no_sandbox or args.trust:
+        raise ReprokitError(
+            "--replay, --venv, --allowed-signers, --no-sandbox and --trust apply to archives; "
+            "for a run use reprokit replay"
+        )
 
     try:
         report = verify_run(args.ref, store=args.store)
@@ -262,6 +330,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             err(f"intact: {data.members} members, {len(data.runs)} run(s) verify")
         elif kind == "venv":
             err(f"venv: {data}")
+        elif kind == "sandbox":
+            err(f"sandbox: {data}")
         elif kind == "replaying":
             err(f"replaying {data} ...")
 
@@ -274,6 +344,9 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             atol=args.atol,
             on_event=narrate,
             data_root=args.data_root,
+            allowed_signers=args.allowed_signers,
+            sandbox=not args.no_sandbox,
+            trust=args.trust,
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
@@ -281,9 +354,12 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report.to_dict())
         return code
+    signed = f"; signed by {report.signed_by}" if report.signed_by else ""
     if not args.replay:
-        out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs)")
+        out(f"intact: {args.ref} ({report.members} members, {len(report.runs)} runs{signed})")
+        out(f"sha256 {report.sha256}  (compare with the digest the paper cites)")
         return 0
+    out(f"sha256 {report.sha256}{signed}")
     for r in report.replays:
         extra = f" ({r['reason']})" if r.get("reason") else ""
         out(f"{r['run']}: {r['verdict'].replace('_', ' ')}{extra}")
@@ -324,6 +400,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         progress=progress(args),
         with_inputs=args.with_inputs,
         max_input_size=args.max_input_size or DEFAULT_MAX_INPUT,
+        sign=args.sign,
     )
     if args.json:
         emit_json(report.to_dict())
@@ -332,6 +409,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
         f"wrote {report.path}: {len(report.runs)} run(s), {report.members} files, "
         f"{report.size} bytes"
     )
+    out(f"sha256 {report.sha256}  (the root digest: cite it to pin this archive)")
+    if report.signature:
+        out(f"signed: {report.signature}")
     if report.wheel is None:
         err(f"reprokit: the archive carries no reprokit wheel: {report.wheel_note}")
     for item in report.large:
@@ -396,10 +476,40 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "Check that a sealed run (or every run in an archive file) still matches its digests; "
         "with --replay, also replay every run of an archive. Exit 1 if anything was tampered "
         "with.",
-        "reprokit verify latest\nreprokit verify paper.tar.gz --replay",
+        "reprokit verify latest\nreprokit verify paper.tar.gz --replay\n"
+        "reprokit verify --all --head 8e514da0eba4544c",
     )  # fmt: skip
-    p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("ref", nargs="?", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="check the whole store against its ledger: every sealed run present and intact, "
+        "nothing added, nothing deleted",
+    )
+    p.add_argument(
+        "--head",
+        metavar="H",
+        help="with --all: a ledger head printed earlier (e.g. published with a paper) must "
+        "still be in the chain; catches a rolled-back or rewritten ledger",
+    )
+    p.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="archives: require a valid FILE.sig by a key in this allowed-signers file "
+        "(ssh-keygen -Y verify, git's format)",
+    )
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="archives: replay WITHOUT bubblewrap. The archive's code then runs with your "
+        "rights: it can read your files, use the network and write anywhere you can",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="archives: where no sandbox is available, replay anyway (you trust the archive)",
+    )
     p.add_argument(
         "--venv",
         action="store_true",
@@ -446,6 +556,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         type=int,
         metavar="BYTES",
         help="with --with-inputs: pack inputs up to this size each (default 100 MB)",
+    )
+    p.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign the archive with this SSH private key (ssh-keygen -Y sign, as git does); "
+        "writes FILE.sig beside it",
     )
     p.add_argument("--rtol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")
     p.add_argument("--atol", type=float, default=0.0, help="tolerance stated in REPRODUCE.md")

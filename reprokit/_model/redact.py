@@ -14,9 +14,18 @@ _SECRET_NAME_RE = (
     r"(^|[_\-.])("
     r"api[_\-]?key|apikey|token|access[_\-]?token|auth[_\-]?token|secret|client[_\-]?secret|"
     r"passw(or)?d|pwd|passphrase|credentials?|private[_\-]?key|access[_\-]?key|secret[_\-]?key|"
-    r"session[_\-]?key|bearer|auth|cookie|signature"
+    r"session[_\-]?key|bearer|auth|cookie|signature|pass|pw|passwd"
     r")($|[_\-.])"
     r"|passw(or)?d|passphrase|apikey"
+)
+# "key" as the last part of a name (wandb.key, --wandb-key, TF_SERVING_KEY, key) is a credential,
+# unless the name says what kind of key it is: sort_key, rng_key, primary_key...
+_KEY_NAME_RE = r"(^|[_\-.])key$"
+_NOT_KEY_NAME_RE = (
+    r"(^|[_\-.])(sort|primary|foreign|join|group|partition|index|lookup|cache|dict|map|hash|"
+    r"metric|monitor|target|label|input|output|feature|column|col|row|id|random|rng|prng|seed|"
+    r"jax|batch|image|text|audio|video|data|sample|query|value|attention|attn|dim|shard|split|"
+    r"layer|state|param|config|cfg|model|dataset|field|name|file|path|dir|sample)[_\-.]key$"
 )
 _CAMEL_RE = r"(?<=[a-z0-9])(?=[A-Z])"
 # A tokenizer's special tokens are vocabulary, not credentials: pad_token, eos_token_id...
@@ -36,11 +45,15 @@ _SECRET_VALUE_RE = (
     r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"  # JWT
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)"
     r"|[a-z][a-z0-9+.\-]*://[^/\s:@]*:[^/\s@]+@"  # URL with user:password@
+    r"|[a-z][a-z0-9+.\-]*://[A-Za-z0-9_\-.~%]{20,}@"  # URL whose user name is a token
     r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"  # an Authorization header's token
     r"|(?i:\bauthorization\s*[:=]\s*)\S+"
     # "password=..." inside a longer value: libpq DSNs, flags strings, query strings
     r"|(?i:\b(password|passwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|"
     r"access_token|private_token|client_secret)\s*[=:]\s*)[^\s&;,'\"<]{4,}"
+    # an error message quoting one: "password 'hunter2'", 'token "abc..."', "password is x"
+    r"|(?i:\b(password|passwd|passphrase|secret|token|api[_ \-]?key)\s+(is\s+)?)"
+    r"('[^'\n]{3,}'|\"[^\"\n]{3,}\"|(?<=is )\S{4,})"
 )
 
 _URL_USERINFO_RE = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@"
@@ -63,16 +76,18 @@ def _re(name: str) -> re.Pattern[str]:
             "not_name": _NOT_SECRET_NAME_RE,
             "option": _OPTION_RE,
             "query": _URL_QUERY_RE,
+            "key": _KEY_NAME_RE,
+            "not_key": _NOT_KEY_NAME_RE,
         }[name]
-        flags = re.IGNORECASE if name in ("name", "not_name") else 0
+        flags = re.IGNORECASE if name in ("name", "not_name", "key", "not_key") else 0
         pat = _compiled[name] = re.compile(source, flags)
     return pat
 
 
 # Substrings without which neither regex can match: checking them first spares most processes
 # the milliseconds it takes to compile the big patterns (capture runs inside users' programs).
-_NAME_HINTS = ("key", "token", "secret", "pass", "pwd", "credential", "auth", "bearer", "cookie",
-               "signature")  # fmt: skip
+_NAME_HINTS = ("key", "token", "secret", "pass", "pwd", "pw", "credential", "auth", "bearer",
+               "cookie", "signature")  # fmt: skip
 _VALUE_HINTS_CASED = ("AKIA", "ASIA", "gh", "github_pat_", "gl", "xox", "xapp-", "sk-", "sk_",
                       "rk_", "hf_", "npm_", "pypi-", "AIza", "eyJ", "-----BEGIN")  # fmt: skip
 _VALUE_HINTS_LOWER = ("bearer", "authorization", "passw", "passphrase", "secret", "token", "api",
@@ -85,6 +100,8 @@ def is_secret_name(name: str) -> bool:
     if not any(h in lowered for h in _NAME_HINTS):
         return False
     name = _re("camel").sub("_", name.replace(" ", "_"))
+    if _re("key").search(name) and not _re("not_key").search(name):
+        return True
     return bool(_re("name").search(name)) and not _re("not_name").search(name)
 
 
@@ -98,7 +115,8 @@ def is_secret_value(value: object) -> bool:
     if not url_userinfo and not any(h in value for h in _VALUE_HINTS_CASED):
         lowered = value.lower()
         if not any(h in lowered for h in _VALUE_HINTS_LOWER):
-            return False
+            # a URL's secret query parameter (?sig=...) under a name the regex does not know
+            return "://" in value and "=" in value and strip_url_credentials(value) != value
     return bool(_re("value").search(value))
 
 
@@ -130,12 +148,14 @@ def redact_text(text: str) -> str:
 def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """Return argv with credential values replaced, and the names of what was redacted.
 
-    Handles ``--api-key=V``, ``--token V``, ``password=V``, URLs with userinfo and values that
-    look like credentials on their own.
+    Handles ``--api-key=V``, ``--token V``, ``--db-pass V``, ``--key V``, ``password=V``,
+    ``-p V`` (unless a number, ``host:port`` or ``no:plugin``), ``-u user:password``, URLs with
+    userinfo and values that look like credentials on their own.
     """
     out: list[str] = []
     redacted: list[str] = []
     hide_next: str | None = None
+    p_next = user_next = False
     for arg in argv:
         if hide_next is not None:
             out.append(REDACTED)
@@ -144,6 +164,12 @@ def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             continue
         # Only what looks like an option or a setting's name is treated as one: a PEM block
         # ("-----BEGIN ...") or a URL before "=" is a value, and its text is never a "name".
+        if user_next:  # curl -u user:password
+            user_next = False
+            if ":" in arg and "://" not in arg:
+                out.append(arg.split(":", 1)[0] + ":" + REDACTED)
+                redacted.append(f"argv[{len(out) - 1}] password")
+                continue
         if arg.startswith("-") and "=" not in arg and _re("option").match(arg):
             name = arg.lstrip("-")
             if is_secret_value(arg):
@@ -152,8 +178,20 @@ def redact_argv(argv: list[str]) -> tuple[list[str], list[str]]:
                 continue
             if name and is_secret_name(name):
                 hide_next = name
+            elif arg == "-p":
+                p_next = True
+            elif arg in ("-u", "--user"):
+                user_next = True
             out.append(arg)
             continue
+        if p_next:
+            # "-p" is a password for mysql, sshpass and many scripts, a port or a plugin for
+            # others: a number, "host:port" and "no:plugin" stay, anything else is hidden.
+            p_next = False
+            if not (arg.isdigit() or ":" in arg or arg.startswith("-")):
+                out.append(REDACTED)
+                redacted.append("p")
+                continue
         if "=" in arg:
             key, _, value = arg.partition("=")
             if value and _re("option").match(key) and is_secret_name(key.lstrip("-")):

@@ -8,7 +8,7 @@ import os
 
 from reprokit._capture.params import record_params
 from reprokit._model import numbers as nums
-from reprokit._model.digest import fingerprint_exact, sha256_file
+from reprokit._model.digest import fingerprint_exact, sha256_stream
 from reprokit._model.yaml import dump
 from reprokit._record.file_numbers import numbers_in_file
 
@@ -29,35 +29,98 @@ def safe_rel(rel: str) -> str:
     return "/".join(parts) or "artifact"
 
 
+def _special(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not hashed, or None for a regular file."""
+    import stat
+
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symbolic link (not followed)"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (reading it could block)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device or other special file"
+
+
+def _hash_regular(path: str, follow: bool = False) -> tuple[str, int]:
+    """sha256 and size of a regular file, opened without following a link (unless ``follow``)
+    and without blocking (a FIFO swapped in after the check must not hang the user's program)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        return sha256_stream(fh)
+
+
 def describe_output(path: Path, root: Path) -> dict[str, Any]:
-    """Size and sha256 of a file, or of every file in a folder, with paths relative to root."""
+    """Size and sha256 of a file, or of every file in a folder, with paths relative to root.
+
+    Never follows a link inside a folder, never opens a FIFO or a device, never raises for one
+    entry: links,
+    special files and unreadable files of a folder are listed under ``skipped`` with the
+    reason (a top-level one is described by ``skipped`` alone). Raises OSError only when
+    ``path`` itself cannot be looked at.
+    """
     from pathlib import Path
 
     try:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         rel = os.fspath(path)
-    if path.is_dir():
+    import stat
+
+    try:  # the path the user named is followed if it is a link; links inside it are not
+        top = os.stat(path)
+    except OSError:
+        top = os.lstat(path)
+
+    if stat.S_ISDIR(top.st_mode):
         files = []
+        skipped: list[dict[str, str]] = []
         total = 0
-        for dirpath, dirs, names in os.walk(path):
+        for dirpath, dirs, names in os.walk(path):  # never follows links to folders
             dirs.sort()
-            for n in sorted(names):
+            for n in sorted(names + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]):
                 f = Path(dirpath) / n
-                digest, size = sha256_file(f)
-                rec = {"path": f.relative_to(path).as_posix(), "size": size, "sha256": digest}
-                found = numbers_in_file(f, size)
+                frel = f.relative_to(path).as_posix()
+                try:
+                    why = _special(os.lstat(f).st_mode)
+                    if why is None:
+                        digest, size = _hash_regular(str(f))
+                except OSError as exc:
+                    why = f"unreadable: {exc.strerror or exc}"
+                if why is not None:
+                    skipped.append({"path": frel, "reason": why})
+                    continue
+                rec = {"path": frel, "size": size, "sha256": digest}
+                found = numbers_in_file(f, size)  # JSON/CSV/NPY: their numbers, for tolerances
                 if found is not None:
                     rec["numbers"] = found
                 files.append(rec)
                 total += size
-        return {"path": rel, "kind": "folder", "size": total, "files": files}
-    digest, size = sha256_file(path)
-    out = {"path": rel, "kind": "file", "size": size, "sha256": digest}
-    found = numbers_in_file(path, size)  # JSON/CSV/NPY: their numbers, for tolerances
-    if found is not None:
-        out["numbers"] = found
-    return out
+        out: dict[str, Any] = {"path": rel, "kind": "folder", "size": total, "files": files}
+        if skipped:
+            out["skipped"] = skipped
+        return out
+    why = _special(top.st_mode)
+    if why is None:
+        try:
+            digest, size = _hash_regular(os.fspath(path), follow=True)
+            out = {"path": rel, "kind": "file", "size": size, "sha256": digest}
+            found = numbers_in_file(path, size)
+            if found is not None:
+                out["numbers"] = found
+            return out
+        except OSError as exc:
+            why = f"unreadable: {exc.strerror or exc}"
+    return {"path": rel, "kind": "file", "size": None, "sha256": None, "skipped": why}
 
 
 def describe_declared(paths: list[str], base: str, cwd: str | None = None) -> list[dict[str, Any]]:
@@ -83,8 +146,8 @@ def describe_declared(paths: list[str], base: str, cwd: str | None = None) -> li
 
 def describe_value(value: Any) -> dict[str, Any]:
     """Fingerprint of a value, plus the value itself when it is small plain data."""
-    fp, exact = fingerprint_exact(value)
     out: dict[str, Any] = {"type": f"{type(value).__module__}.{type(value).__qualname__}"}
+    fp, exact = safe_fingerprint(value)
     out["fingerprint"] = fp
     if not exact:
         out["exact"] = False
@@ -98,11 +161,22 @@ def describe_value(value: Any) -> dict[str, Any]:
     return out
 
 
+def safe_fingerprint(value: Any) -> tuple[str | None, bool]:
+    """``fingerprint_exact(value)``, or (None, False) for a value it cannot encode (nested too
+    deeply, a broken container): recording never raises into the user's code."""
+    try:
+        return fingerprint_exact(value)
+    except (Exception, RecursionError):
+        return None, False
+
+
 def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any] | None:
     """The numbers of a numeric value, for tolerances: inline when small, compressed up to
     ``keep`` numbers (see ``reprokit._model.numbers``), else summary statistics."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, int) and value.bit_length() > 63:
+        return None  # beyond what YAML, JSON and float comparisons hold faithfully
     if isinstance(value, (int, float)):
         return {"value": value}
     module = type(value).__module__

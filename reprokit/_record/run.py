@@ -14,7 +14,6 @@ import warnings
 
 from reprokit._capture.environment import imported_distributions
 from reprokit._capture.params import Params, record_params
-from reprokit._model.digest import fingerprint_exact
 from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.numbers import KEPT
 from reprokit._model.protocol import ChildProtocol
@@ -27,6 +26,7 @@ from reprokit._record.outputs import (
     describe_output,
     describe_value,
     numeric_summary,
+    safe_fingerprint,
     safe_rel,
 )
 from reprokit._record.process import CAPTURE, STATE, CodeCache
@@ -152,10 +152,15 @@ class Run:
         """Append ``value`` to the series ``name`` (kept in order, streamed to disk)."""
         try:
             number = (
-                float(value) if not isinstance(value, int) or isinstance(value, bool) else value
+                float(value)
+                if not isinstance(value, int) or isinstance(value, bool) or value.bit_length() > 63
+                else value
             )
-        except (TypeError, ValueError):
-            warn(f"metric {name!r}: {type(value).__name__} is not a number; not logged")
+        except (TypeError, ValueError, OverflowError):
+            warn(f"metric {name!r}: {type(value).__name__} is not a float-sized number; not logged")
+            return
+        except Exception as exc:  # a number-like object whose __float__ raises
+            warn(f"metric {name!r}: reading the value failed ({type(exc).__name__}); not logged")
             return
         if self._rank is not None:
             self._note_backend()
@@ -191,7 +196,10 @@ class Run:
         """Record the fingerprint of an intermediate value; returns it. Finds divergence later."""
         if self._rank is not None:
             self._note_backend()
-        fp, exact = fingerprint_exact(value)
+        fp, exact = safe_fingerprint(value)
+        if fp is None:
+            warn(f"checkpoint {name!r}: {type(value).__name__} cannot be fingerprinted; recorded")
+            fp = "unavailable"
         record: dict[str, Any] = {"index": self._ckpt_count, "name": name, "fingerprint": fp}
         if not exact:
             record["exact"] = False
@@ -246,14 +254,23 @@ class Run:
         from pathlib import Path
 
         p = Path(path)
-        if not p.exists():
+        if not (p.exists() or p.is_symlink()):
             raise ReprokitError(f"artifact {os.fspath(path)!r} does not exist")
-        record = describe_output(p, Path(self._root_for_paths()))
-        if copy and self._recording and self.id is not None:
+        try:
+            record = describe_output(p, Path(self._root_for_paths()))
+        except OSError as exc:  # vanished or unreadable: say so, keep training
+            record = {"path": os.fspath(path), "unreadable": exc.strerror or str(exc)}
+            warn(f"artifact {os.fspath(path)!r} could not be read: {record['unreadable']}")
+        skipped = record.get("skipped")
+        if skipped:
+            what = skipped if isinstance(skipped, str) else f"{len(skipped)} entries not hashed"
+            warn(f"artifact {record['path']!r}: {what} (links and special files are not read)")
+        if copy and self._recording and self.id is not None and "unreadable" not in record:
             try:
                 record["copy"] = self.store.keep_copy(self.id, p, safe_rel(record["path"]))
-            except OSError as exc:  # a full disk must not break training: say so, keep going
-                warn(f"artifact {record['path']!r} is hashed but not copied: {exc.strerror or exc}")
+            except (OSError, RecursionError) as exc:  # a full disk must not break training
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                warn(f"artifact {record['path']!r} is hashed but not copied: {why}")
         with self._lock:
             self._artifacts.append(record)
         return record

@@ -23,6 +23,7 @@ from reprokit._model.errors import ArgumentError, NotReplayable, ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol, variable
 from reprokit._record.bootstrap import bootstrap_env
+from reprokit._reexec.sandbox import wrap as sandbox_wrap
 from reprokit._store.store import Store
 
 BOOTSTRAP = r"""
@@ -115,7 +116,7 @@ def child_env(
     for key, value in variables.items():
         if relaunched and (key in _LAYOUT or key.startswith("SLURM_")):
             continue  # the re-launched job's launcher gives every rank its place
-        if isinstance(value, str) and value != "<redacted>" and key != "PYTHONHASHSEED":
+        if isinstance(value, str) and value != "<redacted>" and applicable_variable(key):
             env[key] = value
     hashseed = seeds.get("pythonhashseed")
     env["PYTHONHASHSEED"] = str(hashseed if hashseed not in (None, "random") else seed)
@@ -129,6 +130,37 @@ def child_env(
         deterministic=isinstance(det, Mapping) and bool(det.get("requested")),
     ).apply(env, unset=("replay_of", "parent"))
     return env
+
+
+# Variables that change how programs and libraries are loaded: a recorded manifest (perhaps a
+# stranger's) never sets them for a replay, whatever it lists.
+_LOADER_PREFIXES = ("LD_", "DYLD_", "PYTHON", "BASH_", "PERL", "RUBY", "NODE_", "GIT_", "GCONV",
+                    "MALLOC_", "JAVA_TOOL", "_JAVA")  # fmt: skip
+_LOADER_NAMES = {"ENV", "PATH", "HOME", "SHELL", "IFS", "PS4", "PROMPT_COMMAND", "LOCPATH",
+                 "NLSPATH", "TMPDIR", "HOSTALIASES", "RESOLV_HOST_CONF", "CDPATH"}  # fmt: skip
+
+
+def applicable_variable(name: str) -> bool:
+    """True for a recorded environment variable a replay re-applies: a numerics setting
+    (OMP_*, CUBLAS_*...) that cannot change which code is loaded (LD_PRELOAD, PYTHONPATH,
+    PYTHONSTARTUP, BASH_ENV... never are). PYTHONHASHSEED is set by the replay itself."""
+    if not isinstance(name, str) or not is_numerics_variable(name):
+        return False
+    return not (name.startswith(_LOADER_PREFIXES) or name in _LOADER_NAMES)
+
+
+def inside(source: str, rel: str, what: str, run_id: str) -> str:
+    """``source`` joined with the recorded relative path ``rel``; NotReplayable when ``rel``
+    is absolute or climbs out (a hand-made manifest must not point a replay outside)."""
+    if not isinstance(rel, str) or os.path.isabs(rel) or "\0" in rel:
+        raise NotReplayable(run_id, f"the recorded {what} {rel!r} is not a relative path")
+    base = os.path.abspath(source)
+    path = os.path.normpath(os.path.join(base, *rel.split("/")))
+    real, real_base = os.path.realpath(path), os.path.realpath(base)
+    for p, b in ((path, base), (real, real_base)):  # by name, then through links in the tree
+        if p != b and not p.startswith(b.rstrip(os.sep) + os.sep):
+            raise NotReplayable(run_id, f"the recorded {what} {rel!r} lies outside the source tree")
+    return path
 
 
 def reruns_script(m: Manifest) -> bool:
@@ -185,7 +217,7 @@ def plan(
     run = m.run
     entry = run.get("entry") or {}
     cwd_rel = run.get("cwd") or "."
-    cwd = source if os.path.isabs(cwd_rel) else os.path.join(source, *cwd_rel.split("/"))
+    cwd = source if os.path.isabs(str(cwd_rel)) else inside(source, cwd_rel, "cwd", m.id)
     if not os.path.isdir(cwd):
         cwd = source
     kind = "script" if reruns_script(m) else entry.get("kind")
@@ -193,7 +225,7 @@ def plan(
         rel = entry.get("file_rel")
         if not rel:
             raise NotReplayable(m.id, "the function's source file is not inside the recorded tree")
-        file = os.path.join(source, *rel.split("/"))
+        file = inside(source, rel, "source file", m.id)
         module = entry.get("module") or "__main__"
         parts = module.split(".")
         # A function of a script's main module in a spawned worker ("__mp_main__") is loaded
@@ -232,7 +264,7 @@ def plan(
         argv = list(entry.get("argv") or [])
         if argv_seed is not None:
             argv = with_seed_flag(argv, argv_seed)[0]
-        return [sys.executable, os.path.join(source, *rel.split("/")), *argv[1:]], {}, cwd
+        return [sys.executable, inside(source, rel, "script", m.id), *argv[1:]], {}, cwd
     if kind == "notebook":
         needed = ("nbclient", "nbformat", "ipykernel")
         missing = [name for name in needed if importlib.util.find_spec(name) is None]
@@ -240,7 +272,7 @@ def plan(
             raise NotReplayable(
                 m.id,
                 f"replaying a notebook run needs {', '.join(missing)}: "
-                "pip install 'reprokit[notebook]'",
+                "pip install 'reprokit-verdict[notebook]'",
             )
         spec = {"cells": list(entry.get("cells") or []), "cwd": cwd}
         return (
@@ -446,6 +478,7 @@ def execute(
     python: str | None = None,
     verified: bool = True,
     argv_seed: int | None = None,
+    sandbox: list[str] | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -454,6 +487,7 @@ def execute(
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
+    ``sandbox``: run inside bubblewrap, able to write only under these folders.
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
     argv = group_layout(m) + argv
@@ -470,6 +504,11 @@ def execute(
         bootstrap_env(env, child_report_path(log))
     if protocol is not None:
         protocol.apply(env)
+    if sandbox is not None:
+        try:
+            argv = sandbox_wrap(argv, cwd, sandbox)
+        except OSError as exc:
+            raise NotReplayable(m.id, f"the sandbox is unavailable: {exc}") from None
     try:
         proc = subprocess.run(
             argv, cwd=cwd, env=env, stdout=stdout if stdout is not None else sys.stderr

@@ -104,7 +104,19 @@ def check_source_dir(m: Manifest, folder: str, scratch: str) -> dict[str, Any]:
 
 
 def rebuild_source(m: Manifest, store: Store, dest: str, scratch: str) -> dict[str, Any]:
-    """Rebuild the run's exact source tree in ``dest``; raise NotReplayable when it cannot."""
+    """Rebuild the run's exact source tree in ``dest``; raise NotReplayable when it cannot.
+
+    The result says which secret files were never captured (``excluded``): they are absent
+    from the rebuilt tree, as they were from the recording.
+    """
+    out = _rebuild(m, store, dest, scratch)
+    excluded = [e.get("path") for e in m.code.get("excluded") or [] if isinstance(e, dict)]
+    if excluded:
+        out["excluded"] = [str(p) for p in excluded]
+    return out
+
+
+def _rebuild(m: Manifest, store: Store, dest: str, scratch: str) -> dict[str, Any]:
     code = m.code
     kind = code.get("kind")
     os.makedirs(dest, exist_ok=True)

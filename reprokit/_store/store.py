@@ -51,6 +51,7 @@ STREAMS = ("metrics.jsonl", "checkpoints.jsonl")  # what a run appends to while 
 SHARD = "shard.yaml"
 STORE_DIRNAME = ".reprokit"
 _GENESIS = "0" * 64
+VOID = "0" * 64  # a ledger line's digest for a run whose sealing failed after its line
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
 _OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -241,10 +242,18 @@ class Store:
         run_dir = os.path.join(self._runs, run_id)
         dest = os.path.join(run_dir, "artifacts", *rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        source = os.path.realpath(source)  # the path the user named is followed, links inside not
         if os.path.isdir(source):
-            shutil.copytree(source, dest, dirs_exist_ok=True)
-        else:
+            # Regular files and folders only: a link (dangling, looping or leading out of the
+            # run) or a FIFO is never followed into the store.
+            def special(folder: str, names: list[str]) -> set[str]:
+                return {n for n in names if _not_copied(os.path.join(folder, n))}
+
+            shutil.copytree(source, dest, ignore=special, dirs_exist_ok=True)
+        elif not _not_copied(source):
             shutil.copyfile(source, dest)
+        else:
+            raise OSError(0, "not a regular file or folder", os.fspath(source))
         return os.path.relpath(dest, run_dir).replace(os.sep, "/")
 
     def new_run_dir(self, run_id: str | None = None, parent: str | None = None) -> tuple[str, str]:
@@ -481,7 +490,17 @@ class Store:
         folder = os.path.join(self._runs, run_id)
         data = manifest_text.encode("utf-8")
         self._append_ledger(run_id, hashlib.sha256(data).hexdigest())
-        if not self.put_if_absent(os.path.join(folder, MANIFEST), data):
+        try:
+            written = self.put_if_absent(os.path.join(folder, MANIFEST), data)
+        except OSError:
+            # The manifest never came to be (full disk): say so in the chain, so that the
+            # run's absence is not read as a deletion (best effort: the disk is full).
+            try:
+                self._append_ledger(run_id, VOID)
+            except OSError:
+                pass
+            raise
+        if not written:
             raise StoreError(f"run {run_id} is already sealed", folder)
         for path in _files_under(folder):
             try:
@@ -520,9 +539,11 @@ class Store:
         try:
             if fh is None or fh.closed or _journal_pid.get(self._root) != os.getpid():
                 # (a forked child keeps its parent's handle: it gets a journal of its own)
+                self._clean_journals()
                 name = f"{_hostname()}-{os.getpid()}-{os.urandom(3).hex()}"
                 fh = open(os.path.join(self._active, name), "a", encoding="utf-8")  # noqa: SIM115
-                fh.write(f"{os.getpid()} {_hostname()}\n")
+                started = _start_time(os.getpid())
+                fh.write(f"{os.getpid()} {_hostname()} {started}\n".replace(" None", ""))
                 _journals[self._root] = fh
                 _journal_pid[self._root] = os.getpid()
                 if len(_journals) == 1:
@@ -621,18 +642,7 @@ class Store:
                         continue
             except OSError:
                 continue
-            if len(head) != 2:
-                return False
-            pid_s, host = head
-            if host != _hostname():
-                return True  # another machine's run: assume it is still going
-            try:
-                os.kill(int(pid_s), 0)
-            except ProcessLookupError:
-                return False
-            except (PermissionError, ValueError):
-                return True
-            return True
+            return _journal_alive(head)
         return False
 
     def unfinished_runs_of(self, pid: int) -> list[tuple[str, str | None]]:
@@ -648,7 +658,7 @@ class Store:
             try:
                 with open(os.path.join(self._active, name), encoding="utf-8") as fh:
                     head = fh.readline().split()
-                    if len(head) != 2 or head[0] != str(pid):
+                    if len(head) < 2 or head[0] != str(pid):
                         continue
                     for line in fh:
                         parts = line.split()
@@ -661,6 +671,26 @@ class Store:
             except OSError:
                 continue
         return list(started.items())
+
+    def _clean_journals(self) -> None:
+        """Remove the journals of this host's processes that are gone (killed, never at exit):
+        they would otherwise pile up, and a reused pid could make their runs look alive."""
+        try:
+            names = os.listdir(self._active)
+        except OSError:
+            return
+        host = _hostname()
+        for name in names:
+            if not name.startswith(host + "-"):
+                continue
+            path = os.path.join(self._active, name)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    head = fh.readline().split()
+                if len(head) >= 2 and head[1] == host and not _journal_alive(head):
+                    os.unlink(path)
+            except OSError:
+                continue
 
     def resolve(self, ref: str) -> str:
         """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
@@ -735,8 +765,14 @@ class Store:
             return []
         except (OSError, UnicodeDecodeError) as exc:
             raise TamperedError(f"ledger unreadable: {exc}", path=str(self.ledger)) from None
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            # A last line cut short by a crash mid-append: its manifest was never written (the
+            # ledger line comes first), so it vouches for nothing. Ignored; the next append
+            # truncates it.
+            lines.pop()
         out = []
-        for n, line in enumerate(text.splitlines()):
+        for n, line in enumerate(lines):
             parts = line.split()
             if len(parts) != 4 or not parts[0].isdigit():
                 raise TamperedError(f"ledger line {n + 1} is malformed", path="ledger")
@@ -878,3 +914,45 @@ def digest_folder(folder: str | os.PathLike[str]) -> dict[str, str]:
         if rel != MANIFEST:
             out[rel] = sha256_file(path)[0]
     return dict(sorted(out.items()))
+
+
+def _not_copied(path: str) -> bool:
+    """True for what a copy of an artifact leaves out: links and special files."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return True
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (clock ticks since boot), where /proc tells:
+    a pid reused by a later process has another one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _journal_alive(head: list[str]) -> bool:
+    """Whether the process a journal's first line names (pid, host[, start time]) still runs."""
+    if len(head) not in (2, 3):
+        return False
+    pid_s, host = head[0], head[1]
+    if host != _hostname():
+        return True  # another machine's run: assume it is still going
+    try:
+        os.kill(int(pid_s), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    if len(head) == 3:
+        now = _start_time(int(pid_s))
+        if now is not None and now != head[2]:
+            return False  # the pid now belongs to another process
+    return True

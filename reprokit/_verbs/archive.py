@@ -49,6 +49,7 @@ from reprokit._model.errors import (
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
+from reprokit._reexec.sandbox import available as sandbox_available
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.archive_inputs import (
@@ -60,6 +61,7 @@ from reprokit._verbs.archive_inputs import (
 )
 from reprokit._verbs.audit import results_of
 from reprokit._verbs.replay import replay as replay_run
+from reprokit._verbs.signing import sign_file, verify_signature
 from reprokit._verbs.templates import templates_dir
 from reprokit._verbs.wheel import (
     DIST_NAME,
@@ -77,11 +79,34 @@ RO_CRATE_11 = "https://w3id.org/ro/crate/1.1"
 
 
 class Limits:
-    """What safe extraction accepts: member count and total unpacked size."""
+    """What safe extraction accepts: member count, total unpacked size, and how much larger
+    than the archive file its content may be (``max_ratio``, applied once the content passes
+    ``ratio_floor`` bytes: small archives of repetitive text compress well and are harmless)."""
 
-    def __init__(self, max_members: int = 500_000, max_bytes: int = 64 * 1024**3) -> None:
+    def __init__(
+        self,
+        max_members: int = 500_000,
+        max_bytes: int = 64 * 1024**3,
+        max_ratio: float = 200.0,
+        ratio_floor: int = 64 * 1024**2,
+    ) -> None:
         self.max_members = max_members
         self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
+        self.ratio_floor = ratio_floor
+
+    def check(self, total: int, packed: int) -> None:
+        """Raise UnsafeArchive when ``total`` unpacked bytes break the caps for an archive
+        file of ``packed`` bytes; called as the member headers stream by, before writing."""
+        if total > self.max_bytes:
+            raise UnsafeArchive(
+                f"archive unpacks to more than {self.max_bytes} bytes (decompression bomb?)"
+            )
+        if total > self.ratio_floor and total > self.max_ratio * max(packed, 1):
+            raise UnsafeArchive(
+                f"archive of {packed} bytes unpacks to more than {total} bytes, over "
+                f"{self.max_ratio:g} times its size (decompression bomb?)"
+            )
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -189,6 +214,60 @@ class _Writer:
 
 
 # -- what goes in --------------------------------------------------------------------------------
+
+
+def _source_key(m: Manifest) -> str:
+    """The folder name under ``source/`` of a run's source tree."""
+    return str(m.code.get("tree") or m.code.get("digest") or m.id).split(":")[-1][:16]
+
+
+def _derived_crate(top: str, runs: list[Manifest]) -> str:
+    """ro-crate-metadata.json as ``archive`` writes it for these runs and the members present
+    in the extracted folder ``top``: what an archive's crate must be, byte for byte."""
+    sources = {m.id: f"source/{_source_key(m)}" for m in runs}
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    for m in runs:
+        for rec in _output_files(m):
+            rel = f"outputs/{m.id}/{rec['path']}"
+            if os.path.isfile(os.path.join(top, *rel.split("/"))):
+                item = {"path": rel, "size": rec.get("size"), "sha256": rec.get("sha256")}
+                outputs.setdefault(m.id, []).append(item)
+    files = sorted(
+        n
+        for n in os.listdir(top)
+        if n != "ro-crate-metadata.json" and not os.path.isdir(os.path.join(top, n))
+    )
+    crate = _crate(os.path.basename(top), runs, sources, outputs, files)
+    return json.dumps(crate, indent=2, sort_keys=True) + "\n"
+
+
+def _check_generated(top: str, runs: list[Manifest]) -> None:
+    """The members generated from the sealed runs (requirements.lock, the RO-Crate) are
+    derived again and compared: an edit, even with CHECKSUMS.sha256 recomputed, is caught."""
+    for member, expected in (
+        ("requirements.lock", _lock_lines(runs)),
+        ("ro-crate-metadata.json", _derived_crate(top, runs)),
+    ):
+        try:
+            with open(os.path.join(top, member), "rb") as fh:
+                actual = fh.read()
+        except OSError:
+            raise TamperedError(f"{member} is missing", path=member) from None
+        if actual != expected.encode():
+            raise TamperedError(
+                f"{member} does not match what the sealed runs give (edited?)", path=member
+            )
+    # CITATION.cff comes from the runs' source when it holds one: it must be that file.
+    cited = os.path.join(top, "CITATION.cff")
+    for m in runs:
+        recorded = os.path.join(top, "source", _source_key(m), "CITATION.cff")
+        if os.path.isfile(recorded) and not os.path.islink(recorded):
+            if not os.path.isfile(cited) or _sha(cited) != _sha(recorded):
+                raise TamperedError(
+                    "CITATION.cff differs from the one in the runs' source (edited?)",
+                    path="CITATION.cff",
+                )
+            break
 
 
 def _lock_lines(runs: list[Manifest]) -> str:
@@ -452,6 +531,8 @@ class ArchiveReport(Report):
     runs: list[str] = field(default_factory=list)
     members: int = 0
     size: int = 0
+    sha256: str = ""  # the root digest: every byte of the file (the value to cite)
+    signature: str | None = None
     large: list[dict[str, Any]] = json_name("not_included", default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
@@ -465,6 +546,8 @@ class _ArchiveDraft:
         self.runs: list[str] = []
         self.members = 0
         self.size = 0
+        self.sha256 = ""
+        self.signature: str | None = None
         self.large: list[dict[str, Any]] = []
         self.missing: list[dict[str, Any]] = []
         self.inputs: list[dict[str, Any]] = []
@@ -490,6 +573,7 @@ def archive(
     progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
     with_inputs: bool = False,
     max_input_size: int = DEFAULT_MAX_INPUT,
+    sign: str | None = None,
 ) -> ArchiveReport:
     """Pack runs for a paper into one ``.tar.gz`` or ``.zip`` file (chosen by extension).
 
@@ -497,6 +581,8 @@ def archive(
     digest, size and source; ``with_inputs`` packs those that still match their record, up to
     ``max_input_size`` bytes each, under ``inputs/``. ``progress(label, total_bytes)`` may
     return a callback that is told how many bytes were processed (the CLI draws a bar with it).
+    ``sign`` (an SSH private key file) writes ``FILE.sig`` beside the archive with
+    ``ssh-keygen -Y sign``.
     """
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -544,7 +630,7 @@ def archive(
         sources: dict[str, str] = {}
         built: set[str] = set()
         for m in runs:
-            key = str(m.code.get("tree") or m.code.get("digest") or m.id).split(":")[-1][:16]
+            key = _source_key(m)
             sources[m.id] = f"source/{key}"
             if key in built:
                 continue
@@ -605,7 +691,15 @@ def archive(
         if wheel.path is not None:
             report.wheel = f"wheels/{wheel.name}"
             writer.add_file(report.wheel, str(wheel.path))
-        citation = os.path.join(repo_root, "CITATION.cff")
+        # The citation the runs' own source holds (so verify can check it), else the
+        # repository's current one.
+        recorded_citations = [
+            os.path.join(scratch, "src", _source_key(m), "CITATION.cff") for m in runs
+        ]
+        citation = next(
+            (c for c in recorded_citations if os.path.isfile(c) and not os.path.islink(c)),
+            os.path.join(repo_root, "CITATION.cff"),
+        )
         has_citation = os.path.isfile(citation)
         if has_citation:
             writer.add_file("CITATION.cff", citation)
@@ -687,6 +781,9 @@ def archive(
         writer.close()
         os.replace(tmp_out, out_path)
         report.size = os.path.getsize(out_path)
+        report.sha256 = _sha(out_path)
+        if sign is not None:
+            report.signature = sign_file(out_path, sign)
         return report.freeze()
     except BaseException:
         writer.close()
@@ -758,9 +855,19 @@ def safe_extract(path: str, dest: str, limits: Limits | None = None) -> list[str
         tf = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as exc:
         raise ReprokitError(f"{path} is not a tar or zip archive: {exc}") from None
+    packed = os.path.getsize(path)
     with tf:
         try:
-            members = tf.getmembers()
+            members = []
+            # Streamed header by header: a bomb is refused as soon as its headers say so,
+            # before the rest is decompressed and before anything is written.
+            total = 0
+            for member in tf:
+                members.append(member)
+                if len(members) > limits.max_members:
+                    raise UnsafeArchive(f"archive has more than {limits.max_members} members")
+                total += max(member.size, 0)
+                limits.check(total, packed)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise ReprokitError(f"{path} is a damaged archive: {exc}") from None
         names: set[str] = set()
@@ -781,10 +888,7 @@ def safe_extract(path: str, dest: str, limits: Limits | None = None) -> list[str
             if m.islnk() and not _inside(dest, "", _check_name(m.linkname)):
                 raise UnsafeArchive(f"archive member {m.name!r} hard-links outside", m.name)
             total += max(m.size, 0)
-            if total > limits.max_bytes:
-                raise UnsafeArchive(
-                    f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
-                )
+            limits.check(total, packed)
         if hasattr(tarfile, "data_filter"):
             try:
                 tf.extractall(dest, filter="data")
@@ -824,10 +928,7 @@ def _extract_zip(path: str, dest: str, limits: Limits) -> list[str]:
                 plan.append((info, rel, "link", target))
                 continue
             total += info.file_size
-            if total > limits.max_bytes:
-                raise UnsafeArchive(
-                    f"archive unpacks to more than {limits.max_bytes} bytes (decompression bomb?)"
-                )
+            limits.check(total, os.path.getsize(path))
             plan.append((info, rel, "dir" if info.is_dir() else "file", None))
         real_dest = os.path.realpath(dest)
         for info, rel, what, link in plan:
@@ -872,6 +973,8 @@ class ArchiveVerifyReport(Report):
     path: str = field(metadata={"json": "archive"})
     intact: bool = True
     members: int = 0
+    sha256: str = ""  # the root digest: every byte of the file
+    signed_by: str | None = None  # the principal whose signature verified, when asked
     runs: list[str] = field(default_factory=list)
     replays: list[dict[str, Any]] = field(default_factory=list)
 
@@ -889,6 +992,8 @@ class _ArchiveVerifyDraft:
         self.runs: list[str] = []
         self.replays: list[dict[str, Any]] = []
         self.intact = True
+        self.sha256 = ""
+        self.signed_by: str | None = None
 
     def freeze(self) -> ArchiveVerifyReport:
         return ArchiveVerifyReport(**vars(self))
@@ -909,6 +1014,9 @@ def verify_archive(
     on_event: Callable[[str, Any], None] | None = None,
     stdout: Any = None,
     data_root: str | os.PathLike[str] | None = None,
+    allowed_signers: str | None = None,
+    sandbox: bool = True,
+    trust: bool = False,
 ) -> ArchiveVerifyReport:
     """Check every checksum and every run of an archive; optionally replay every run.
 
@@ -924,6 +1032,9 @@ def verify_archive(
         raise ReprokitError(f"no such archive: {path}")
     emit = on_event or (lambda kind, data: None)
     report = _ArchiveVerifyDraft(path)
+    report.sha256 = _sha(path)
+    if allowed_signers is not None:
+        report.signed_by = verify_signature(path, allowed_signers)
     scratch = tempfile.mkdtemp(prefix="reprokit-verify-")
     try:
         dest = os.path.join(scratch, "x")
@@ -941,15 +1052,33 @@ def verify_archive(
             except (ManifestError, TamperedError) as exc:
                 raise TamperedError(f"store/runs/{rid}: {exc}", rid) from None
             report.runs.append(rid)
-        # CHECKSUMS.sha256 can be recomputed by anyone: sources and outputs are also checked
-        # against the sealed manifests, which the ledger vouches for.
-        crate_sources = _sources_by_run(top)
-        for rid in report.runs:
-            _check_run_files(store.load(rid), top, crate_sources.get(rid), scratch)
-        check_archived_inputs(top, [store.load(rid) for rid in report.runs], store)
+        # CHECKSUMS.sha256 can be recomputed by anyone: sources, outputs and the generated
+        # members are also checked against the sealed manifests, which the ledger vouches for.
+        # Where each run's source lies comes from its manifest, never from the crate's paths.
+        sealed = [store.load(rid) for rid in report.runs]
+        _check_generated(top, sealed)
+        crate_sources = {m.id: os.path.join(top, "source", _source_key(m)) for m in sealed}
+        for m in sealed:
+            _check_run_files(m, top, crate_sources.get(m.id), scratch)
+        check_archived_inputs(top, sealed, store)
         emit("verified", report)
         if not replay:
             return report.freeze()
+        # Replaying runs the archive's code: inside bubblewrap by default; without a sandbox
+        # only when the caller says it trusts the archive (or opted out of the sandbox).
+        writable: list[str] | None = None
+        if sandbox:
+            bwrap, why = sandbox_available()
+            if bwrap is not None:
+                writable = [scratch]
+            elif not trust:
+                raise ReprokitError(
+                    f"replaying runs the code inside {path}, and there is no sandbox here "
+                    f"({why}): trust it explicitly (trust=True) or install bubblewrap"
+                )
+            else:
+                emit("sandbox", f"no sandbox ({why}): running the archive's code as trusted")
+        emit("sandbox", "bubblewrap: no network, host read-only" if writable else "none")
         python = _make_venv(top, scratch, emit) if venv else None
         roots = [os.path.join(top, INPUTS_DIR)]
         roots.append(os.path.abspath(os.fspath(data_root)) if data_root else os.getcwd())
@@ -969,6 +1098,7 @@ def verify_archive(
                     python=python,
                     stdout=stdout,
                     data_root=roots,
+                    sandbox=writable,
                 )
                 # The whole report, as ``replay`` gives it: drift, per-output verdicts, first
                 # divergence and causes travel with the verdict.
@@ -1047,23 +1177,6 @@ def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) ->
                 raise TamperedError(f"{member} is not an output run {m.id} recorded", m.id, member)
             if _sha(full) != recorded[rel]:
                 raise TamperedError(f"{member} does not match the run's record", m.id, member)
-
-
-def _sources_by_run(top: str) -> dict[str, str]:
-    try:
-        with open(os.path.join(top, "ro-crate-metadata.json"), encoding="utf-8") as fh:
-            crate = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for ent in crate.get("@graph", []):
-        if ent.get("@type") == "SoftwareApplication" and str(ent.get("@id", "")).startswith(
-            "#code-"
-        ):
-            part = (ent.get("hasPart") or {}).get("@id")
-            if part:
-                out[ent["@id"][len("#code-") :]] = os.path.join(top, *part.strip("/").split("/"))
-    return out
 
 
 def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:

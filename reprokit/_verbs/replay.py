@@ -649,6 +649,7 @@ def replay(
     python: str | None = None,
     data_root: str | os.PathLike[str] | list[str] | None = None,
     full_hash: bool = False,
+    sandbox: list[str] | None = None,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
@@ -658,7 +659,9 @@ def replay(
     program's output goes (default: stderr). Inputs outside the recorded source tree are looked
     up below ``data_root`` (default: the repository the replay runs in) and checked against
     their digests (through the store's stat cache; ``full_hash=True`` reads every byte); a list
-    of folders is searched in order.
+    of folders is searched in order. ``sandbox`` (a list of extra writable folders, maybe empty)
+    runs the program inside bubblewrap: no network, the host read-only, writes only in the
+    replay's folders.
     """
     if rtol < 0 or atol < 0:
         raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
@@ -738,6 +741,7 @@ def replay(
                 stdout=stdout,
                 python=python,
                 verified=bool(report.source.get("verified")),
+                sandbox=None if sandbox is None else [*sandbox, scratch, str(st.root), source],
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)

@@ -1,0 +1,144 @@
+"""Replaying a run someone else made: a forged manifest (sealed in a valid ledger, as a stranger's
+store would be) cannot point the replay outside its folder nor set variables that change how
+programs load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reprokit._model.yaml import dump
+from reprokit._store.store import Store, new_run_id
+from tests.conftest import clean_env, cli, make_repo, run_python
+
+pytestmark = pytest.mark.stress
+
+TRAIN = """
+import json, os
+import reprokit
+
+@reprokit.track(seed=0)
+def train(lr=0.1):
+    with open(os.environ["SEEN"], "w") as fh:
+        json.dump({k: v for k, v in os.environ.items()}, fh)
+    with open("written-here.txt", "w") as fh:
+        fh.write("x")
+    return lr
+
+if __name__ == "__main__":
+    train()
+"""
+
+
+def forge(repo: Path, change) -> str:
+    """Seal a copy of the latest run with ``change`` applied to its manifest; its new id."""
+    st = Store(repo / ".reprokit")
+    rid = st.resolve("latest")
+    data = yaml.safe_load((st.runs / rid / "manifest.yaml").read_text())
+    new = new_run_id()
+    data["run"]["id"] = new
+    change(data)
+    _, folder = st.new_run_dir(new)
+    for p in (st.runs / rid).iterdir():
+        if p.name != "manifest.yaml":
+            shutil.copyfile(p, Path(folder) / p.name)
+    st.seal(new, dump(data))
+    return new
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TRAIN})
+    env = clean_env(SEEN=str(tmp_path / "seen.json"))
+    res = run_python(repo, TRAIN, env=env, script="train.py")
+    assert res.returncode == 0, res.stderr
+    return repo, env, tmp_path
+
+
+@pytest.mark.parametrize("cwd", ["../../..", "/", "../x"])
+def test_a_forged_cwd_outside_the_tree_is_refused(recorded, cwd):
+    repo, env, tmp_path = recorded
+
+    def change(d):
+        d["run"]["cwd"] = cwd
+
+    rid = forge(repo, change)
+    res = cli(repo, "replay", rid, env=env)
+    if cwd == "/":  # an absolute cwd has always meant "the tree's root"
+        assert res.returncode == 0, res.stderr
+        return
+    assert res.returncode == 2, res.stderr
+    assert "outside the source tree" in res.stderr
+    assert not (tmp_path / "written-here.txt").exists()
+
+
+def test_recorded_loader_variables_are_never_applied(recorded):
+    repo, env, tmp_path = recorded
+    forged = {
+        "LD_PRELOAD": "/forged/evil.so",
+        "LD_LIBRARY_PATH": "/forged",
+        "PYTHONPATH": "/forged",
+        "PYTHONSTARTUP": "/forged/start.py",
+        "PYTHONHOME": "/forged",
+        "BASH_ENV": "/forged/env.sh",
+        "PATH": "/forged",
+        "OMP_NUM_THREADS": "3",
+    }
+
+    def change(d):
+        d["environment"]["variables"] = forged
+
+    rid = forge(repo, change)
+    res = cli(repo, "replay", rid, env=env)
+    assert res.returncode in (0, 1), res.stderr
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen.get("OMP_NUM_THREADS") == "3"
+    leaked = [k for k, v in forged.items() if k != "OMP_NUM_THREADS" and seen.get(k) == v]
+    assert not leaked
+
+
+def test_a_forged_source_file_outside_the_tree_is_refused(recorded):
+    repo, env, _ = recorded
+
+    def change(d):
+        d["run"]["entry"]["file_rel"] = "../../../../etc/passwd"
+
+    rid = forge(repo, change)
+    res = cli(repo, "replay", rid, env=env)
+    assert res.returncode == 2 and "outside the source tree" in res.stderr
+
+
+WRITER = """
+import sys, reprokit
+
+@reprokit.track(seed=0)
+def train(out="model.txt"):
+    try:
+        with open(out, "w") as fh:
+            fh.write("from the run")
+    except OSError:
+        pass
+    return 1
+
+if __name__ == "__main__":
+    train(out=sys.argv[1])
+"""
+
+
+def test_a_sandboxed_local_replay_cannot_overwrite_an_absolute_path_in_the_checkout(tmp_path):
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
+    target = repo / "results.txt"
+    res = run_python(repo, WRITER, str(target), script="train.py")
+    assert res.returncode == 0, res.stderr
+    target.write_text("the user's own edits")
+    res = cli(repo, "replay", "latest", "--sandbox")
+    assert res.returncode in (0, 1), res.stderr
+    assert target.read_text() == "the user's own edits"
