@@ -58,6 +58,7 @@ from reprokit._verbs.archive_inputs import (
     check_archived_inputs,
     input_rows,
     pack_inputs,
+    packable,
 )
 from reprokit._verbs.audit import results_of
 from reprokit._verbs.replay import replay as replay_run
@@ -237,7 +238,11 @@ def _derived_crate(top: str, runs: list[Manifest]) -> str:
         for n in os.listdir(top)
         if n != "ro-crate-metadata.json" and not os.path.isdir(os.path.join(top, n))
     )
-    crate = _crate(os.path.basename(top), runs, sources, outputs, files)
+    inputs = input_rows(runs)
+    for row in inputs:  # packed inputs lie under inputs/<path>
+        packed = os.path.join(top, INPUTS_DIR, *row["path"].split("/"))
+        row["included"] = os.path.lexists(packed) and packable(row["path"])
+    crate = _crate(os.path.basename(top), runs, sources, outputs, files, inputs)
     return json.dumps(crate, indent=2, sort_keys=True) + "\n"
 
 

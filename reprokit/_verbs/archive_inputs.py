@@ -49,7 +49,8 @@ def input_rows(runs: list[Manifest]) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _packable(path: str) -> bool:
+def packable(path: str) -> bool:
+    """Whether an input recorded at ``path`` can be packed under inputs/ (relative, no ..)."""
     parts = path.split("/")
     return not path.startswith("/") and ".." not in parts and "" not in parts
 
@@ -70,7 +71,7 @@ def pack_inputs(
             row["why"] = "a secret file"
         elif not digest:
             row["why"] = "listed by stat only when recorded"
-        elif not _packable(path):
+        elif not packable(path):
             row["why"] = "outside the recorded repository"
         elif path in packed and packed[path] != digest:
             row["why"] = "another run's version of this path is included"
