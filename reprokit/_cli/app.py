@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._api import verify
+from reprokit._cli import remote
 from reprokit._capture.git import git
 from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
@@ -670,8 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--store",
-        help="store folder (default: $REPROKIT_STORE, else .reprokit "
-        "at the git repository root or in the current folder)",
+        help="store folder or remote store URL (s3://BUCKET/PREFIX) (default: $REPROKIT_STORE, "
+        "else .reprokit at the git repository root or in the current folder)",
     )
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     common.add_argument("-q", "--quiet", action="store_true", help="no narration on stderr")
@@ -825,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON document: the replay report")
     p.set_defaults(func=cmd_demo)
+    remote.register(sub, common)
     return parser
 
 

@@ -27,6 +27,7 @@ VARIABLES = {
     "deterministic": "REPROKIT_DETERMINISTIC",  # "1": ask for deterministic mode
     "replay_code": "REPROKIT_REPLAY_CODE",  # JSON: the verified code identity of the source
     "replay_spec": "REPROKIT_REPLAY_SPEC",  # JSON: the function call a replay re-executes
+    "cache": "REPROKIT_CACHE",  # the folder holding this machine's copies of remote stores
 }
 _INTS = ("seed", "seed_override")
 
@@ -46,6 +47,7 @@ class ChildProtocol:
     deterministic: bool
     replay_code: str | None
     replay_spec: str | None
+    cache: str | None
 
     def __init__(self, **fields: object) -> None:
         unknown = set(fields) - set(VARIABLES)

@@ -449,7 +449,7 @@ class Run:
             "hardware": CAPTURE.hardware(),
         }
         self.store.seal(self.id, render(sections, cached))
-        STATE.last_store_root = str(self.store.root)
+        STATE.last_store_root = self.store.address
         if self._group is not None and "sealed" in STATE.sweep:
             STATE.sweep["sealed"].append(self.id)
         log = ChildProtocol.from_env().run_log

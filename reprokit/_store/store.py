@@ -8,14 +8,16 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
     active/<host>-<pid>-<tok>  one journal per recording process: its pid and host, then the
                                id of each run it started (so `ls` can tell running from dead)
     ledger                     append-only, hash-chained list of sealed manifests' digests
+    remote-ledger              (remote stores only) the local copy of the remote's ledger
 
-Every file operation of the store lives in this module. The three an object-store backend
-would need are ``put_if_absent``, ``get`` and ``list``.
+Every file operation of a folder store lives in this module. A remote store (``s3://bucket/
+prefix``) is a folder store on this machine that stages the runs recorded here and caches the
+ones read from the remote; ``remote.py`` sends and fetches them through a backend's three
+operations (put-if-absent, get, list; ``backend.py``).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import time
@@ -27,9 +29,14 @@ from reprokit._model.errors import (
     RunNotFound,
     StoreError,
     TamperedError,
+    warn,
 )
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
+from reprokit._store.backend import check_url, is_url, local_root, write_once
+from reprokit._store.layout import GENESIS, MANIFEST, files_under, referenced_objects
+from reprokit._store.layout import chain as _chain
+from reprokit._store.remote import REMOTE_LEDGER, Remote
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
@@ -38,9 +45,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-MANIFEST = "manifest.yaml"
 STORE_DIRNAME = ".reprokit"
-_GENESIS = "0" * 64
+_GENESIS = GENESIS
+_files_under = files_under
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
 _OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -57,7 +64,7 @@ def default_store_path(start: str | os.PathLike[str] | None = None) -> str:
     (the folder holding ``.git``), else in ``start`` itself."""
     env = ChildProtocol.from_env().store
     if env:
-        return os.path.abspath(os.path.expanduser(env))
+        return env if is_url(env) else os.path.abspath(os.path.expanduser(env))
     folder = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
     probe = folder
     while True:
@@ -126,10 +133,17 @@ class Store:
 
     The writing side (used while recording, inside the user's process) works on plain strings:
     pathlib costs milliseconds to import. ``root``, ``runs``, ``objects``, ``ledger`` are Paths.
+
+    With ``remote`` (a URL), the folder is this machine's copy of that remote store: a sealed
+    run is sent to it at once (or kept here until :meth:`push`), and reading first fetches the
+    remote's sealed runs (:meth:`pull`).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], remote: str | None = None) -> None:
         self._root = os.path.abspath(os.fspath(root))
+        self.remote = remote
+        self._remote = Remote(remote, self._root) if remote else None
+        self._pulled = False
         self._runs = os.path.join(self._root, "runs")
         self._objects = os.path.join(self._root, "objects")
         self._active = os.path.join(self._root, "active")
@@ -140,15 +154,25 @@ class Store:
     def at(
         cls, store: Store | str | os.PathLike[str] | None = None, start: str | None = None
     ) -> Store:
-        """The store given, or the default one for ``start``."""
+        """The store given (a folder, or a remote store's URL such as ``s3://bucket/prefix``),
+        or the default one for ``start``."""
         if isinstance(store, Store):
             return store
-        if store is not None:
-            return cls(os.path.expanduser(os.fspath(store)))
-        return cls(default_store_path(start))
+        address = default_store_path(start) if store is None else store
+        if is_url(address):
+            url = check_url(address)  # type: ignore[arg-type]
+            return cls(local_root(url), remote=url)
+        return cls(os.path.expanduser(os.fspath(address)))
 
     def __repr__(self) -> str:
+        if self.remote:
+            return f"Store({self._root!r}, remote={self.remote!r})"
         return f"Store({self._root!r})"
+
+    @property
+    def address(self) -> str:
+        """What names this store to another process: the remote's URL, else the folder."""
+        return self.remote or self._root
 
     @property
     def root(self) -> Path:
@@ -217,40 +241,7 @@ class Store:
         create-if-absent commit (O_EXCL where links are not supported).
         """
         path = os.fspath(path)
-        tmp_dir = self._tmp if os.path.isdir(self._tmp) else os.path.dirname(path)
-        tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise
-                return self._put_excl(path, data)
-            return True
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-    @staticmethod
-    def _put_excl(path: str, data: bytes) -> bool:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return True
+        return write_once(path, data, self._tmp if os.path.isdir(self._tmp) else None)
 
     def put_object(self, digest: str, content: bytes | str | os.PathLike[str]) -> None:
         """Keep a blob under its sha256 (no-op when the store already has it)."""
@@ -301,7 +292,44 @@ class Store:
                 os.chmod(path, 0o444)
             except OSError:
                 pass
+        if self._remote is not None:
+            self._send(run_id)
         return folder
+
+    def _send(self, run_id: str) -> None:
+        """Send a run just sealed here to the remote; if that fails it stays here, with a
+        warning (recording never fails because the network did)."""
+        try:
+            self._remote.push(run_id)  # type: ignore[union-attr]
+        except Exception as exc:
+            warn(
+                f"run {run_id} is kept in {self._root} and not yet in {self.remote} ({exc}); "
+                "push() sends it later (reprokit push)"
+            )
+
+    def push(self) -> list[str]:
+        """Send every run sealed here that the remote store lacks; the ids sent."""
+        if self._remote is None:
+            raise StoreError(f"store {self._root} has no remote to push to", self._root)
+        return self._remote.push_pending()
+
+    def push_run(self, run_id: str) -> bool:
+        """Send the run ``run_id`` sealed here; True if this call committed it remotely."""
+        if self._remote is None:
+            raise StoreError(f"store {self._root} has no remote to push to", self._root)
+        return self._remote.push(run_id)
+
+    def pending(self) -> list[str]:
+        """The runs sealed here that the remote store does not have yet."""
+        return self._remote.pending() if self._remote is not None else []
+
+    def pull(self) -> list[str]:
+        """Fetch the remote store's sealed runs this folder lacks; the ids fetched."""
+        if self._remote is None:
+            return []
+        self._pulled = True
+        self.ensure()
+        return self._remote.pull()
 
     def _journal(self, run_id: str) -> None:
         """Note in this process's journal that it started ``run_id``.
@@ -371,6 +399,8 @@ class Store:
 
     def run_ids(self) -> list[str]:
         """Every run folder's id, oldest first (sealed or not)."""
+        if self._remote is not None and not self._pulled:
+            self.pull()
         try:
             names = os.listdir(self._runs)
         except FileNotFoundError:
@@ -465,17 +495,25 @@ class Store:
 
     def ledger_entries(self) -> list[tuple[int, str, str, str]]:
         """The ledger's lines as (seq, run id, manifest sha256, chain)."""
+        return self._ledger_file("ledger")
+
+    def remote_ledger_entries(self) -> list[tuple[int, str, str, str]]:
+        """The remote store's ledger as last read (empty for a folder store)."""
+        return self._ledger_file(REMOTE_LEDGER)
+
+    def _ledger_file(self, name: str) -> list[tuple[int, str, str, str]]:
+        path = self.root / name
         try:
-            text = self.ledger.read_text("ascii")
+            text = path.read_text("ascii")
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as exc:
-            raise TamperedError(f"ledger unreadable: {exc}", path=str(self.ledger)) from None
+            raise TamperedError(f"{name} unreadable: {exc}", path=str(path)) from None
         out = []
         for n, line in enumerate(text.splitlines()):
             parts = line.split()
             if len(parts) != 4 or not parts[0].isdigit():
-                raise TamperedError(f"ledger line {n + 1} is malformed", path="ledger")
+                raise TamperedError(f"{name} line {n + 1} is malformed", path=name)
             out.append((int(parts[0]), parts[1], parts[2], parts[3]))
         return out
 
@@ -491,29 +529,22 @@ class Store:
             raise TamperedError(f"run {rid} has no manifest (not sealed)", rid, MANIFEST)
         raw = mpath.read_bytes()
         actual = hashlib.sha256(raw).hexdigest()
-        entries = self.ledger_entries()
-        prev = _GENESIS
-        recorded = None
-        for i, (seq, lrid, digest, chain) in enumerate(entries):
-            if seq != i or chain != _chain(prev, lrid, digest):
-                raise TamperedError(
-                    f"ledger chain broken at line {i + 1} (run {lrid})", rid, "ledger"
-                )
-            prev = chain
-            if lrid == rid:
-                if recorded is not None:
-                    # A run is sealed once: a second line for it is how a re-signed manifest
-                    # would be vouched for.
+        # A run recorded here is in the local ledger; one recorded elsewhere and fetched from a
+        # remote store is in the remote's (sent runs are in both): every ledger that names the
+        # run must vouch for this manifest, and at least one must name it.
+        head = None
+        for name in ("ledger", REMOTE_LEDGER):
+            if name == REMOTE_LEDGER and not (self.root / name).exists():
+                continue
+            recorded, prev = _vouch(self._ledger_file(name), rid, name)
+            if recorded is not None:
+                if recorded != actual:
                     raise TamperedError(
-                        f"run {rid} appears twice in the store's ledger (line {i + 1})",
-                        rid,
-                        "ledger",
+                        f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST
                     )
-                recorded = digest
-        if recorded is None:
+                head = prev  # the remote's head when it vouches too: the one to publish
+        if head is None:
             raise TamperedError(f"run {rid} is not in the store's ledger", rid, "ledger")
-        if recorded != actual:
-            raise TamperedError(f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST)
         try:
             manifest = Manifest.from_bytes(raw, mpath)
         except ManifestError as exc:
@@ -542,35 +573,27 @@ class Store:
             "manifest_sha256": actual,
             "files": len(expected) + 1,
             "objects": len(objects),
-            "ledger_head": prev,
+            "ledger_head": head,
         }
 
 
-def referenced_objects(manifest: Manifest) -> list[str]:
-    """The store objects a manifest relies on (source patch, snapshot files)."""
-    code = manifest.code
-    found = []
-    patch = code.get("patch")
-    if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
-        found.append(patch["sha256"])
-    files = code.get("files")
-    if isinstance(files, dict):
-        found.extend(v for v in files.values() if isinstance(v, str))
-    return sorted(set(found))
-
-
-def _chain(prev: str, run_id: str, digest: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(f"{prev} {run_id} {digest}".encode()).hexdigest()
-
-
-def _files_under(folder: str | os.PathLike[str]) -> list[str]:
-    """Every file below ``folder`` (strings; sorted)."""
-    out: list[str] = []
-    for dirpath, _dirs, files in os.walk(folder):
-        out.extend(os.path.join(dirpath, name) for name in files)
-    return sorted(out)
+def _vouch(entries: list[tuple[int, str, str, str]], rid: str, name: str) -> tuple[str | None, str]:
+    """Check a ledger's chain; (the manifest digest it records for ``rid`` or None, its head)."""
+    prev = _GENESIS
+    recorded = None
+    for i, (seq, lrid, digest, chain) in enumerate(entries):
+        if seq != i or chain != _chain(prev, lrid, digest):
+            raise TamperedError(f"{name} chain broken at line {i + 1} (run {lrid})", rid, name)
+        prev = chain
+        if lrid == rid:
+            if recorded is not None:
+                # A run is sealed once: a second line for it is how a re-signed manifest
+                # would be vouched for.
+                raise TamperedError(
+                    f"run {rid} appears twice in the store's {name} (line {i + 1})", rid, name
+                )
+            recorded = digest
+    return recorded, prev
 
 
 def _lock(fd: int) -> None:

@@ -467,7 +467,9 @@ def archive(
             writer.add_file(
                 f"store/objects/{digest[:2]}/{digest}", str(st.object_path(digest)), mode=0o444
             )
-        writer.add_file("store/ledger", str(st.ledger), mode=0o644)
+        for ledger in ("ledger", "remote-ledger"):  # a remote store's copy vouches too
+            if (st.root / ledger).exists():
+                writer.add_file(f"store/{ledger}", str(st.root / ledger), mode=0o644)
 
         # source/: each distinct tree once.
         sources: dict[str, str] = {}

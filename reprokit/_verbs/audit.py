@@ -266,7 +266,7 @@ def check(
             for i in range(n):
                 log = os.path.join(scratch, f"runs{i}.log")
                 env = ChildProtocol(
-                    seed=report.seed, run_log=log, group=group, store=str(st.root)
+                    seed=report.seed, run_log=log, group=group, store=st.address
                 ).child_env()
                 env["PYTHONHASHSEED"] = str(report.seed)
                 try:
