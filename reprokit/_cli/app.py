@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._api import verify
-from reprokit._cli import remote
 from reprokit._capture.git import git
+from reprokit._cli import remote
 from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
 from reprokit._model.yaml import dump as dump_yaml
