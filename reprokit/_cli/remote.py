@@ -17,7 +17,14 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"store {store.root} is a folder: push sends runs to a remote store "
             "(--store s3://BUCKET/PREFIX or REPROKIT_STORE)"
         )
-    waiting = store.pending()
+    try:
+        waiting = store.pending()
+    except StoreError as exc:
+        sys.stderr.write(
+            f"reprokit: error: cannot reach {store.remote} ({exc}); the runs recorded here are "
+            f"still waiting in {store.root}\n"
+        )
+        return 2
     sent: list[str] = []
     failure = None
     for rid in waiting:

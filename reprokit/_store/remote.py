@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 REMOTE_LEDGER = "remote-ledger"  # the local copy of the remote ledger, in the local folder
 _SLOT = "ledger/{:012d}"
+_backends: dict[tuple[str, int], Backend] = {}
 
 
 class Remote:
@@ -56,7 +57,11 @@ class Remote:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = open_backend(self.url)
+            # One client per URL and process: making an S3 client costs more than a run.
+            key = (self.url, os.getpid())
+            if key not in _backends:
+                _backends[key] = open_backend(self.url)
+            self._backend = _backends[key]
         return self._backend
 
     def _local(self, *parts: str) -> str:
@@ -91,11 +96,9 @@ class Remote:
                 data = fh.read()
         except FileNotFoundError:
             raise StoreError(f"run {run_id} is not sealed here", folder) from None
-        there = self.backend.get(mkey)
-        if there is not None:
-            if there != data:
-                raise StoreError(f"run {run_id} differs on {self.url}", self.url)
-            return False
+        # No "is it there already?" round trip: every step below is create-only and accepts
+        # finding its own bytes, so sending a run twice (or finishing an interrupted send) is
+        # safe, and the manifest's put says whether this call committed it.
         manifest = Manifest.from_bytes(data, os.path.join(folder, MANIFEST))
         for digest in referenced_objects(manifest):
             with open(self._local(*object_key(digest).split("/")), "rb") as fh:
@@ -194,7 +197,9 @@ class Remote:
                 self._save_ledger(entries)
                 return
             # Another writer took the slot: read what it wrote and try the next one.
-            time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 20)))
+            # (exponential backoff with jitter: losers of a slot spread out instead of
+            # all asking for the next one at once)
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
             entries = self._extend(entries, save=False)
         raise StoreError(f"could not append to {self.url}'s ledger: too many writers", self.url)
 

@@ -38,8 +38,8 @@ class S3Backend:
                 "read_timeout": 30,
                 "retries": {"max_attempts": 2, "mode": "standard"},
             },
-            retries=2,
         )
+        self.fs.retries = 2  # s3fs's own retries, on top of botocore's (default 5, with backoff)
 
     def __repr__(self) -> str:
         return f"S3Backend({self.url!r})"

@@ -111,6 +111,7 @@ def _hostname() -> str:
         return platform.node()
 
 
+_unreachable: dict[str, tuple[float, str]] = {}  # remote URL -> (when, why) a send failed
 _ready: set[str] = set()  # store roots whose folders exist (checked once per process)
 _journals: dict[str, Any] = {}  # store root -> this process's open journal in active/
 _journal_pid: dict[str, int] = {}
@@ -299,9 +300,15 @@ class Store:
     def _send(self, run_id: str) -> None:
         """Send a run just sealed here to the remote; if that fails it stays here, with a
         warning (recording never fails because the network did)."""
+        down = _unreachable.get(self.remote or "")
         try:
+            if down is not None and time.monotonic() - down[0] < 60:
+                # A sweep must not wait on a dead endpoint once per run: try again in a minute.
+                raise StoreError(f"unreachable a moment ago: {down[1]}")
             self._remote.push(run_id)  # type: ignore[union-attr]
         except Exception as exc:
+            if down is None or time.monotonic() - down[0] >= 60:
+                _unreachable[self.remote or ""] = (time.monotonic(), str(exc))
             warn(
                 f"run {run_id} is kept in {self._root} and not yet in {self.remote} ({exc}); "
                 "push() sends it later (reprokit push)"
