@@ -18,7 +18,7 @@ from typing import Any
 
 from reprokit._api import verify
 from reprokit._capture.git import git
-from reprokit._cli import remote
+from reprokit._cli import many, remote
 from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
 from reprokit._model.yaml import dump as dump_yaml
@@ -308,6 +308,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             on_event=narrate,
+            jobs=args.jobs,
         )
     except TamperedError as exc:
         return _tampered(args, exc, {"archive": args.ref})
@@ -407,6 +408,9 @@ def _print_drift(drift: dict[str, Any]) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if many.wanted(args):
+        return many.cmd_replay_many(args)
+    args.ref = args.refs[0]
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -709,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
     p.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="archives: replays at once"
+    )
+    p.add_argument(
         "--venv",
         action="store_true",
         help="archives: replay inside a fresh virtualenv built from requirements.lock",
@@ -747,7 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="re-execute a run from its recorded source and compare (exit 1 if it differs)",
     )
-    p.add_argument("ref")
+    p.add_argument("refs", nargs="*", metavar="REF", help="one run, or several (see -j)")
+    many.add_options(p)
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for numbers")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for numbers")
     p.add_argument("--in-place", action="store_true", help="run the current tree instead")

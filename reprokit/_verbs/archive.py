@@ -48,6 +48,8 @@ from reprokit._model.version import __version__
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.audit import results_of
+from reprokit._verbs.executors import LocalExecutor
+from reprokit._verbs.parallel import replay_many
 from reprokit._verbs.replay import replay as replay_run
 from reprokit._verbs.templates import PACKAGE_DIR, templates_dir
 
@@ -815,8 +817,10 @@ def verify_archive(
     limits: Limits | None = None,
     on_event: Callable[[str, Any], None] | None = None,
     stdout: Any = None,
+    jobs: int = 1,
 ) -> ArchiveVerifyReport:
-    """Check every checksum and every run of an archive; optionally replay every run.
+    """Check every checksum and every run of an archive; optionally replay every run
+    (``jobs`` at once, in worker processes, when more than 1).
 
     Raises TamperedError naming the first bad member, UnsafeArchive for hostile archives.
     Works anywhere: no repository and no store are needed.
@@ -853,6 +857,9 @@ def verify_archive(
         if not replay:
             return report
         python = _make_venv(top, scratch, emit) if venv else None
+        if jobs > 1:
+            _replay_in_parallel(report, store, crate_sources, python, rtol, atol, jobs, emit)
+            return report
         for rid in report.runs:
             m = store.load(rid)
             if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
@@ -877,6 +884,41 @@ def verify_archive(
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replay_in_parallel(
+    report: ArchiveVerifyReport,
+    store: Store,
+    sources: dict[str, str],
+    python: str | None,
+    rtol: float,
+    atol: float,
+    jobs: int,
+    emit: Callable[[str, Any], None],
+) -> None:
+    todo = []
+    for rid in report.runs:
+        m = store.load(rid)
+        if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
+            continue
+        todo.append(
+            {
+                "run": rid,
+                "store": store.address,
+                "rtol": rtol,
+                "atol": atol,
+                "source_dir": sources.get(rid),
+                "python": python,
+            }
+        )
+    emit("replaying", f"{len(todo)} runs, {jobs} at once")
+    many = replay_many(todo, LocalExecutor(jobs), on_result=lambda r: emit("replayed", r))
+    for r in many.results:
+        if r["verdict"] in ("not_replayable", "error", "tampered"):
+            entry = {"run": r["run"], "verdict": "not replayable", "reason": r.get("reason")}
+        else:
+            entry = {"run": r["run"], "verdict": r["verdict"], "causes": r.get("causes", [])}
+        report.replays.append(entry)
 
 
 def _check_sums(top: str) -> None:
