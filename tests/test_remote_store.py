@@ -83,6 +83,9 @@ def test_another_machine_lists_verifies_and_replays_what_one_sent(repo, tmp_path
     assert '"train"' in ls.stdout
     ver = cli(repo, "verify", "latest", env=m2)
     assert ver.returncode == 0, ver.stderr
+    every = cli(repo, "verify", "--all", "--json", env=m2)
+    assert every.returncode == 0, every.stderr
+    assert '"intact": true' in every.stdout
     rep = cli(repo, "replay", "latest", env=m2)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     # The replay's own records were sent too: the first machine sees them.
@@ -128,9 +131,20 @@ def test_a_run_edited_on_the_remote_fails_verify_elsewhere(repo, tmp_path):
     ver = cli(repo, "verify", "latest", env=machine(tmp_path, "m2", url))
     assert ver.returncode == 1
     assert "metrics.jsonl was modified" in ver.stderr
+    every = cli(repo, "verify", "--all", env=machine(tmp_path, "m3", url))
+    assert every.returncode == 1
+    assert every.stdout.splitlines()[-1].startswith("TAMPERED: 0 of 1 runs verify")
 
 
 def test_push_on_a_folder_store_says_it_has_no_remote(repo, tmp_path):
     proc = cli(repo, "push", env=clean_env())
     assert proc.returncode == 2
     assert "is a folder" in proc.stderr
+
+
+def test_recording_into_a_folder_store_imports_no_fsspec(repo):
+    heavy = "('fsspec', 's3fs', 'botocore')"
+    code = RECORD + f"import sys\nprint(sorted(m for m in {heavy} if m in sys.modules))\n"
+    proc = run_python(repo, code, "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -251,6 +251,8 @@ if __name__ == "__main__":
     ls = cli(b, "ls", env=m2)
     assert ls.returncode == 0 and "train" in ls.stdout, ls.stderr
     assert cli(b, "verify", "latest", env=m2).returncode == 0
+    every = cli(b, "verify", "--all", env=m2)
+    assert every.returncode == 0 and "intact: 1 of 1 runs verify" in every.stdout, every.stdout
     rep = cli(b, "replay", "latest", env=m2)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     assert "rebuilt from the patch" in rep.stderr, rep.stderr  # the object came from the bucket

@@ -18,7 +18,7 @@ from typing import Any
 
 from reprokit._api import verify
 from reprokit._capture.git import git
-from reprokit._cli import many, remote
+from reprokit._cli import many, remote, verifyall
 from reprokit._model.errors import GitError, ReprokitError, TamperedError
 from reprokit._model.version import __version__
 from reprokit._model.yaml import dump as dump_yaml
@@ -327,7 +327,10 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-
+    if args.all:
+        return verifyall.cmd_verify_all(args)
+    if args.ref is None:
+        raise ReprokitError("name a run or an archive, or pass --all")
     if is_archive(args.ref):
         return cmd_verify_archive(args)
     if args.ref.endswith((".tar.gz", ".tgz", ".zip")) or os.sep in args.ref:
@@ -710,7 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="check a run or an archive against its digests (exit 1 if tampered)",
     )
-    p.add_argument("ref", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("ref", nargs="?", help="a run, or an archive file (.tar.gz, .zip)")
+    p.add_argument("--all", action="store_true", help="every sealed run of the store")
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
     p.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="N", help="archives: replays at once"
