@@ -39,7 +39,9 @@ class S3Backend:
                 "retries": {"max_attempts": 2, "mode": "standard"},
             },
         )
-        self.fs.retries = 2  # s3fs's own retries, on top of botocore's (default 5, with backoff)
+        # botocore retries once (above); s3fs would retry that again up to 5 times, with backoff:
+        # a dead endpoint must cost a recording a second, not many.
+        self.fs.retries = 1
 
     def __repr__(self) -> str:
         return f"S3Backend({self.url!r})"
