@@ -39,6 +39,8 @@ from reprokit._store.layout import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from reprokit._store.backend import Backend
 
 REMOTE_LEDGER = "remote-ledger"  # the local copy of the remote ledger, in the local folder
@@ -100,14 +102,15 @@ class Remote:
         # finding its own bytes, so sending a run twice (or finishing an interrupted send) is
         # safe, and the manifest's put says whether this call committed it.
         manifest = Manifest.from_bytes(data, os.path.join(folder, MANIFEST))
-        for digest in referenced_objects(manifest):
-            with open(self._local(*object_key(digest).split("/")), "rb") as fh:
-                self._put_same(object_key(digest), fh.read())
+        uploads = [
+            (object_key(d), self._local(*object_key(d).split("/")))
+            for d in referenced_objects(manifest)
+        ]
         for path in files_under(folder):
             rel = os.path.relpath(path, folder).replace(os.sep, "/")
             if rel != MANIFEST:
-                with open(path, "rb") as fh:
-                    self._put_same(f"runs/{run_id}/{rel}", fh.read())
+                uploads.append((f"runs/{run_id}/{rel}", path))
+        _each(lambda item: self._put_same(item[0], _read(item[1])), uploads)
         import hashlib
 
         self._append_ledger(run_id, hashlib.sha256(data).hexdigest())
@@ -214,20 +217,20 @@ class Remote:
             parts = key.split("/", 2)
             if len(parts) == 3:
                 files.setdefault(parts[1], []).append(parts[2])
-        copied = []
-        for rid, rels in sorted(files.items()):
-            if MANIFEST not in rels or os.path.exists(self._local("runs", rid)):
-                continue
-            if self._pull_run(rid, rels):
-                copied.append(rid)
-        return copied
+        todo = [
+            (rid, rels)
+            for rid, rels in sorted(files.items())
+            if MANIFEST in rels and not os.path.exists(self._local("runs", rid))
+        ]
+        done = _each(lambda item: self._pull_run(*item), todo)
+        return [rid for (rid, _rels), ok in zip(todo, done, strict=True) if ok]
 
     def _pull_run(self, rid: str, rels: list[str]) -> bool:
         tmp = self._local("tmp", f"pull-{rid}-{os.urandom(3).hex()}")
         try:
             os.makedirs(tmp)
-            ordered = sorted(r for r in rels if r != MANIFEST) + [MANIFEST]
-            for rel in ordered:
+            manifest = None
+            for rel in sorted(r for r in rels if r != MANIFEST) + [MANIFEST]:
                 if any(p in ("", ".", "..") for p in rel.split("/")):
                     raise StoreError(f"{self.url}: bad key runs/{rid}/{rel}", self.url)
                 data = self.backend.get(f"runs/{rid}/{rel}")
@@ -241,7 +244,7 @@ class Remote:
                     try:
                         manifest = Manifest.from_bytes(data, path)
                     except ManifestError:
-                        manifest = None  # verify says what is wrong with it
+                        pass  # verify says what is wrong with it
             for digest in referenced_objects(manifest) if manifest is not None else []:
                 self._pull_object(digest)
             for path in files_under(tmp):
@@ -267,3 +270,20 @@ class Remote:
         # Kept as received, even if it does not match its name: verify says so.
         if write_once(path, data, self._local("tmp")):
             os.chmod(path, 0o444)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _each(fn: Any, items: list[Any], threads: int = 8) -> list[Any]:
+    """``fn`` over ``items``, a few at once when there are several: each is a network round
+    trip, and an object store answers many in parallel. Results in order; the first error
+    raised is raised."""
+    if len(items) <= 2:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
