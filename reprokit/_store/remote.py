@@ -170,6 +170,11 @@ class Remote:
     def _save_ledger(self, entries: list[tuple[int, str, str, str]]) -> None:
         text = "".join(f"{s} {r} {d} {c}\n" for s, r, d, c in entries)
         path = self._local(REMOTE_LEDGER)
+        try:
+            if os.path.getsize(path) >= len(text):
+                return  # another process saved as much or more (entries never change)
+        except OSError:
+            pass
         tmp = f"{path}.{os.getpid()}.{os.urandom(3).hex()}.tmp"
         try:
             with open(tmp, "w", encoding="ascii") as fh:
@@ -211,12 +216,14 @@ class Remote:
     def pull(self) -> list[str]:
         """Copy the remote's sealed runs (and their objects) that the local folder lacks; the
         ids copied. A run appears locally whole or not at all."""
-        self.ledger()
         files: dict[str, list[str]] = {}
         for key in self.backend.list("runs/"):
             parts = key.split("/", 2)
             if len(parts) == 3:
                 files.setdefault(parts[1], []).append(parts[2])
+        # After the listing: a run's ledger entry is written before its manifest, so every run
+        # listed as sealed is in the ledger read now.
+        self.ledger()
         todo = [
             (rid, rels)
             for rid, rels in sorted(files.items())

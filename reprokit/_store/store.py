@@ -500,6 +500,23 @@ class Store:
             raise RunNotFound(f"{ref} (run {rid} is {entry.state}, not sealed)", self.root)
         return entry.manifest
 
+    def _vouched(self, rid: str, actual: str) -> str | None:
+        """The head of the ledger that vouches for run ``rid`` sealed with digest ``actual``
+        (the remote's when both do), None when none names it; TamperedError when one names it
+        with another digest or a chain is broken."""
+        head = None
+        for name in ("ledger", REMOTE_LEDGER):
+            if name == REMOTE_LEDGER and not (self.root / name).exists():
+                continue
+            recorded, prev = _vouch(self._ledger_file(name), rid, name)
+            if recorded is not None:
+                if recorded != actual:
+                    raise TamperedError(
+                        f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST
+                    )
+                head = prev
+        return head
+
     def ledger_entries(self) -> list[tuple[int, str, str, str]]:
         """The ledger's lines as (seq, run id, manifest sha256, chain)."""
         return self._ledger_file("ledger")
@@ -539,17 +556,11 @@ class Store:
         # A run recorded here is in the local ledger; one recorded elsewhere and fetched from a
         # remote store is in the remote's (sent runs are in both): every ledger that names the
         # run must vouch for this manifest, and at least one must name it.
-        head = None
-        for name in ("ledger", REMOTE_LEDGER):
-            if name == REMOTE_LEDGER and not (self.root / name).exists():
-                continue
-            recorded, prev = _vouch(self._ledger_file(name), rid, name)
-            if recorded is not None:
-                if recorded != actual:
-                    raise TamperedError(
-                        f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST
-                    )
-                head = prev  # the remote's head when it vouches too: the one to publish
+        head = self._vouched(rid, actual)
+        if head is None and self._remote is not None:
+            # The local copy of the remote ledger may predate this run: read the remote's.
+            self._remote.ledger()
+            head = self._vouched(rid, actual)
         if head is None:
             raise TamperedError(f"run {rid} is not in the store's ledger", rid, "ledger")
         try:
