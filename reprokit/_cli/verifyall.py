@@ -18,7 +18,7 @@ def cmd_verify_all(args: argparse.Namespace) -> int:
         raise ReprokitError("--replay and --venv apply to archives")
     store = Store.at(args.store)
     results: list[dict[str, Any]] = []
-    head = None
+    head: str | None = None
     for entry in store.entries(head=True):
         if entry.state == "running":
             continue
@@ -27,7 +27,7 @@ def cmd_verify_all(args: argparse.Namespace) -> int:
             continue
         try:
             info = store.verify(entry.id)
-            head = head or info["ledger_head"]
+            head = head or str(info["ledger_head"])
             results.append({"run": entry.id, "intact": True})
         except (TamperedError, ManifestError) as exc:
             results.append({"run": entry.id, "intact": False, "problem": str(exc)})

@@ -117,7 +117,7 @@ class FolderBackend:
             raise StoreError(f"cannot read {key}: {exc.strerror or exc}", self.root) from None
 
     def list(self, prefix: str) -> list[str]:
-        out = []
+        out: list[str] = []
         for dirpath, _dirs, files in os.walk(self.root):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             base = "" if rel == "." else rel + "/"

@@ -101,7 +101,7 @@ class Remote:
         # No "is it there already?" round trip: every step below is create-only and accepts
         # finding its own bytes, so sending a run twice (or finishing an interrupted send) is
         # safe, and the manifest's put says whether this call committed it.
-        manifest = Manifest.from_bytes(data, os.path.join(folder, MANIFEST))
+        manifest = Manifest.from_bytes(data, _path(os.path.join(folder, MANIFEST)))
         uploads = [
             (object_key(d), self._local(*object_key(d).split("/")))
             for d in referenced_objects(manifest)
@@ -249,7 +249,7 @@ class Remote:
                     fh.write(data)
                 if rel == MANIFEST:
                     try:
-                        manifest = Manifest.from_bytes(data, path)
+                        manifest = Manifest.from_bytes(data, _path(path))
                     except ManifestError:
                         pass  # verify says what is wrong with it
             for digest in referenced_objects(manifest) if manifest is not None else []:
@@ -277,6 +277,12 @@ class Remote:
         # Kept as received, even if it does not match its name: verify says so.
         if write_once(path, data, self._local("tmp")):
             os.chmod(path, 0o444)
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path  # (only a remote store gets here: pathlib is no cost to recording)
+
+    return Path(text)
 
 
 def _read(path: str) -> bytes:

@@ -21,7 +21,7 @@ class S3Backend:
 
     def __init__(self, url: str) -> None:
         try:
-            import s3fs
+            import s3fs  # type: ignore[import-untyped]
         except ImportError:
             raise StoreError("an s3:// store needs s3fs: pip install 'reprokit[s3]'", url) from None
         self.url = url.rstrip("/")
