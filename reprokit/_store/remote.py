@@ -20,8 +20,6 @@ A run whose manifest is absent remotely (a writer killed while sending) is never
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import time
 
 from reprokit._model.errors import ManifestError, StoreError
@@ -205,6 +203,8 @@ class Remote:
                 self._save_ledger(entries)
                 return
             # Another writer took the slot: read what it wrote and try the next one.
+            import random
+
             # (exponential backoff with jitter: losers of a slot spread out instead of
             # all asking for the next one at once)
             time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
@@ -263,6 +263,8 @@ class Remote:
             return True
         finally:
             if os.path.exists(tmp):
+                import shutil
+
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def _pull_object(self, digest: str) -> None:
