@@ -1,7 +1,7 @@
 """Parallel-replay benchmark for reprokit. Run by hand: ``python bench/parallel.py``.
 
-In a throwaway git repository (temp folder) it records N runs (default 50) of ``train.py``, a
-tracked function that burns about S seconds of CPU (default 1; the loop is calibrated here
+In a throwaway git repository (temp folder) it records N runs (default 50) of ``model.train``,
+a tracked function that burns about S seconds of CPU (default 1; the loop is calibrated here
 first) and returns a deterministic number, then measures:
 
 1. ``reprokit replay --all -j 1`` vs ``-j 2`` (vs ``-j CORES`` when there are more than 2):
@@ -32,8 +32,9 @@ from _common import child_env, git, rmtree
 
 PY = sys.executable
 
-TRAIN = """\
-import sys
+# The tracked function lives in a module: a replay imports it and calls it once. (A function
+# of the script itself would make every replay re-run the whole script, all its calls.)
+MODEL = """\
 import reprokit
 
 N = {n}
@@ -45,11 +46,15 @@ def train(i=0, n=N):
     for k in range(n):
         acc = (acc * 31 + k + i) % 1000003
     return acc
+"""
 
+TRAIN = """\
+import sys
 
-if __name__ == "__main__":
-    for i in range(int(sys.argv[1]), int(sys.argv[2])):
-        train(i)
+import model
+
+for i in range(int(sys.argv[1]), int(sys.argv[2])):
+    model.train(i)
 """
 
 
@@ -70,7 +75,8 @@ def calibrate(seconds: float) -> int:
 def make_repo(root: Path, n_iter: int) -> Path:
     repo = root / "repo"
     repo.mkdir(parents=True)
-    (repo / "train.py").write_text(TRAIN.format(n=n_iter))
+    (repo / "model.py").write_text(MODEL.format(n=n_iter))
+    (repo / "train.py").write_text(TRAIN)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "bench")

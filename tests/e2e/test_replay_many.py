@@ -93,6 +93,18 @@ def test_a_run_that_cannot_be_replayed_gives_exit_2_not_a_verdict(project):
     assert out.stdout.splitlines()[-1] == "2 runs: 1 identical, 1 not replayable"
 
 
+def test_each_call_of_an_imported_function_in_one_process_replays_identical(tmp_path):
+    # A sweep: one process calls a module's tracked function several times. Each replay calls
+    # it once; the later calls (ordinal 1, 2, ...) must still find their counterpart.
+    model = TRAIN.split('if __name__ == "__main__":')[0]
+    repo = make_repo(tmp_path / "sweep", {"model.py": model})
+    proc = run_python(repo, "import model\nfor lr in (0.1, 0.2, 0.3):\n    model.train(lr)\n")
+    assert proc.returncode == 0, proc.stderr
+    out = cli(repo, "replay", "--all", "-j", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == "3 runs: 3 identical"
+
+
 def test_unknown_ref_or_bad_options_exit_2(project):
     record(project, "0.1")
     assert cli(project, "replay", "nope", "latest", "-j", "2").returncode == 2
