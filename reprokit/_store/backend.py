@@ -118,7 +118,10 @@ class FolderBackend:
 
     def list(self, prefix: str) -> list[str]:
         out: list[str] = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        # Walk only below the prefix's folder part ("runs/" -> runs/), not the whole store.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(base) if base else self.root
+        for dirpath, _dirs, files in os.walk(start):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             base = "" if rel == "." else rel + "/"
             out.extend(base + n for n in files if not n.startswith("."))
