@@ -308,7 +308,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             on_event=narrate,
-            jobs=args.jobs,
+            jobs=getattr(args, "jobs", 1),
         )
     except TamperedError as exc:
         return _tampered(args, exc, {"archive": args.ref})
@@ -327,7 +327,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    if args.all:
+    if getattr(args, "all", False):
         return verifyall.cmd_verify_all(args)
     if args.ref is None:
         raise ReprokitError("name a run or an archive, or pass --all")
@@ -413,7 +413,8 @@ def _print_drift(drift: dict[str, Any]) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     if many.wanted(args):
         return many.cmd_replay_many(args)
-    args.ref = args.refs[0]
+    if getattr(args, "refs", None):
+        args.ref = args.refs[0]
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")

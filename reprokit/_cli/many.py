@@ -46,7 +46,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def wanted(args: argparse.Namespace) -> bool:
-    """Whether this ``replay`` call is a many-run replay."""
+    """Whether this ``replay`` call is a many-run replay (a Namespace made by hand, with one
+    ``ref``, is not)."""
+    if not hasattr(args, "refs"):
+        return False
     return bool(
         len(args.refs) != 1
         or args.all
