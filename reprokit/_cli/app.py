@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from reprokit._cli import demo, export, record, replay, runs
+from reprokit._cli import demo, export, record, remote, replay, runs
 from reprokit._cli.output import err
 from reprokit._model.errors import ArgumentError, ReprokitError
 from reprokit._model.version import __version__
@@ -81,8 +81,8 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--store",
-        help="store folder (default: $REPROKIT_STORE, else .reprokit "
-        "at the git repository root or in the current folder)",
+        help="store folder or remote store URL (s3://BUCKET/PREFIX) (default: $REPROKIT_STORE, "
+        "else .reprokit at the git repository root or in the current folder)",
         **default,
     )
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors", **default)  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reprokit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _global_options(suppress=True)
-    for module in (runs, replay, record, demo, export):
+    for module in (runs, replay, record, demo, export, remote):
         module.register(sub, common)
     return parser
 

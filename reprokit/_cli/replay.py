@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from reprokit._cli import many
 from reprokit._cli.output import (
     emit_json,
     err,
@@ -24,6 +25,11 @@ from reprokit._verbs.replay import ReplayReport, replay
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if many.wanted(args):
+        return many.cmd_replay_many(args)
+    if not args.refs:
+        raise ReprokitError("replay needs a run (REF), several, --all or --name N")
+    args.ref = args.refs[0]
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -217,7 +223,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "identical, 1 different, 2 when it cannot be replayed here (the reason is said).",
         "reprokit replay latest\nreprokit replay a3f1 --rtol 1e-6 --json",
     )  # fmt: skip
-    p.add_argument("ref", help="run id, unique prefix or suffix, or 'latest'")
+    p.add_argument(
+        "refs", nargs="*", metavar="REF", help="one run, or several (see -j); 'latest' works"
+    )
+    many.add_options(p)
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for numbers")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for numbers")
     p.add_argument("--in-place", action="store_true", help="run the current tree instead")

@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from reprokit._cli import verifyall
 from reprokit._cli.output import (
     duration,
     emit_json,
@@ -284,6 +285,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.all or args.head:
         if args.ref:
             raise ReprokitError("--all and --head check the whole store: give no run")
+        if args.all and not args.head and store_of(args).remote is not None:
+            # A remote store's runs are vouched for by the remote's ledger: run by run.
+            return verifyall.cmd_verify_all(args)
         try:
             whole = verify_store(args.store, head=args.head)
         except TamperedError as exc:
@@ -347,6 +351,7 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             allowed_signers=args.allowed_signers,
             sandbox=not args.no_sandbox,
             trust=args.trust,
+            jobs=getattr(args, "jobs", 1) or 1,
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
@@ -499,6 +504,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "(ssh-keygen -Y verify, git's format)",
     )
     p.add_argument("--replay", action="store_true", help="archives: replay every run too")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="archives: replays at once"
+    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",

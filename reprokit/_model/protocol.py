@@ -31,6 +31,7 @@ VARIABLES = {
     # reports to (what it seeded, its parsed command line, its own source files).
     "child_report": "REPROKIT_CHILD_REPORT",
     "test_execution": "REPROKIT_TEST_EXECUTION",  # the pytest node id a child executes as a run
+    "cache": "REPROKIT_CACHE",  # the folder holding this machine's copies of remote stores
 }
 _INTS = ("seed", "seed_override")
 
@@ -52,6 +53,7 @@ class ChildProtocol:
     replay_spec: str | None
     child_report: str | None
     test_execution: str | None
+    cache: str | None
 
     def __init__(self, **fields: object) -> None:
         unknown = set(fields) - set(VARIABLES)

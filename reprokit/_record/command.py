@@ -92,7 +92,7 @@ def record_command(
     told = ChildProtocol(
         seed=None if ChildProtocol.from_env().seed is not None else r.seed,
         parent=r.id,
-        store=str(Path(r.store.root).resolve()) if r.store is not None else None,
+        store=(r.store.remote or str(Path(r.store.root).resolve())) if r.store else None,
     )
     env = told.child_env()
     program = python_program(command)

@@ -645,7 +645,7 @@ class Run:
             STATE.last_store_root = str(self.store.root)
             return  # a shard is part of rank 0's run: not a run of its own to list
         self.store.seal(self.id, render(sections, cached))
-        STATE.last_store_root = str(self.store.root)
+        STATE.last_store_root = self.store.address
         if self._group is not None and "sealed" in STATE.sweep:
             STATE.sweep["sealed"].append(self.id)
         log = ChildProtocol.from_env().run_log

@@ -123,7 +123,7 @@ def child_env(
     det = seeds.get("deterministic") or {}
     ChildProtocol(
         seed=seed,
-        store=str(store.root),
+        store=store.address,
         replay_of=m.id if replay_of else None,
         run_log=log,
         parent=parent,

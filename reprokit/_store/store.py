@@ -13,16 +13,18 @@ Layout of a store folder (``.reprokit/`` at the repository root by default)::
     groups/<ab>/<key>          a distributed job's agreed run id and seed (put-if-absent)
     shards/<id>/rank-<r>/      a rank's write-once shard of group run <id>: shard.yaml (its
                                commit point, in the ledger as "<id>/rank-<r>") and its files
+    remote-ledger              (remote stores only) the local copy of the remote's ledger
 
-Every write into the store goes through ``Store``: run folders are created by
+Every write into a folder store goes through ``Store``: run folders are created by
 ``new_run_dir``, filled while the run is recorded by ``open_stream`` (metrics, checkpoints)
-and ``keep_copy`` (artifacts kept with ``copy=True``), and committed by ``seal``. The three
-operations an object-store backend needs are ``put_if_absent``, reading a file, and listing.
+and ``keep_copy`` (artifacts kept with ``copy=True``), and committed by ``seal``. A remote
+store (``s3://bucket/prefix``) is a folder store on this machine that stages the runs recorded
+here and caches the ones read from the remote; ``remote.py`` sends and fetches them through a
+backend's three operations (put-if-absent, get, list; ``backend.py``).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import threading
@@ -35,9 +37,14 @@ from reprokit._model.errors import (
     RunNotFound,
     StoreError,
     TamperedError,
+    warn,
 )
 from reprokit._model.manifest import Manifest
 from reprokit._model.protocol import ChildProtocol
+from reprokit._store.backend import check_url, is_url, local_root, write_once
+from reprokit._store.layout import GENESIS, MANIFEST, files_under, referenced_objects
+from reprokit._store.layout import chain as _chain
+from reprokit._store.remote import REMOTE_LEDGER, Remote
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 
@@ -46,12 +53,12 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, TextIO
 
-MANIFEST = "manifest.yaml"
 STREAMS = ("metrics.jsonl", "checkpoints.jsonl")  # what a run appends to while it is recorded
 SHARD = "shard.yaml"
 STORE_DIRNAME = ".reprokit"
-_GENESIS = "0" * 64
+_GENESIS = GENESIS
 VOID = "0" * 64  # a ledger line's digest for a run whose sealing failed after its line
+_files_under = files_under
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
 _OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -68,7 +75,7 @@ def default_store_path(start: str | os.PathLike[str] | None = None) -> str:
     (the folder holding ``.git``), else in ``start`` itself."""
     env = ChildProtocol.from_env().store
     if env:
-        return os.path.abspath(os.path.expanduser(env))
+        return env if is_url(env) else os.path.abspath(os.path.expanduser(env))
     folder = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
     probe = folder
     while True:
@@ -115,6 +122,7 @@ def _hostname() -> str:
         return platform.node()
 
 
+_unreachable: dict[str, tuple[float, str]] = {}  # remote URL -> (when, why) a send failed
 _ready: set[str] = set()  # store roots whose folders exist (checked once per process)
 _journals: dict[str, Any] = {}  # store root -> this process's open journal in active/
 _journal_pid: dict[str, int] = {}
@@ -156,10 +164,17 @@ class Store:
 
     The writing side (used while recording, inside the user's process) works on plain strings:
     pathlib costs milliseconds to import. ``root``, ``runs``, ``objects``, ``ledger`` are Paths.
+
+    With ``remote`` (a URL), the folder is this machine's copy of that remote store: a sealed
+    run is sent to it at once (or kept here until :meth:`push`), and reading first fetches the
+    remote's sealed runs (:meth:`pull`).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], remote: str | None = None) -> None:
         self._root = os.path.abspath(os.fspath(root))
+        self.remote = remote
+        self._remote = Remote(remote, self._root) if remote else None
+        self._pulled = False
         self._runs = os.path.join(self._root, "runs")
         self._objects = os.path.join(self._root, "objects")
         self._active = os.path.join(self._root, "active")
@@ -170,15 +185,25 @@ class Store:
     def at(
         cls, store: Store | str | os.PathLike[str] | None = None, start: str | None = None
     ) -> Store:
-        """The store given, or the default one for ``start``."""
+        """The store given (a folder, or a remote store's URL such as ``s3://bucket/prefix``),
+        or the default one for ``start``."""
         if isinstance(store, Store):
             return store
-        if store is not None:
-            return cls(os.path.expanduser(os.fspath(store)))
-        return cls(default_store_path(start))
+        address = default_store_path(start) if store is None else store
+        if is_url(address):
+            url = check_url(address)  # type: ignore[arg-type]
+            return cls(local_root(url), remote=url)
+        return cls(os.path.expanduser(os.fspath(address)))
 
     def __repr__(self) -> str:
+        if self.remote:
+            return f"Store({self._root!r}, remote={self.remote!r})"
         return f"Store({self._root!r})"
+
+    @property
+    def address(self) -> str:
+        """What names this store to another process: the remote's URL, else the folder."""
+        return self.remote or self._root
 
     @property
     def root(self) -> Path:
@@ -409,40 +434,7 @@ class Store:
         create-if-absent commit (O_EXCL where links are not supported).
         """
         path = os.fspath(path)
-        tmp_dir = self._tmp if os.path.isdir(self._tmp) else os.path.dirname(path)
-        tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise
-                return self._put_excl(path, data)
-            return True
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-    @staticmethod
-    def _put_excl(path: str, data: bytes) -> bool:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return True
+        return write_once(path, data, self._tmp if os.path.isdir(self._tmp) else None)
 
     def put_object(self, digest: str, content: bytes | str | os.PathLike[str]) -> None:
         """Keep a blob under its sha256 (no-op when the store already has it)."""
@@ -507,6 +499,8 @@ class Store:
                 os.chmod(path, 0o444)
             except OSError:
                 pass
+        if self._remote is not None:
+            self._send(run_id)
         return folder
 
     def journal_end(self, run_id: str, last: bool = False) -> None:
@@ -528,6 +522,47 @@ class Store:
                 os.unlink(fh.name)
             except OSError:
                 pass
+
+    def _send(self, run_id: str) -> None:
+        """Send a run just sealed here to the remote; if that fails it stays here, with a
+        warning (recording never fails because the network did)."""
+        down = _unreachable.get(self.remote or "")
+        try:
+            if down is not None and time.monotonic() - down[0] < 60:
+                # A sweep must not wait on a dead endpoint once per run: try again in a minute.
+                raise StoreError(f"unreachable a moment ago: {down[1]}")
+            self._remote.push(run_id)  # type: ignore[union-attr]
+        except Exception as exc:
+            if down is None or time.monotonic() - down[0] >= 60:
+                _unreachable[self.remote or ""] = (time.monotonic(), str(exc))
+            warn(
+                f"run {run_id} is kept in {self._root} and not yet in {self.remote} ({exc}); "
+                "push() sends it later (reprokit push)"
+            )
+
+    def push(self) -> list[str]:
+        """Send every run sealed here that the remote store lacks; the ids sent."""
+        if self._remote is None:
+            raise StoreError(f"store {self._root} has no remote to push to", self._root)
+        return self._remote.push_pending()
+
+    def push_run(self, run_id: str) -> bool:
+        """Send the run ``run_id`` sealed here; True if this call committed it remotely."""
+        if self._remote is None:
+            raise StoreError(f"store {self._root} has no remote to push to", self._root)
+        return self._remote.push(run_id)
+
+    def pending(self) -> list[str]:
+        """The runs sealed here that the remote store does not have yet."""
+        return self._remote.pending() if self._remote is not None else []
+
+    def pull(self) -> list[str]:
+        """Fetch the remote store's sealed runs this folder lacks; the ids fetched."""
+        if self._remote is None:
+            return []
+        self._pulled = True
+        self.ensure()
+        return self._remote.pull()
 
     def _journal(self, line: str) -> None:
         """Append ``line`` (a run started or finished) to this process's journal.
@@ -603,6 +638,8 @@ class Store:
 
     def run_ids(self) -> list[str]:
         """Every run folder's id, oldest first (sealed or not)."""
+        if self._remote is not None and not self._pulled:
+            self.pull()
         try:
             names = os.listdir(self._runs)
         except FileNotFoundError:
@@ -757,14 +794,39 @@ class Store:
             checked += 1
         return checked
 
+    def _vouched(self, rid: str, actual: str) -> str | None:
+        """The head of the ledger that vouches for run ``rid`` sealed with digest ``actual``
+        (the remote's when both do), None when none names it; TamperedError when one names it
+        with another digest or a chain is broken."""
+        head = None
+        for name in ("ledger", REMOTE_LEDGER):
+            if name == REMOTE_LEDGER and not (self.root / name).exists():
+                continue
+            recorded, prev = _vouch(self._ledger_file(name), rid, name)
+            if recorded is not None:
+                if recorded != actual:
+                    raise TamperedError(
+                        f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST
+                    )
+                head = prev
+        return head
+
     def ledger_entries(self) -> list[tuple[int, str, str, str]]:
         """The ledger's lines as (seq, run id, manifest sha256, chain)."""
+        return self._ledger_file("ledger")
+
+    def remote_ledger_entries(self) -> list[tuple[int, str, str, str]]:
+        """The remote store's ledger as last read (empty for a folder store)."""
+        return self._ledger_file(REMOTE_LEDGER)
+
+    def _ledger_file(self, name: str) -> list[tuple[int, str, str, str]]:
+        path = self.root / name
         try:
-            text = self.ledger.read_text("ascii")
+            text = path.read_text("ascii")
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as exc:
-            raise TamperedError(f"ledger unreadable: {exc}", path=str(self.ledger)) from None
+            raise TamperedError(f"{name} unreadable: {exc}", path=str(path)) from None
         lines = text.splitlines()
         if lines and not text.endswith("\n"):
             # A last line cut short by a crash mid-append: its manifest was never written (the
@@ -775,7 +837,7 @@ class Store:
         for n, line in enumerate(lines):
             parts = line.split()
             if len(parts) != 4 or not parts[0].isdigit():
-                raise TamperedError(f"ledger line {n + 1} is malformed", path="ledger")
+                raise TamperedError(f"{name} line {n + 1} is malformed", path=name)
             out.append((int(parts[0]), parts[1], parts[2], parts[3]))
         return out
 
@@ -791,29 +853,16 @@ class Store:
             raise TamperedError(f"run {rid} has no manifest (not sealed)", rid, MANIFEST)
         raw = mpath.read_bytes()
         actual = hashlib.sha256(raw).hexdigest()
-        entries = self.ledger_entries()
-        prev = _GENESIS
-        recorded = None
-        for i, (seq, lrid, digest, chain) in enumerate(entries):
-            if seq != i or chain != _chain(prev, lrid, digest):
-                raise TamperedError(
-                    f"ledger chain broken at line {i + 1} (run {lrid})", rid, "ledger"
-                )
-            prev = chain
-            if lrid == rid:
-                if recorded is not None:
-                    # A run is sealed once: a second line for it is how a re-signed manifest
-                    # would be vouched for.
-                    raise TamperedError(
-                        f"run {rid} appears twice in the store's ledger (line {i + 1})",
-                        rid,
-                        "ledger",
-                    )
-                recorded = digest
-        if recorded is None:
+        # A run recorded here is in the local ledger; one recorded elsewhere and fetched from a
+        # remote store is in the remote's (sent runs are in both): every ledger that names the
+        # run must vouch for this manifest, and at least one must name it.
+        head = self._vouched(rid, actual)
+        if head is None and self._remote is not None:
+            # The local copy of the remote ledger may predate this run: read the remote's.
+            self._remote.ledger()
+            head = self._vouched(rid, actual)
+        if head is None:
             raise TamperedError(f"run {rid} is not in the store's ledger", rid, "ledger")
-        if recorded != actual:
-            raise TamperedError(f"{rid}/{MANIFEST} was modified after sealing", rid, MANIFEST)
         try:
             manifest = Manifest.from_bytes(raw, mpath)
         except ManifestError as exc:
@@ -837,14 +886,14 @@ class Store:
                 raise TamperedError(f"object {digest[:12]} ({path.name}) is missing", rid)
             if sha256_file(path)[0] != digest:
                 raise TamperedError(f"object {digest[:12]} was modified", rid, str(path))
-        shards = self._verify_shards(rid, manifest, entries)
+        shards = self._verify_shards(rid, manifest, self.ledger_entries())
         return {
             "run": rid,
             "shards": shards,
             "manifest_sha256": actual,
             "files": len(expected) + 1,
             "objects": len(objects),
-            "ledger_head": prev,
+            "ledger_head": head,
         }
 
 
@@ -861,37 +910,23 @@ def _verify_folder(label: str, folder: Path, commit: str, digests: Any) -> None:
             raise TamperedError(f"{label}/{rel} was modified after sealing", label, rel)
 
 
-def referenced_objects(manifest: Manifest) -> list[str]:
-    """The store objects a manifest relies on (source patch, snapshot files)."""
-    code = manifest.code
-    found = []
-    patch = code.get("patch")
-    if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
-        found.append(patch["sha256"])
-    files = code.get("files")
-    if isinstance(files, dict):
-        found.extend(v for v in files.values() if isinstance(v, str))
-    # A folder input's digest names its listing (one "sha256 size path" line per file).
-    inputs = manifest.get("inputs")
-    for rec in (inputs.get("declared") or []) if isinstance(inputs, dict) else []:
-        digest = rec.get("sha256") if isinstance(rec, dict) else None
-        if rec.get("kind") == "folder" and isinstance(digest, str) and _OBJECT.match(digest):
-            found.append(digest)
-    return sorted(set(found))
-
-
-def _chain(prev: str, run_id: str, digest: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(f"{prev} {run_id} {digest}".encode()).hexdigest()
-
-
-def _files_under(folder: str | os.PathLike[str]) -> list[str]:
-    """Every file below ``folder`` (strings; sorted)."""
-    out: list[str] = []
-    for dirpath, _dirs, files in os.walk(folder):
-        out.extend(os.path.join(dirpath, name) for name in files)
-    return sorted(out)
+def _vouch(entries: list[tuple[int, str, str, str]], rid: str, name: str) -> tuple[str | None, str]:
+    """Check a ledger's chain; (the manifest digest it records for ``rid`` or None, its head)."""
+    prev = _GENESIS
+    recorded = None
+    for i, (seq, lrid, digest, chain) in enumerate(entries):
+        if seq != i or chain != _chain(prev, lrid, digest):
+            raise TamperedError(f"{name} chain broken at line {i + 1} (run {lrid})", rid, name)
+        prev = chain
+        if lrid == rid:
+            if recorded is not None:
+                # A run is sealed once: a second line for it is how a re-signed manifest
+                # would be vouched for.
+                raise TamperedError(
+                    f"run {rid} appears twice in the store's {name} (line {i + 1})", rid, name
+                )
+            recorded = digest
+    return recorded, prev
 
 
 def _lock(fd: int) -> None:

@@ -61,6 +61,8 @@ from reprokit._verbs.archive_inputs import (
     packable,
 )
 from reprokit._verbs.audit import results_of
+from reprokit._verbs.executors import LocalExecutor
+from reprokit._verbs.parallel import replay_many
 from reprokit._verbs.replay import replay as replay_run
 from reprokit._verbs.signing import sign_file, verify_signature
 from reprokit._verbs.templates import templates_dir
@@ -629,7 +631,9 @@ def archive(
             writer.add_file(
                 f"store/objects/{digest[:2]}/{digest}", str(st.object_path(digest)), mode=0o444
             )
-        writer.add_file("store/ledger", str(st.ledger), mode=0o644)
+        for ledger in ("ledger", "remote-ledger"):  # a remote store's copy vouches too
+            if (st.root / ledger).exists():
+                writer.add_file(f"store/{ledger}", str(st.root / ledger), mode=0o644)
 
         # source/: each distinct tree once.
         sources: dict[str, str] = {}
@@ -1022,8 +1026,10 @@ def verify_archive(
     allowed_signers: str | None = None,
     sandbox: bool = True,
     trust: bool = False,
+    jobs: int = 1,
 ) -> ArchiveVerifyReport:
-    """Check every checksum and every run of an archive; optionally replay every run.
+    """Check every checksum and every run of an archive; optionally replay every run
+    (``jobs`` at once, in worker processes, when more than 1).
 
     Replays find the runs' inputs in the archive's ``inputs/`` folder, else below ``data_root``
     (default: the current folder), at their recorded paths.
@@ -1087,6 +1093,11 @@ def verify_archive(
         python = _make_venv(top, scratch, emit) if venv else None
         roots = [os.path.join(top, INPUTS_DIR)]
         roots.append(os.path.abspath(os.fspath(data_root)) if data_root else os.getcwd())
+        if jobs > 1:
+            _replay_in_parallel(
+                report, store, crate_sources, python, rtol, atol, jobs, emit, roots, writable
+            )
+            return report.freeze()
         for rid in report.runs:
             m = store.load(rid)
             if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
@@ -1115,6 +1126,47 @@ def verify_archive(
         return report.freeze()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replay_in_parallel(
+    report: _ArchiveVerifyDraft,
+    store: Store,
+    sources: dict[str, str],
+    python: str | None,
+    rtol: float,
+    atol: float,
+    jobs: int,
+    emit: Callable[[str, Any], None],
+    roots: list[str] | None = None,
+    sandbox: list[str] | None = None,
+) -> None:
+    """Replay the archive's runs ``jobs`` at once, each as the sequential path does (inside
+    the sandbox when one is asked for, with the archive's inputs)."""
+    todo = []
+    for rid in report.runs:
+        m = store.load(rid)
+        if m.run.get("replay_of") or (m.run.get("entry") or {}).get("kind") == "replay":
+            continue
+        todo.append(
+            {
+                "run": rid,
+                "store": store.address,
+                "rtol": rtol,
+                "atol": atol,
+                "source_dir": sources.get(rid),
+                "python": python,
+                "data_root": roots,
+                "sandbox": sandbox,
+            }
+        )
+    emit("replaying", f"{len(todo)} runs, {jobs} at once")
+    many = replay_many(todo, LocalExecutor(jobs), on_result=lambda r: emit("replayed", r))
+    for r in many.results:
+        if r["verdict"] in ("not_replayable", "error", "tampered"):
+            entry = {"run": r["run"], "verdict": "not replayable", "reason": r.get("reason")}
+        else:
+            entry = {"run": r["run"], "verdict": r["verdict"], "causes": r.get("causes", [])}
+        report.replays.append(entry)
 
 
 def _check_sums(top: str) -> None:

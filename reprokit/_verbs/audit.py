@@ -347,7 +347,7 @@ def check(
             for i in range(n):
                 log = os.path.join(scratch, f"runs{i}.log")
                 env = ChildProtocol(
-                    seed=report.seed, run_log=log, group=group, store=str(st.root)
+                    seed=report.seed, run_log=log, group=group, store=st.address
                 ).child_env()
                 env["PYTHONHASHSEED"] = str(report.seed)
                 if python_program(command) is not None:
