@@ -61,9 +61,12 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def _ledger_digests(store: Any) -> dict[str, str] | None:
-    """{run id: manifest sha256} the ledger vouches for; None when the ledger is unreadable."""
+    """{run id: manifest sha256} the ledgers vouch for (this store's, and for a remote store the
+    remote's as last read); None when a ledger is unreadable."""
     try:
-        return {rid: digest for _, rid, digest, _ in Store.at(store).ledger_entries()}
+        st = Store.at(store)
+        entries = st.ledger_entries() + st.remote_ledger_entries()
+        return {rid: digest for _, rid, digest, _ in entries}
     except (TamperedError, OSError):
         return None
 
