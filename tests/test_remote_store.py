@@ -148,3 +148,30 @@ def test_recording_into_a_folder_store_imports_no_fsspec(repo):
     proc = run_python(repo, code, "2")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_sending_one_run_from_many_threads_at_once_vouches_for_it_once(repo, tmp_path):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reprokit._store.remote import Remote
+
+    class SlowFolder(FolderBackend):  # a remote with latency: the senders overlap
+        def get(self, key):
+            time.sleep(0.01)
+            return super().get(key)
+
+    staged = Store(tmp_path / "staged")
+    record(repo, clean_env(REPROKIT_STORE=str(staged.root)), n=3)
+    ids = staged.run_ids()
+    url = (tmp_path / "remote").as_uri()
+    remote = Remote(url, str(staged.root), backend=SlowFolder(str(tmp_path / "remote")))
+    with ThreadPoolExecutor(8) as pool:
+        sent = list(pool.map(remote.push, ids * 8))
+    assert sum(sent) == 3  # each run committed by exactly one call
+    backend = FolderBackend(str(tmp_path / "remote"))
+    entries = [backend.get(k).decode().split()[1] for k in backend.list("ledger/")]
+    assert sorted(entries) == sorted(ids)  # each run vouched for once
+    st = Store(staged.root, remote=url)
+    for rid in ids:
+        assert st.verify(rid)["run"] == rid

@@ -202,7 +202,9 @@ class Remote:
                 entries.append(parse_ledger_line(line))  # type: ignore[arg-type]
                 self._save_ledger(entries)
                 return
-            # Another writer took the slot: read what it wrote and try the next one.
+            # Another writer took the slot: read what it wrote and try the next one. (Slots
+            # are dense and immutable and every attempt first reads all of them, so a run is
+            # never vouched for twice, even when two processes send it at once.)
             import random
 
             # (exponential backoff with jitter: losers of a slot spread out instead of

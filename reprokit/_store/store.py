@@ -537,7 +537,7 @@ class Store:
                 _unreachable[self.remote or ""] = (time.monotonic(), str(exc))
             warn(
                 f"run {run_id} is kept in {self._root} and not yet in {self.remote} ({exc}); "
-                "push() sends it later (reprokit push)"
+                "`reprokit push` sends it later"
             )
 
     def push(self) -> list[str]:
