@@ -177,7 +177,7 @@ class Run:
                         import json
 
                         self._json = json
-                        self._metrics_fh = self.store.open_stream(self.id, "metrics.jsonl")
+                        self._metrics_fh = self.store.open_stream(self._dir, "metrics.jsonl")
                     point = {"name": name, "step": step, "value": number, "ts": time.time()}
                     self._metrics_fh.write(self._json.dumps(point) + "\n")
                 except OSError as exc:
@@ -220,7 +220,7 @@ class Run:
                         import json
 
                         self._json = json
-                        self._ckpt_fh = self.store.open_stream(self.id, "checkpoints.jsonl")
+                        self._ckpt_fh = self.store.open_stream(self._dir, "checkpoints.jsonl")
                     self._ckpt_fh.write(self._json.dumps(record) + "\n")
                 except OSError as exc:
                     self._lose(exc)
@@ -267,7 +267,7 @@ class Run:
             warn(f"artifact {record['path']!r}: {what} (links and special files are not read)")
         if copy and self._recording and self.id is not None and "unreadable" not in record:
             try:
-                record["copy"] = self.store.keep_copy(self.id, p, safe_rel(record["path"]))
+                record["copy"] = self.store.keep_copy(self._dir, p, safe_rel(record["path"]))
             except (OSError, RecursionError) as exc:  # a full disk must not break training
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 warn(f"artifact {record['path']!r} is hashed but not copied: {why}")

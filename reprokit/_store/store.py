@@ -252,19 +252,28 @@ class Store:
             ) from None
         _ready.add(self._root)
 
-    def open_stream(self, run_id: str, name: str) -> TextIO:
-        """A line file of an unsealed run (``metrics.jsonl``, ``checkpoints.jsonl``), opened for
-        appending. Raises OSError (the caller stops recording, never the user's program)."""
+    def _unsealed(self, folder: str) -> str:
+        """``folder`` when it is a run folder or a rank's shard folder of this store."""
+        real = os.path.abspath(folder)
+        if not real.startswith((self._runs + os.sep, os.path.join(self._root, "shards") + os.sep)):
+            raise StoreError(f"{folder} is not a run folder of store {self._root}", folder)
+        return real
+
+    def open_stream(self, folder: str, name: str) -> TextIO:
+        """A line file of an unsealed run's ``folder`` (its run folder, or a rank's shard
+        folder): ``metrics.jsonl`` or ``checkpoints.jsonl``, opened for appending. Raises
+        OSError (the caller stops recording, never the user's program)."""
         if name not in STREAMS:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
-        return open(os.path.join(self._runs, run_id, name), "a", encoding="utf-8")  # noqa: SIM115
+        path = os.path.join(self._unsealed(folder), name)
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def keep_copy(self, run_id: str, source: str | os.PathLike[str], rel: str) -> str:
-        """Copy a file or folder into the unsealed run's ``artifacts/`` under ``rel``; returns
-        the copy's path relative to the run folder. Raises OSError."""
+    def keep_copy(self, folder: str, source: str | os.PathLike[str], rel: str) -> str:
+        """Copy a file or folder into the unsealed run ``folder``'s ``artifacts/`` under
+        ``rel``; returns the copy's path relative to the run folder. Raises OSError."""
         import shutil
 
-        run_dir = os.path.join(self._runs, run_id)
+        run_dir = self._unsealed(folder)
         dest = os.path.join(run_dir, "artifacts", *rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         source = os.path.realpath(source)  # the path the user named is followed, links inside not
