@@ -1,0 +1,370 @@
+"""README's examples run as shown: every code block is executed or checked (issue #13).
+
+Each README section (``##``/``###``) runs in its own fresh git repository with its own store,
+its blocks in order, with the real ``reprokit`` command on ``PATH``. The convention (the
+``readme-test`` comments, files shown by a ``# NAME`` first line, how transcripts are matched)
+is described in README's "Development" section and parsed in ``tests/readme_blocks.py``.
+A failure names the README line of the block, command or output line that did not hold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from tests import readme_blocks as rb
+from tests.conftest import clean_env, git
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = rb.sections()
+RUNNABLE = [s for s in SECTIONS if any(i.kind == "block" for i in s.items)]
+SKIPPED = [
+    (s, i) for s in SECTIONS for i in s.items if i.kind == "block" and "skip" in i.options
+]
+SHELL_TIMEOUT = 300
+# Warnings a python block may print without showing them: the one every script started
+# without PYTHONHASHSEED gets (transcripts show what they mean to; see Sandbox.match).
+TOLERATED_WARNINGS = ("hash randomization is on",)
+
+
+class ReadmeFailure(AssertionError):
+    pass
+
+
+@pytest.fixture(scope="session")
+def readme_tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A HOME shared by all sections (caches, e.g. the archive's wheel) and a folder of
+    commands: ``reprokit``, ``python``, ``pytest`` as this interpreter and this checkout."""
+    base = tmp_path_factory.mktemp("readme")
+    home, bindir = base / "home", base / "bin"
+    home.mkdir()
+    bindir.mkdir()
+    shims = {
+        "python": "",
+        "python3": "",
+        "reprokit": "-m reprokit",
+        "pytest": "-m pytest",
+    }
+    for name, args in shims.items():
+        p = bindir / name
+        p.write_text(f'#!/bin/sh\nexec "{sys.executable}" {args} "$@"\n')
+        p.chmod(0o755)
+    return {"home": home, "bin": bindir}
+
+
+class Sandbox:
+    """One README section's world: a git repository with one commit, a store in it, a HOME."""
+
+    def __init__(self, root: Path, tools: dict[str, Path]) -> None:
+        self.repo = root / "project"
+        self.repo.mkdir()
+        git(self.repo, "init", "-q", "-b", "main")
+        (self.repo / "README.md").write_text("an example project\n")
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "-m", "initial")
+        env = clean_env()
+        env.pop("PYTHONHASHSEED", None)
+        env.update(
+            HOME=str(tools["home"]),
+            XDG_CACHE_HOME=str(tools["home"] / ".cache"),
+            PATH=os.pathsep.join(
+                [str(tools["bin"]), str(Path(sys.executable).parent), env.get("PATH", "")]
+            ),
+            PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH")] if p),
+            NO_COLOR="1",
+            COLUMNS="80",
+        )
+        self.env = env
+        self.bound: dict[str, str] = {}  # README run id -> the real run it stands for
+        self.prelude = ""
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def substitute(self, text: str) -> str:
+        """README run ids (and their 6-character suffixes) replaced by the real ones bound."""
+        for shown, real in self.bound.items():
+            text = text.replace(shown, real)
+            text = re.sub(rf"\b{shown[-6:]}\b", real[-6:], text)
+        return text
+
+    def bash(self, script: str, timeout: float = SHELL_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", script],
+            cwd=self.repo,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+
+    def real_id(self, ref: str) -> str:
+        proc = self.bash(f"reprokit show {ref} --json")
+        if proc.returncode != 0:
+            raise ReadmeFailure(f"cannot resolve run {ref!r}: {proc.stdout.strip()}")
+        return str(json.loads(proc.stdout)["run"]["id"])
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.substitute(text))
+
+    # --- one item --------------------------------------------------------------------------
+
+    def do(self, item: rb.Item) -> None:
+        if item.kind == "hidden":
+            self.hidden(item)
+            return
+        opts = item.options
+        if "skip" in opts:
+            return
+        for need in filter(None, opts.get("requires", "").split(",")):
+            if shutil.which(need) is None and importlib.util.find_spec(need) is None:
+                pytest.skip(f"{item.where()} needs {need}, which is not installed here")
+        if item.file_name:
+            self.write(item.file_name, item.text)
+            validate_data(item, item.text)
+        elif item.lang == "python":
+            self.python(item)
+        elif item.lang in rb.SHELL_LANGS:
+            if any(ln.startswith("$ ") for ln in item.text.splitlines()):
+                self.console(item)
+            elif "run" in opts:
+                proc = self.bash(self.substitute(item.text))
+                expect(item, proc.returncode == int(opts.get("exit", 0)), proc.stdout)
+            else:
+                raise ReadmeFailure(
+                    f"{item.where()}: a shell block without '$ ' prompts is a script; annotate "
+                    "it `<!-- readme-test: run -->` to run it or "
+                    '`<!-- readme-test: skip reason="..." -->`'
+                )
+        else:
+            validate_data(item, item.text)
+        if "check" in opts:
+            check = CHECKS.get(opts["check"])
+            if check is None:
+                raise ReadmeFailure(f"{item.where()}: unknown check {opts['check']!r}: {sorted(CHECKS)}")
+            check(self, item)
+
+    def hidden(self, item: rb.Item) -> None:
+        opts = item.options
+        if "file" in opts:
+            self.write(opts["file"], item.text)
+        elif "sh" in opts:
+            proc = self.bash(self.substitute(item.text))
+            expect(item, proc.returncode == 0, f"hidden shell step failed:\n{proc.stdout}")
+        elif "prelude" in opts:
+            self.prelude = item.text
+        elif "bind" in opts:
+            for shown, ref in opts.items():
+                if shown != "bind":
+                    self.bound[shown] = self.real_id(ref)
+        else:
+            raise ReadmeFailure(f"{item.where()}: a hidden step needs file=, sh, prelude or bind")
+
+    def python(self, item: rb.Item) -> None:
+        script = f"readme_example_{item.line}.py"
+        (self.repo / script).write_text(self.prelude + self.substitute(item.text))
+        self.prelude = ""
+        proc = self.bash(f"python {script}")
+        want = int(item.options.get("exit", 0))
+        expect(item, proc.returncode == want, f"exit {proc.returncode}, want {want}:\n{proc.stdout}")
+        if want == 0:
+            expect(item, "Traceback" not in proc.stdout, f"printed a traceback:\n{proc.stdout}")
+        warned = [
+            ln for ln in proc.stdout.splitlines()
+            if "Warning:" in ln and not any(t in ln for t in TOLERATED_WARNINGS)
+        ]
+        expect(item, not warned or "warns" in item.options, "warned (annotate `warns` if the "
+               "example means to):\n" + "\n".join(warned))
+
+    def console(self, item: rb.Item) -> None:
+        cmds = rb.transcript(item)
+        skip_prefix = item.options.get("skip-command")
+        to_run = [c for c in cmds if not (skip_prefix and c.command.startswith(skip_prefix))]
+        if any(c.command.rstrip().endswith("&") for c in to_run):
+            raise ReadmeFailure(f"{item.where()}: a background command cannot run here; skip it")
+        script = ["set +e"]
+        for n, c in enumerate(to_run):
+            script.append(self.substitute(c.command))
+            script.append(f"__rk=$?; printf '\\n@@readme-test {n} %d@@\\n' $__rk; (exit $__rk)")
+        proc = self.bash("\n".join(script))
+        outputs: dict[int, tuple[int, str]] = {}
+        chunks = re.split(r"\n?@@readme-test (\d+) (\d+)@@\n", proc.stdout)
+        for k in range(1, len(chunks) - 1, 3):
+            outputs[int(chunks[k])] = (int(chunks[k + 1]), chunks[k - 1])
+        numbers = item.options.get("numbers") == "any"
+        problems: list[str] = []
+        for n, c in enumerate(to_run):
+            if n not in outputs:
+                problems.append(f"README.md:{c.line}: `{c.command}` did not finish:\n{proc.stdout[-3000:]}")
+                break
+            rc, out = outputs[n]
+            followed_by_echo = n + 1 < len(to_run) and to_run[n + 1].command.strip() == "echo $?"
+            want = c.exit_code if c.exit_code is not None else int(
+                item.options.get("exit", 0)) if n == len(to_run) - 1 else 0
+            if not followed_by_echo and rc != want:
+                problems.append(
+                    f"README.md:{c.line}: `{c.command}` exited {rc}, the README implies {want}"
+                    f" (show it with `$ echo $?` or `# exit {rc}` if that is right); its "
+                    f"output:\n{_indent(out)}"
+                )
+            problems += self.match(c, out, numbers)
+            if problems:
+                break  # later commands depend on this one
+        if problems:
+            raise ReadmeFailure(f"{item.where()}:\n" + "\n".join(problems))
+
+    def match(self, c: rb.Command, out: str, numbers: bool) -> list[str]:
+        """Every shown output line must match a real one; real errors must be shown."""
+        real = [ln.strip() for ln in out.splitlines() if ln.strip()]
+        problems = []
+        matched: set[int] = set()
+        for line, shown in c.output:
+            if not shown.strip():
+                continue
+            pattern, ids = rb.line_pattern(shown, numbers=numbers, bound=self.bound)
+            hit = next(
+                ((i, m) for i, ln in enumerate(real) if (m := pattern.fullmatch(ln))), None
+            )
+            if hit is None:
+                problems.append(f"README.md:{line}: shown output not in the real output:\n    {shown.strip()}")
+                continue
+            matched.add(hit[0])
+            for k, shown_id in enumerate(ids):
+                self.bound.setdefault(shown_id, hit[1].group(f"id{k}"))
+        unshown = [
+            ln for i, ln in enumerate(real)
+            if i not in matched and (ln.startswith("reprokit: error") or ln.startswith("Traceback"))
+        ]
+        if unshown:
+            problems.append(f"README.md:{c.line}: `{c.command}` printed an error the README does not show:\n    " + "\n    ".join(unshown))
+        if problems:
+            problems.append(f"real output of `{c.command}` (README.md:{c.line}):\n" + _indent(out))
+        return problems
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    | " + ln for ln in text.rstrip("\n").splitlines()[-60:])
+
+
+def expect(item: rb.Item, ok: bool, why: str) -> None:
+    if not ok:
+        raise ReadmeFailure(f"{item.where()}: {why[-4000:]}")
+
+
+def validate_data(item: rb.Item, text: str) -> None:
+    """A YAML or JSON block must parse (``…`` stands for an elided digest in examples)."""
+    try:
+        if item.lang == "yaml":
+            yaml.safe_load(text)
+        elif item.lang == "json":
+            json.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ReadmeFailure(f"{item.where()}: does not parse as {item.lang}: {exc}") from None
+
+
+# --- checks named by `check=` ------------------------------------------------------------
+
+
+def _keys(d: Any, prefix: str = "", depth: int = 2) -> set[str]:
+    if not isinstance(d, dict) or depth == 0:
+        return set()
+    out = set()
+    for k, v in d.items():
+        out.add(prefix + str(k))
+        out |= _keys(v, f"{prefix}{k}.", depth - 1)
+    return out
+
+
+def check_manifest(box: Sandbox, item: rb.Item) -> None:
+    """The example manifest parses, has SPEC's sections, and every key it shows (two levels
+    deep) is a key a real run's manifest has."""
+    shown = yaml.safe_load(item.text)
+    spec = ["schema", "run", "code", "params", "seeds", "environment", "hardware", "outputs", "digests"]
+    missing = [k for k in spec if k not in shown]
+    expect(item, not missing, f"the example manifest lacks SPEC's sections {missing}")
+    real = yaml.safe_load(box.bash("reprokit show latest --yaml").stdout)
+    extra = sorted(_keys(shown) - _keys(real))
+    expect(item, not extra, f"keys shown that a real manifest does not have: {extra}")
+
+
+def check_store_layout(box: Sandbox, item: rb.Item) -> None:
+    """Each path of the layout (``<...>`` for a name) exists in the store after a run."""
+    missing = []
+    for ln in item.text.splitlines():
+        if not ln.strip():
+            continue
+        path = re.sub(r"<[^>]+>", "*", ln.split()[0])
+        if not list(box.repo.glob(path)):
+            missing.append(path)
+    expect(item, not missing, f"not in a real store: {missing}")
+
+
+def check_claims(box: Sandbox, item: rb.Item) -> None:
+    """Every claim's run resolves, and its ``result`` names a number of that run."""
+    from reprokit._verbs.audit import results_of
+
+    import reprokit
+
+    for claim in yaml.safe_load(box.substitute(item.text)):
+        m = reprokit.load(str(claim["run"]), store=str(box.repo / ".reprokit"))
+        results = results_of(m)
+        name = claim.get("result")
+        ok = name in results or f"return.{name}" in results
+        expect(item, ok, f"claim result {name!r} is not a result of run {m.id}: {sorted(results)}")
+
+
+CHECKS: dict[str, Callable[[Sandbox, rb.Item], None]] = {
+    "manifest": check_manifest,
+    "store-layout": check_store_layout,
+    "claims": check_claims,
+}
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", RUNNABLE, ids=[s.slug for s in RUNNABLE])
+def test_readme_section_runs_as_shown(
+    section: rb.Section, tmp_path: Path, readme_tools: dict[str, Path]
+) -> None:
+    box = Sandbox(tmp_path, readme_tools)
+    failure = None
+    for item in section.items:
+        try:
+            box.do(item)
+        except ReadmeFailure as exc:
+            failure = str(exc)
+        except subprocess.TimeoutExpired as exc:
+            failure = f"{item.where()}: timed out after {exc.timeout} s"
+        if failure:
+            pytest.fail(f"README section {section.title!r}: {failure}", pytrace=False)
+
+
+@pytest.mark.parametrize(
+    "section,item", SKIPPED, ids=[f"line{i.line}" for _, i in SKIPPED]
+)
+def test_readme_block_not_run_here(section: rb.Section, item: rb.Item) -> None:
+    reason = item.options["skip"] or item.options.get("reason", "")
+    assert reason.strip(), f"{item.where()}: skip needs a reason (skip reason=\"...\")"
+    pytest.skip(f"{item.where()} in {section.title!r}: {reason}")
+
+
+def test_every_readme_block_is_seen() -> None:
+    """The parser finds every fence README has (a block it missed would silently go unrun)."""
+    text = rb.README.read_text(encoding="utf-8")
+    fences = sum(1 for ln in text.splitlines() if re.match(r"^```", ln)) // 2
+    blocks = [i for s in SECTIONS for i in s.items if i.kind == "block"]
+    assert len(blocks) == fences > 20
