@@ -193,7 +193,7 @@ RUN_ID = r"\d{8}-\d{6}-\d{3}-[0-9a-f]{6}"
 # any value of its kind matches. This is the one place that says what may differ between the
 # README and a run here. Everything else in a shown line must appear as shown.
 VOLATILE: tuple[tuple[str, str, str], ...] = (
-    ("elision", r"\.\.\.|…", r".*?"),
+    ("elision", r"(?:,\s*)?(?:\.\.\.|…)(?:,\s*)?", r".*?"),
     ("run id", RUN_ID, "(?P<idN>" + RUN_ID + ")"),
     ("timestamp", r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?", r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?"),
     ("temporary path", r"/tmp/[^\s,;:)'\"]+", r"/[^\s,;:)'\"]+"),
@@ -202,6 +202,7 @@ VOLATILE: tuple[tuple[str, str, str], ...] = (
     ("duration", r"\b\d+(?:\.\d+)?(?:ms|s)\b", r"\d+(?:\.\d+)?(?:ms|s)"),
     ("byte count", r"\b\d+(?= bytes\b)", r"\d+"),
     ("hex digest or id", r"\b[0-9a-f]{7,}\b", r"[0-9a-f]+"),
+    ("rule (pytest pads it to the width)", r"={3,}|_{3,}", r"(?:=+|_+)"),
     ("run id suffix", r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6}\b", r"[0-9a-f]{6}"),
 )
 NUMBER = ("number", r"-?\b\d+(?:\.\d+)?(?:e[-+]?\d+)?\b", r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")

@@ -123,15 +123,15 @@ class Sandbox:
     # --- one item --------------------------------------------------------------------------
 
     def do(self, item: rb.Item) -> None:
-        if item.kind == "hidden":
-            self.hidden(item)
-            return
         opts = item.options
         if "skip" in opts:
             return
         for need in filter(None, opts.get("requires", "").split(",")):
             if shutil.which(need) is None and importlib.util.find_spec(need) is None:
                 pytest.skip(f"{item.where()} needs {need}, which is not installed here")
+        if item.kind == "hidden":
+            self.hidden(item)
+            return
         if item.file_name:
             self.write(item.file_name, item.text)
             validate_data(item, item.text)
@@ -190,31 +190,31 @@ class Sandbox:
                "example means to):\n" + "\n".join(warned))
 
     def console(self, item: rb.Item) -> None:
+        """Each ``$`` line runs in bash in the repository, in order; ``cd`` and ``export``
+        carry over to the next line. ``$ echo $?`` shows the previous command's exit code;
+        any other command must exit 0 unless its line ends with ``# exit N``."""
         cmds = rb.transcript(item)
-        skip_prefix = item.options.get("skip-command")
-        to_run = [c for c in cmds if not (skip_prefix and c.command.startswith(skip_prefix))]
-        if any(c.command.rstrip().endswith("&") for c in to_run):
-            raise ReadmeFailure(f"{item.where()}: a background command cannot run here; skip it")
-        script = ["set +e"]
-        for n, c in enumerate(to_run):
-            script.append(self.substitute(c.command))
-            script.append(f"__rk=$?; printf '\\n@@readme-test {n} %d@@\\n' $__rk; (exit $__rk)")
-        proc = self.bash("\n".join(script))
-        outputs: dict[int, tuple[int, str]] = {}
-        chunks = re.split(r"\n?@@readme-test (\d+) (\d+)@@\n", proc.stdout)
-        for k in range(1, len(chunks) - 1, 3):
-            outputs[int(chunks[k])] = (int(chunks[k + 1]), chunks[k - 1])
+        skips = [p for p in item.options.get("skip-command", "").split("|") if p]
         numbers = item.options.get("numbers") == "any"
         problems: list[str] = []
-        for n, c in enumerate(to_run):
-            if n not in outputs:
-                problems.append(f"README.md:{c.line}: `{c.command}` did not finish:\n{proc.stdout[-3000:]}")
-                break
-            rc, out = outputs[n]
-            followed_by_echo = n + 1 < len(to_run) and to_run[n + 1].command.strip() == "echo $?"
-            want = c.exit_code if c.exit_code is not None else int(
-                item.options.get("exit", 0)) if n == len(to_run) - 1 else 0
-            if not followed_by_echo and rc != want:
+        rc = 0
+        for n, c in enumerate(cmds):
+            command = c.command.strip()
+            if any(command.startswith(p) for p in skips):
+                continue
+            if command == "echo $?":
+                shown = "\n".join(ln for _, ln in c.output).strip()
+                if shown != str(rc):
+                    problems.append(f"README.md:{c.line}: the command before exited {rc}, "
+                                    f"the README shows {shown!r}")
+                continue
+            if command.endswith("&"):
+                raise ReadmeFailure(f"README.md:{c.line}: a background command cannot run here")
+            self.show_cat(command, c)
+            rc, out = self.shell(self.substitute(c.command))
+            nxt = cmds[n + 1].command.strip() if n + 1 < len(cmds) else ""
+            want = c.exit_code if c.exit_code is not None else 0
+            if nxt != "echo $?" and rc != want:
                 problems.append(
                     f"README.md:{c.line}: `{c.command}` exited {rc}, the README implies {want}"
                     f" (show it with `$ echo $?` or `# exit {rc}` if that is right); its "
@@ -225,6 +225,22 @@ class Sandbox:
                 break  # later commands depend on this one
         if problems:
             raise ReadmeFailure(f"{item.where()}:\n" + "\n".join(problems))
+
+    def show_cat(self, command: str, c: rb.Command) -> None:
+        """``$ cat FILE`` of a file the section has not written yet defines the file."""
+        m = re.fullmatch(r"cat (\S+)", command)
+        if m and not (self.repo / m.group(1)).exists():
+            self.write(m.group(1), "\n".join(ln for _, ln in c.output) + "\n")
+
+    def shell(self, command: str) -> tuple[int, str]:
+        state = self.repo.parent / "shell-state"
+        script = (
+            f'[ -f "{state}" ] && . "{state}"\n'
+            f"{{\n{command}\n}} </dev/null\n"
+            f'__rk=$?; export -p > "{state}"; echo "cd \\"$PWD\\"" >> "{state}"; exit $__rk\n'
+        )
+        proc = self.bash(script)
+        return proc.returncode, proc.stdout
 
     def match(self, c: rb.Command, out: str, numbers: bool) -> list[str]:
         """Every shown output line must match a real one; real errors must be shown."""
