@@ -83,7 +83,8 @@ def parse(text: str) -> list[Section]:
     """README's ``##``/``###`` sections in order, each with its blocks and hidden steps."""
     lines = text.split("\n")
     sections: list[Section] = []
-    title, start, items = "(top)", 1, []
+    title, start = "(top)", 1
+    items: list[Item] = []
     pending: dict[str, str] = {}
     pending_line = 0
     i = 0
@@ -195,7 +196,11 @@ RUN_ID = r"\d{8}-\d{6}-\d{3}-[0-9a-f]{6}"
 VOLATILE: tuple[tuple[str, str, str], ...] = (
     ("elision", r"(?:,\s*)?(?:\.\.\.|…)(?:,\s*)?", r".*?"),
     ("run id", RUN_ID, "(?P<idN>" + RUN_ID + ")"),
-    ("timestamp", r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?", r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?"),
+    (
+        "timestamp",
+        r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?",
+        r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?",
+    ),
     ("temporary path", r"/tmp/[^\s,;:)'\"]+", r"/[^\s,;:)'\"]+"),
     ("home path", r"/home/me(?:/[^\s,;:)'\"]*)?", r"/[^\s,;:)'\"]*"),
     ("version", r"\b\d+\.\d+\.\d+(?:[\w.+-]*\w)?", r"\d+(?:\.\d+)+(?:[\w.+-]*\w)?"),
@@ -242,6 +247,8 @@ def line_pattern(
 
 
 def _literal(s: str) -> str:
-    return r"\s+".join(re.escape(w) for w in re.split(r"\s+", s)) if s.strip() else (
-        r"\s+" if s else ""
+    return (
+        r"\s+".join(re.escape(w) for w in re.split(r"\s+", s))
+        if s.strip()
+        else (r"\s+" if s else "")
     )

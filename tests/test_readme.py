@@ -16,8 +16,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -28,9 +29,7 @@ from tests.conftest import clean_env, git
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = rb.sections()
 RUNNABLE = [s for s in SECTIONS if any(i.kind == "block" for i in s.items)]
-SKIPPED = [
-    (s, i) for s in SECTIONS for i in s.items if i.kind == "block" and "skip" in i.options
-]
+SKIPPED = [(s, i) for s in SECTIONS for i in s.items if i.kind == "block" and "skip" in i.options]
 SHELL_TIMEOUT = 300
 # Warnings a python block may print without showing them: the one every script started
 # without PYTHONHASHSEED gets (transcripts show what they mean to; see Sandbox.match).
@@ -154,7 +153,9 @@ class Sandbox:
         if "check" in opts:
             check = CHECKS.get(opts["check"])
             if check is None:
-                raise ReadmeFailure(f"{item.where()}: unknown check {opts['check']!r}: {sorted(CHECKS)}")
+                raise ReadmeFailure(
+                    f"{item.where()}: unknown check {opts['check']!r}: {sorted(CHECKS)}"
+                )
             check(self, item)
 
     def hidden(self, item: rb.Item) -> None:
@@ -179,15 +180,21 @@ class Sandbox:
         self.prelude = ""
         proc = self.bash(f"python {script}")
         want = int(item.options.get("exit", 0))
-        expect(item, proc.returncode == want, f"exit {proc.returncode}, want {want}:\n{proc.stdout}")
+        expect(
+            item, proc.returncode == want, f"exit {proc.returncode}, want {want}:\n{proc.stdout}"
+        )
         if want == 0:
             expect(item, "Traceback" not in proc.stdout, f"printed a traceback:\n{proc.stdout}")
         warned = [
-            ln for ln in proc.stdout.splitlines()
+            ln
+            for ln in proc.stdout.splitlines()
             if "Warning:" in ln and not any(t in ln for t in TOLERATED_WARNINGS)
         ]
-        expect(item, not warned or "warns" in item.options, "warned (annotate `warns` if the "
-               "example means to):\n" + "\n".join(warned))
+        expect(
+            item,
+            not warned or "warns" in item.options,
+            "warned (annotate `warns` if the example means to):\n" + "\n".join(warned),
+        )
 
     def console(self, item: rb.Item) -> None:
         """Each ``$`` line runs in bash in the repository, in order; ``cd`` and ``export``
@@ -205,8 +212,10 @@ class Sandbox:
             if command == "echo $?":
                 shown = "\n".join(ln for _, ln in c.output).strip()
                 if shown != str(rc):
-                    problems.append(f"README.md:{c.line}: the command before exited {rc}, "
-                                    f"the README shows {shown!r}")
+                    problems.append(
+                        f"README.md:{c.line}: the command before exited {rc}, "
+                        f"the README shows {shown!r}"
+                    )
                 continue
             if command.endswith("&"):
                 raise ReadmeFailure(f"README.md:{c.line}: a background command cannot run here")
@@ -251,21 +260,25 @@ class Sandbox:
             if not shown.strip():
                 continue
             pattern, ids = rb.line_pattern(shown, numbers=numbers, bound=self.bound)
-            hit = next(
-                ((i, m) for i, ln in enumerate(real) if (m := pattern.fullmatch(ln))), None
-            )
+            hit = next(((i, m) for i, ln in enumerate(real) if (m := pattern.fullmatch(ln))), None)
             if hit is None:
-                problems.append(f"README.md:{line}: shown output not in the real output:\n    {shown.strip()}")
+                problems.append(
+                    f"README.md:{line}: shown output not in the real output:\n    {shown.strip()}"
+                )
                 continue
             matched.add(hit[0])
             for k, shown_id in enumerate(ids):
                 self.bound.setdefault(shown_id, hit[1].group(f"id{k}"))
         unshown = [
-            ln for i, ln in enumerate(real)
+            ln
+            for i, ln in enumerate(real)
             if i not in matched and (ln.startswith("reprokit: error") or ln.startswith("Traceback"))
         ]
         if unshown:
-            problems.append(f"README.md:{c.line}: `{c.command}` printed an error the README does not show:\n    " + "\n    ".join(unshown))
+            problems.append(
+                f"README.md:{c.line}: `{c.command}` printed an error the README does not "
+                "show:\n    " + "\n    ".join(unshown)
+            )
         if problems:
             problems.append(f"real output of `{c.command}` (README.md:{c.line}):\n" + _indent(out))
         return problems
@@ -308,7 +321,17 @@ def check_manifest(box: Sandbox, item: rb.Item) -> None:
     """The example manifest parses, has SPEC's sections, and every key it shows (two levels
     deep) is a key a real run's manifest has."""
     shown = yaml.safe_load(item.text)
-    spec = ["schema", "run", "code", "params", "seeds", "environment", "hardware", "outputs", "digests"]
+    spec = [
+        "schema",
+        "run",
+        "code",
+        "params",
+        "seeds",
+        "environment",
+        "hardware",
+        "outputs",
+        "digests",
+    ]
     missing = [k for k in spec if k not in shown]
     expect(item, not missing, f"the example manifest lacks SPEC's sections {missing}")
     real = yaml.safe_load(box.bash("reprokit show latest --yaml").stdout)
@@ -330,9 +353,8 @@ def check_store_layout(box: Sandbox, item: rb.Item) -> None:
 
 def check_claims(box: Sandbox, item: rb.Item) -> None:
     """Every claim's run resolves, and its ``result`` names a number of that run."""
-    from reprokit._verbs.audit import results_of
-
     import reprokit
+    from reprokit._verbs.audit import results_of
 
     for claim in yaml.safe_load(box.substitute(item.text)):
         m = reprokit.load(str(claim["run"]), store=str(box.repo / ".reprokit"))
@@ -369,12 +391,10 @@ def test_readme_section_runs_as_shown(
             pytest.fail(f"README section {section.title!r}: {failure}", pytrace=False)
 
 
-@pytest.mark.parametrize(
-    "section,item", SKIPPED, ids=[f"line{i.line}" for _, i in SKIPPED]
-)
+@pytest.mark.parametrize("section,item", SKIPPED, ids=[f"line{i.line}" for _, i in SKIPPED])
 def test_readme_block_not_run_here(section: rb.Section, item: rb.Item) -> None:
     reason = item.options["skip"] or item.options.get("reason", "")
-    assert reason.strip(), f"{item.where()}: skip needs a reason (skip reason=\"...\")"
+    assert reason.strip(), f'{item.where()}: skip needs a reason (skip reason="...")'
     pytest.skip(f"{item.where()} in {section.title!r}: {reason}")
 
 
@@ -384,3 +404,103 @@ def test_every_readme_block_is_seen() -> None:
     fences = sum(1 for ln in text.splitlines() if re.match(r"^```", ln)) // 2
     blocks = [i for s in SECTIONS for i in s.items if i.kind == "block"]
     assert len(blocks) == fences > 20
+
+
+# --- the matcher itself: a transcript that no longer matches must fail -----------------------
+
+
+def _block(text: str, lang: str = "console", **options: str) -> rb.Item:
+    return rb.Item("block", 1, lang, text, dict(options))
+
+
+def test_a_shown_line_matches_only_output_that_differs_in_run_dependent_parts() -> None:
+    shown = "verdict: identical (run 20261127-130526-257-d0e180, replay 20261127-130529-154-ba8876)"
+    pattern, ids = rb.line_pattern(shown)
+    assert ids == ["20261127-130526-257-d0e180", "20261127-130529-154-ba8876"]
+    assert pattern.fullmatch(
+        "verdict: identical (run 20261201-000000-001-abc123, replay 20261201-000001-002-def456)"
+    )
+    assert not pattern.fullmatch(
+        "verdict: different (run 20261201-000000-001-abc123, replay 20261201-000001-002-def456)"
+    )
+    bound = {"20261127-130526-257-d0e180": "20261201-000000-001-abc123"}
+    pattern, _ = rb.line_pattern(shown, bound=bound)
+    assert not pattern.fullmatch(
+        "verdict: identical (run 20261201-000000-009-999999, replay 20261201-000001-002-def456)"
+    )
+
+
+def test_numbers_must_match_unless_the_block_says_they_vary() -> None:
+    shown = "  return                       different        max abs 0.621, max rel 0.431"
+    real = "return different max abs 0.5, max rel 0.431"
+    assert not rb.line_pattern(shown)[0].fullmatch(real)
+    assert rb.line_pattern(shown, numbers=True)[0].fullmatch(real)
+    assert rb.line_pattern("final loss 0.2764")[0].fullmatch("final loss 0.2764")
+    assert not rb.line_pattern("final loss 0.2764")[0].fullmatch("final loss 0.2765")
+
+
+def test_annotations_attach_to_the_next_block_and_hidden_steps_stand_alone() -> None:
+    text = (
+        "## A\n\n<!-- readme-test: numbers=any -->\n```console\n$ true\n```\n"
+        "<!-- readme-test: file=x.txt\nhello\n-->\n```python\n# train.py\nprint(1)\n```\n"
+    )
+    (section,) = rb.parse(text)
+    console, hidden, python = section.items
+    assert console.options == {"numbers": "any"} and console.line == 4
+    assert hidden.kind == "hidden" and hidden.options == {"file": "x.txt"}
+    assert hidden.text == "hello\n"
+    assert python.file_name == "train.py" and python.options == {}
+
+
+def test_a_transcript_whose_output_or_exit_code_drifted_fails(
+    tmp_path: Path, readme_tools: dict[str, Path]
+) -> None:
+    box = Sandbox(tmp_path, readme_tools)
+    box.do(_block("$ echo hello\nhello\n$ false\n$ echo $?\n1\n"))
+    with pytest.raises(ReadmeFailure, match=r"README.md:3: shown output not in the real"):
+        box.do(_block("$ echo hello\nhullo\n"))
+    with pytest.raises(ReadmeFailure, match=r"`false` exited 1, the README implies 0"):
+        box.do(_block("$ false\n"))
+    with pytest.raises(ReadmeFailure, match=r"exited 0, the README shows '2'"):
+        box.do(_block("$ true\n$ echo $?\n2\n"))
+    with pytest.raises(ReadmeFailure, match=r"an error the README does not show"):
+        box.do(_block("$ reprokit show nope   # exit 2\n"))
+
+
+def test_a_python_block_that_raises_or_warns_fails(
+    tmp_path: Path, readme_tools: dict[str, Path]
+) -> None:
+    box = Sandbox(tmp_path, readme_tools)
+    box.do(_block("print('fine')\n", "python"))
+    with pytest.raises(ReadmeFailure, match="exit 1, want 0"):
+        box.do(_block("raise SystemExit(1)\n", "python"))
+    with pytest.raises(ReadmeFailure, match="warned"):
+        box.do(_block("import warnings\nwarnings.warn('odd')\n", "python"))
+
+
+def test_file_examples_are_checked_against_a_real_run(
+    tmp_path: Path, readme_tools: dict[str, Path]
+) -> None:
+    box = Sandbox(tmp_path, readme_tools)
+    box.do(
+        _block(
+            "import reprokit\nwith reprokit.run('x', seed=0) as r:\n"
+            "    r.log_metric('loss', 0.5)\n",
+            "python",
+        )
+    )
+    manifest = (
+        "schema: 1\nrun: {id: x, bogus: 1}\ncode: {}\nparams: {}\nseeds: {}\n"
+        "environment: {}\nhardware: {}\noutputs: {}\ndigests: {}\n"
+    )
+    with pytest.raises(ReadmeFailure, match=r"run\.bogus"):
+        check_manifest(box, _block(manifest, "yaml"))
+    check_manifest(box, _block(manifest.replace("bogus", "name"), "yaml"))
+    with pytest.raises(ReadmeFailure, match="not in a real store"):
+        check_store_layout(box, _block(".reprokit/runs/<id>/nothing.yaml   what\n", ""))
+    check_store_layout(box, _block(".reprokit/runs/<id>/manifest.yaml   the manifest\n", ""))
+    box.bound["20261126-231859-765-a5c3ca"] = box.real_id("latest")
+    claims = '- claim: "x"\n  run: "20261126-231859-765-a5c3ca"\n  result: {}\n'
+    with pytest.raises(ReadmeFailure, match="'loss' is not a result"):
+        check_claims(box, _block(claims.format("loss"), "yaml"))
+    check_claims(box, _block(claims.format("metric loss"), "yaml"))
