@@ -126,8 +126,9 @@ class Sandbox:
         if "skip" in opts:
             return
         for need in filter(None, opts.get("requires", "").split(",")):
-            if shutil.which(need) is None and importlib.util.find_spec(need) is None:
-                pytest.skip(f"{item.where()} needs {need}, which is not installed here")
+            why = _missing(need)
+            if why:
+                pytest.skip(f"{item.where()} needs {need}: {why}")
         if item.kind == "hidden":
             self.hidden(item)
             return
@@ -282,6 +283,18 @@ class Sandbox:
         if problems:
             problems.append(f"real output of `{c.command}` (README.md:{c.line}):\n" + _indent(out))
         return problems
+
+
+def _missing(need: str) -> str:
+    """Why ``need`` (a module, a command, or ``sandbox``: a working bubblewrap) is not
+    usable here, or ""."""
+    if need == "sandbox":
+        from reprokit._reexec.sandbox import available
+
+        return "" if available()[0] else available()[1]
+    if shutil.which(need) or importlib.util.find_spec(need):
+        return ""
+    return "not installed here"
 
 
 def _indent(text: str) -> str:
