@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -377,7 +378,27 @@ def check_claims(box: Sandbox, item: rb.Item) -> None:
         expect(item, ok, f"claim result {name!r} is not a result of run {m.id}: {sorted(results)}")
 
 
+def check_reprokitignore(box: Sandbox, item: rb.Item) -> None:
+    """A file matching each pattern of the example is left out of a run's code, with the reason."""
+    planted = []
+    for ln in item.text.splitlines():
+        pattern = ln.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        rel = pattern + "example.txt" if pattern.endswith("/") else pattern.replace("*", "example")
+        box.write(rel, "not for the store\n")
+        planted.append(rel)
+    script = "import reprokit\nwith reprokit.run('ignored', seed=0):\n    pass\n"
+    proc = box.bash(f"python -c {shlex.quote(script)} && reprokit show latest --json")
+    expect(item, proc.returncode == 0, proc.stdout)
+    manifest = json.loads(proc.stdout[proc.stdout.index("{") :])
+    excluded = {e["path"]: e["reason"] for e in manifest["code"].get("excluded", [])}
+    wrong = [p for p in planted if ".reprokitignore" not in excluded.get(p, "")]
+    expect(item, not wrong, f"captured although the example ignores them: {wrong}; {excluded}")
+
+
 CHECKS: dict[str, Callable[[Sandbox, rb.Item], None]] = {
+    "reprokitignore": check_reprokitignore,
     "manifest": check_manifest,
     "store-layout": check_store_layout,
     "claims": check_claims,
@@ -517,3 +538,8 @@ def test_file_examples_are_checked_against_a_real_run(
     with pytest.raises(ReadmeFailure, match="'loss' is not a result"):
         check_claims(box, _block(claims.format("loss"), "yaml"))
     check_claims(box, _block(claims.format("metric loss"), "yaml"))
+    ignore = _block("# .reprokitignore\nprivate/\n", "text")
+    with pytest.raises(ReadmeFailure, match="captured although"):
+        check_reprokitignore(box, ignore)  # the file itself was never written
+    box.do(ignore)
+    check_reprokitignore(box, ignore)
