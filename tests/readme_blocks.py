@@ -126,14 +126,15 @@ def parse(text: str) -> list[Section]:
                 pending.update(opts)
             i += 1
             continue
-        fence = re.match(r"^(`{3,})\s*([\w+-]*)\s*$", ln)
+        fence = re.match(r"^(\s*)(`{3,})\s*([\w+-]*)\s*$", ln)
         if fence:
-            ticks, lang = fence.group(1), fence.group(2).lower()
+            indent, ticks, lang = fence.group(1), fence.group(2), fence.group(3).lower()
             first = i
             i += 1
             content: list[str] = []
-            while i < len(lines) and not lines[i].startswith(ticks):
-                content.append(lines[i])
+            while i < len(lines) and not lines[i].lstrip().startswith(ticks):
+                ln = lines[i]
+                content.append(ln[len(indent) :] if ln.startswith(indent) else ln.lstrip())
                 i += 1
             if i == len(lines):
                 raise ReadmeSyntaxError(f"README.md:{first + 1}: unclosed code block")

@@ -435,7 +435,7 @@ def test_readme_block_not_run_here(section: rb.Section, item: rb.Item) -> None:
 def test_every_readme_block_is_seen() -> None:
     """The parser finds every fence README has (a block it missed would silently go unrun)."""
     text = rb.README.read_text(encoding="utf-8")
-    fences = sum(1 for ln in text.splitlines() if re.match(r"^```", ln)) // 2
+    fences = sum(1 for ln in text.splitlines() if re.match(r"^\s*```", ln)) // 2
     blocks = [i for s in SECTIONS for i in s.items if i.kind == "block"]
     assert len(blocks) == fences > 20
 
@@ -484,6 +484,8 @@ def test_annotations_attach_to_the_next_block_and_hidden_steps_stand_alone() -> 
     assert hidden.kind == "hidden" and hidden.options == {"file": "x.txt"}
     assert hidden.text == "hello\n"
     assert python.file_name == "train.py" and python.options == {}
+    (listed,) = rb.parse("## B\n- a list item:\n\n  ```console\n  $ true\n  ```\n")[0].items
+    assert listed.lang == "console" and listed.text == "$ true\n"
 
 
 def test_a_transcript_whose_output_or_exit_code_drifted_fails(
