@@ -121,6 +121,25 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return head, argv[cut + 1 :]
 
 
+def _narrate_warnings() -> None:
+    """Our own warnings read as one line of narration on the command line ("reprokit: warning:
+    ..."), not as Python's ``file:line: Category:`` form; any other warning is left as it is."""
+    import warnings
+
+    from reprokit._model.errors import ReprokitWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if isinstance(category, type) and issubclass(category, ReprokitWarning):
+            text = str(message).removeprefix("reprokit: ")
+            err(f"reprokit: warning: {text}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    _narrate_warnings()
     try:
         return int(args.func(args) or 0)
     except ArgumentError as exc:
