@@ -272,6 +272,31 @@ def test_every_archive_carries_a_report_that_verify_derives_again(runs, tmp_path
     assert "report.html does not match" in proc.stderr
 
 
+def test_the_readme_transcript_runs_as_shown(runs):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## HTML report\n", 1)[1].split("\n## ", 1)[0]
+    transcript = section.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    (i,) = [i for i, line in enumerate(transcript) if line.startswith("$ reprokit report")]
+    shown_ids = ("913ab0", "7ba2fa")
+    group = runs["sweep"]["group"]
+    command = transcript[i][2:].replace("seeds-123b5a11", group)
+    for shown, real in zip(shown_ids, runs["ids"][1::-1], strict=True):
+        command = command.replace(shown, real[-6:])
+    proc = cli(runs["repo"], *command.split()[1:])
+    assert proc.returncode == 0, proc.stderr
+    # The same page in another store: 2 runs + 4 seeds here, 2 + 5 there.
+    expected = transcript[i + 1].replace("seeds-123b5a11", group).replace("7 run(s)", "6 run(s)")
+    assert proc.stdout.strip() == expected
+    assert (runs["repo"] / "report.html").is_file()
+
+
+def test_help_has_a_description_and_examples(tmp_path):
+    proc = cli(tmp_path, "report", "--help")
+    assert proc.returncode == 0
+    assert "examples:" in proc.stdout and "reprokit report" in proc.stdout
+    assert "--store" in proc.stdout and "report.html" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("lo", "hi", "expected"),
     [
