@@ -589,7 +589,8 @@ def _path(points: Sequence[tuple[float, float]], sx: Any, sy: Any) -> str:
 
 
 def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """At most about MAX_POINTS points: each bucket keeps its first, min, max and last."""
+    """At most about MAX_POINTS points (plus the gaps): each bucket keeps its first, min, max
+    and last point, and any non-finite one."""
     if len(points) <= MAX_POINTS:
         return points
     size = math.ceil(len(points) / (MAX_POINTS // 4))
@@ -598,6 +599,8 @@ def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
         bucket = points[start : start + size]
         finite = [p for p in bucket if math.isfinite(p[1])]
         keep = {0, len(bucket) - 1}
+        # A non-finite value is a gap in the line: it stays, so the gap does.
+        keep.update(i for i, p in enumerate(bucket) if not math.isfinite(p[1]))
         if finite:
             keep.add(bucket.index(min(finite, key=lambda p: p[1])))
             keep.add(bucket.index(max(finite, key=lambda p: p[1])))

@@ -445,3 +445,31 @@ def test_console_shows_no_csp_violation_and_the_check_would_see_one(runs, tmp_pa
     violated = chromium(bad, tmp_path, f"--screenshot={tmp_path / 'b.png'}")
     found = [line for line in violated.stderr.splitlines() if CSP_VIOLATION.search(line)]
     assert len(found) >= 2, violated.stderr[-3000:]
+
+
+def test_long_and_non_finite_series_are_thinned_and_drawn_with_gaps(tmp_path):
+    import warnings
+
+    from reprokit._verbs.report import MAX_POINTS
+    from reprokit._verbs.report import report as write_report
+
+    store = tmp_path / "store"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with reprokit.run("long", seed=0, store=store) as r:
+            for i in range(20_000):
+                value = float("nan") if i == 7_000 else float("inf") if i == 9_000 else i % 97
+                r.log_metric("loss", value, step=i)
+    out = write_report([r.id], tmp_path / "long.html", store=store)
+    text = (tmp_path / "long.html").read_text()
+    (path,) = re.findall(r'<path d="([^"]+)" fill="none"', text)
+    assert path.count("M") == 3  # two gaps: the NaN and the infinity break the line
+    assert path.count("L") + path.count("M") <= MAX_POINTS + 4
+    assert "2 non-finite value(s) not drawn" in text
+    peaks = [float(p.split()[1]) for p in re.split(r"[ML]", path) if p.strip()]
+    ticks = dict(re.findall(r'y="([\d.]+)" text-anchor="end">(\d+)</text>', text))
+    at = {int(label): float(y) - 4 for y, label in ticks.items()}  # labels sit 4 below
+    top = at[0] + (at[100] - at[0]) * 96 / 100
+    assert min(peaks) == pytest.approx(top, abs=0.01)  # each bucket's maximum, 96, is kept
+    assert max(peaks) == pytest.approx(at[0], abs=0.01)  # and its minimum, 0
+    assert out.metrics == ["loss"] and out.size == len(text.encode())
