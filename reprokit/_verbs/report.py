@@ -348,20 +348,10 @@ def _verdicts(
         rows: list[dict[str, Any]] = []
         about = [r for r in known if r.run.get("replay_of") == m.id]
         for r in about:
-            if (r.run.get("entry") or {}).get("kind") != "replay":
-                continue
-            verdict = str(r.outputs.get("verdict") or "unknown")
-            causes = r.outputs.get("causes") or []
-            rows.append(
-                {
-                    "kind": "replay",
-                    "id": r.id,
-                    "when": r.run.get("started") or "-",
-                    "verdict": verdict.replace("_", " "),
-                    "good": verdict in (cmp.IDENTICAL, cmp.WITHIN),
-                    "detail": str(causes[0]) if causes else _tolerance(r),
-                }
-            )
+            if (r.run.get("entry") or {}).get("kind") == "replay":
+                causes = r.outputs.get("causes") or []
+                detail = str(causes[0]) if causes else _tolerance(r)
+                rows.append(_replay_row("replay", r.id, r, detail))
         groups: dict[str, list[Manifest]] = {}
         for r in about:
             group = r.run.get("group")
@@ -372,20 +362,30 @@ def _verdicts(
             if group.startswith("check-"):
                 rows.append(_check_row(group, members, store))
         if m.run.get("replay_of") and (m.run.get("entry") or {}).get("kind") == "replay":
-            verdict = str(m.outputs.get("verdict") or "unknown")
-            rows.append(
-                {
-                    "kind": "this run is a replay",
-                    "id": str(m.run.get("replay_of")),
-                    "when": m.run.get("started") or "-",
-                    "verdict": verdict.replace("_", " "),
-                    "good": verdict in (cmp.IDENTICAL, cmp.WITHIN),
-                    "detail": "of run " + str(m.run.get("replay_of")),
-                }
-            )
+            of = str(m.run.get("replay_of"))
+            rows.append(_replay_row("this run is a replay", of, m, f"of run {of}"))
         if rows:
             out.append({"run": m.id, "name": m.run.get("name") or "-", "rows": rows})
     return out
+
+
+def _replay_row(kind: str, record: str, r: Manifest, detail: str) -> dict[str, Any]:
+    verdict = str(r.outputs.get("verdict") or "unknown")
+    good = (
+        True
+        if verdict in (cmp.IDENTICAL, cmp.WITHIN)
+        else False
+        if verdict in (cmp.DIFFERENT, cmp.MISSING)
+        else None  # undetermined: no verdict either way
+    )
+    return {
+        "kind": kind,
+        "id": record,
+        "when": r.run.get("started") or "-",
+        "verdict": verdict.replace("_", " "),
+        "good": good,
+        "detail": detail,
+    }
 
 
 def _tolerance(r: Manifest) -> str:

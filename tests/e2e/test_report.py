@@ -46,6 +46,18 @@ if __name__ == "__main__":
     train(lr=float(sys.argv[1]))
 """
 
+# Noise no seed controls: a determinism check finds it.
+NOISY = """
+import os, reprokit
+
+@reprokit.track
+def noisy():
+    for i in range(3):
+        reprokit.log_metric("noise", os.urandom(1)[0], step=i)
+
+noisy()
+"""
+
 # A run whose name, params and metric name try to break out of the page's markup.
 HOSTILE = """
 import reprokit
@@ -94,6 +106,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     one hostile run."""
     repo = make_repo(tmp_path_factory.mktemp("report") / "repo", {"train.py": TRAIN})
     (repo / "hostile.py").write_text(HOSTILE)
+    (repo / "noisy.py").write_text(NOISY)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "hostile")
     ids = []
@@ -112,12 +125,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     swept = cli(repo, "seeds", first, "--seeds", "0-3", "--json")
     assert swept.returncode == 0, swept.stderr
     sweep = json.loads(swept.stdout)
-    proc = subprocess.run(
-        [sys.executable, "hostile.py"], cwd=repo, env=clean_env(), capture_output=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    hostile = reprokit.load("latest", store=repo / ".reprokit").id
-    return {"repo": repo, "ids": ids, "sweep": sweep, "hostile": hostile}
+    found = {}
+    for script in ("hostile.py", "noisy.py"):
+        proc = subprocess.run(
+            [sys.executable, script], cwd=repo, env=clean_env(), capture_output=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        found[script] = reprokit.load("latest", store=repo / ".reprokit").id
+    noisy = cli(repo, "check", found["noisy.py"])
+    assert noisy.returncode == 1, noisy.stdout + noisy.stderr
+    return {
+        "repo": repo,
+        "ids": ids,
+        "sweep": sweep,
+        "hostile": found["hostile.py"],
+        "noisy": found["noisy.py"],
+    }
 
 
 def report(runs: dict, *refs: str, name: str = "report.html") -> tuple[str, Page]:
@@ -206,6 +229,13 @@ def test_replay_and_check_verdicts_are_shown(runs):
     assert kinds == ["determinism check", "replay"]
     assert all('class="good"' in r for r in verdicts)
     assert ">identical<" in "".join(verdicts) and ">deterministic<" in "".join(verdicts)
+
+
+def test_a_failed_determinism_check_is_shown_with_what_differed(runs):
+    text, _ = report(runs, runs["noisy"], name="noisy.html")
+    (row,) = rows(text, "verdicts")[1:]
+    assert '<td class="bad">not deterministic</td>' in row
+    assert "differ in: metric noise" in row
 
 
 def test_environment_differences_list_only_what_differs(runs):
