@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from reprokit._cli import demo, export, record, remote, replay, runs
+from reprokit._cli import demo, export, record, remote, replay, report, runs
 from reprokit._cli.output import err
 from reprokit._model.errors import ArgumentError, ReprokitError
 from reprokit._model.version import __version__
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reprokit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _global_options(suppress=True)
-    for module in (runs, replay, record, demo, export, remote):
+    for module in (runs, replay, record, demo, export, remote, report):
         module.register(sub, common)
     return parser
 
