@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from reprokit._cli import demo, export, record, remote, replay, report, runs
 from reprokit._cli.output import err
-from reprokit._model.errors import ArgumentError, ReprokitError
+from reprokit._model.errors import ArgumentError, ReprokitError, ReprokitWarning
 from reprokit._model.version import __version__
 
 # The library names its arguments; the CLI says which flag that was.
@@ -125,8 +125,6 @@ def _narrate_warnings() -> None:
     """Our own warnings read as one line of narration on the command line ("reprokit: warning:
     ..."), not as Python's ``file:line: Category:`` form; any other warning is left as it is."""
     import warnings
-
-    from reprokit._model.errors import ReprokitWarning
 
     shown = warnings.showwarning
 
