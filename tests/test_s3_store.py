@@ -7,6 +7,7 @@ skipped with that reason. Each "machine" is its own REPROKIT_CACHE folder.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -281,3 +282,34 @@ def test_an_unreachable_endpoint_keeps_the_run_and_push_sends_it_later(s3, tmp_p
     push = cli(repo, "push", env=s3.machine(tmp_path, "m1", url))
     assert push.returncode == 0, push.stderr
     assert cli(repo, "verify", "latest", env=s3.machine(tmp_path, "m2", url)).returncode == 0
+
+
+def test_reads_with_the_endpoint_down_show_the_local_runs_and_verify_all_refuses(s3, tmp_path):
+    repo = make_repo(tmp_path / "repo", {"job.py": RACE})
+    bucket = s3.bucket()
+    url = f"s3://{bucket}/down"
+    up = s3.machine(tmp_path, "m1", url)
+    proc = subprocess.run(
+        [sys.executable, "job.py", "0", "2"], cwd=repo, env=up, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    down = s3.machine(tmp_path, "m1", url, AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{_free_port()}")
+    ls = cli(repo, "ls", "--json", env=down)
+    assert ls.returncode == 0, ls.stderr
+    assert ls.stderr.startswith(f"reprokit: warning: {url}: cannot list runs/"), ls.stderr
+    assert "showing only the runs this machine has" in ls.stderr
+    assert ls.stderr.count("\n") == 1, ls.stderr
+    listed = json.loads(ls.stdout)["runs"]
+    assert len(listed) == 2 and {r["status"] for r in listed} == {"completed"}
+    show = cli(repo, "show", "latest", env=down)
+    assert show.returncode == 0 and "train" in show.stdout, show.stderr
+    # The bucket itself cannot be vouched for without reaching it: exit 2, the reason named.
+    everything = cli(repo, "verify", "--all", env=down)
+    assert everything.returncode == 2 and "cannot list runs/" in everything.stderr
+    assert "intact" not in everything.stdout
+    # Another machine with the endpoint down has nothing local: an empty list, said honestly.
+    elsewhere = s3.machine(
+        tmp_path, "m2", url, AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{_free_port()}"
+    )
+    other = cli(repo, "ls", env=elsewhere)
+    assert other.returncode == 0 and "showing only the runs" in other.stderr

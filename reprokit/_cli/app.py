@@ -16,9 +16,9 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from reprokit._cli import demo, export, record, remote, replay, runs
+from reprokit._cli import demo, export, record, remote, replay, report, runs
 from reprokit._cli.output import err
-from reprokit._model.errors import ArgumentError, ReprokitError
+from reprokit._model.errors import ArgumentError, ReprokitError, ReprokitWarning
 from reprokit._model.version import __version__
 
 # The library names its arguments; the CLI says which flag that was.
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reprokit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _global_options(suppress=True)
-    for module in (runs, replay, record, demo, export, remote):
+    for module in (runs, replay, record, demo, export, remote, report):
         module.register(sub, common)
     return parser
 
@@ -119,6 +119,23 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     if not any(word in _TAKES_COMMAND for word in head):
         return argv, None
     return head, argv[cut + 1 :]
+
+
+def _narrate_warnings() -> None:
+    """Our own warnings read as one line of narration on the command line ("reprokit: warning:
+    ..."), not as Python's ``file:line: Category:`` form; any other warning is left as it is."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if isinstance(category, type) and issubclass(category, ReprokitWarning):
+            text = str(message).removeprefix("reprokit: ")
+            err(f"reprokit: warning: {text}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    _narrate_warnings()
     try:
         return int(args.func(args) or 0)
     except ArgumentError as exc:

@@ -17,6 +17,9 @@ def cmd_verify_all(args: argparse.Namespace) -> int:
     if args.replay or args.venv:
         raise ReprokitError("--replay and --venv apply to archives")
     store = Store.at(args.store)
+    # Vouching for a remote store needs the remote itself: unreachable is "cannot tell" (exit 2),
+    # never an "intact" that only covers this machine's copy.
+    store.pull()
     results: list[dict[str, Any]] = []
     head: str | None = None
     for entry in store.entries(head=True):

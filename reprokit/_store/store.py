@@ -175,6 +175,7 @@ class Store:
         self.remote = remote
         self._remote = Remote(remote, self._root) if remote else None
         self._pulled = False
+        self.unreachable: str | None = None  # why the last pull failed, when reads went local
         self._runs = os.path.join(self._root, "runs")
         self._objects = os.path.join(self._root, "objects")
         self._active = os.path.join(self._root, "active")
@@ -566,12 +567,24 @@ class Store:
         return self._remote.pending() if self._remote is not None else []
 
     def pull(self) -> list[str]:
-        """Fetch the remote store's sealed runs this folder lacks; the ids fetched."""
+        """Fetch the remote store's sealed runs this folder lacks; the ids fetched. Raises
+        StoreError when the remote cannot be read."""
         if self._remote is None:
             return []
         self._pulled = True
         self.ensure()
         return self._remote.pull()
+
+    def _pull_for_reading(self) -> None:
+        """Pull before a read; when the remote cannot be read, say so once and go on with the
+        runs this machine already has (recorded here, or pulled earlier): listing and showing
+        them must not depend on the network. ``unreachable`` keeps the reason, so a verb that
+        vouches for the remote itself (``verify --all``) can refuse instead."""
+        try:
+            self.pull()
+        except StoreError as exc:
+            self.unreachable = str(exc)
+            warn(f"{exc}; showing only the runs this machine has (in {self._root})")
 
     def _journal(self, line: str) -> None:
         """Append ``line`` (a run started or finished) to this process's journal.
@@ -648,7 +661,7 @@ class Store:
     def run_ids(self) -> list[str]:
         """Every run folder's id, oldest first (sealed or not)."""
         if self._remote is not None and not self._pulled:
-            self.pull()
+            self._pull_for_reading()
         try:
             names = os.listdir(self._runs)
         except FileNotFoundError:

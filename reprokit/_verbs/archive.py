@@ -5,6 +5,7 @@ Layout inside the archive (under one top folder)::
 
     REPRODUCE.md              how to verify and replay; runs, claims, expected results
     ro-crate-metadata.json    RO-Crate 1.1, Process Run Crate profile
+    report.html               the runs at a glance (``reprokit report`` of the archived runs)
     requirements.lock         pinned distributions, Python version and platform
     store/                    the runs' sealed folders, the objects they use, the ledger
     source/<tree>/            each distinct source tree the runs ran from
@@ -64,6 +65,7 @@ from reprokit._verbs.audit import results_of
 from reprokit._verbs.executors import LocalExecutor
 from reprokit._verbs.parallel import replay_many
 from reprokit._verbs.replay import replay as replay_run
+from reprokit._verbs.report import generator_of, render_report
 from reprokit._verbs.signing import sign_file, verify_signature
 from reprokit._verbs.templates import templates_dir
 from reprokit._verbs.wheel import (
@@ -248,9 +250,34 @@ def _derived_crate(top: str, runs: list[Manifest]) -> str:
     return json.dumps(crate, indent=2, sort_keys=True) + "\n"
 
 
+def _archive_report(runs: list[Manifest], store: Store) -> bytes:
+    """report.html of an archive: the archived runs, with the verdicts the archived runs hold
+    (nothing from outside the archive, so that ``verify`` can derive it again)."""
+    ordered = sorted(runs, key=lambda m: m.id)
+    return render_report(ordered, store, ordered).html.encode("utf-8")
+
+
+def _check_report(top: str, runs: list[Manifest]) -> None:
+    """report.html, when written by this reprokit, must be what the sealed runs give. One
+    written by another version (its template differs) is covered by the checksums only."""
+    page = os.path.join(top, "report.html")
+    if not runs or not os.path.isfile(page) or os.path.islink(page):
+        return
+    with open(page, "rb") as fh:
+        actual = fh.read()
+    if generator_of(actual) != __version__:
+        return
+    if actual != _archive_report(runs, Store(os.path.join(top, "store"))):
+        raise TamperedError(
+            "report.html does not match what the sealed runs give (edited?)", path="report.html"
+        )
+
+
 def _check_generated(top: str, runs: list[Manifest]) -> None:
-    """The members generated from the sealed runs (requirements.lock, the RO-Crate) are
-    derived again and compared: an edit, even with CHECKSUMS.sha256 recomputed, is caught."""
+    """The members generated from the sealed runs (requirements.lock, the RO-Crate, the
+    report) are derived again and compared: an edit, even with CHECKSUMS.sha256 recomputed, is
+    caught."""
+    _check_report(top, runs)
     for member, expected in (
         ("requirements.lock", _lock_lines(runs)),
         ("ro-crate-metadata.json", _derived_crate(top, runs)),
@@ -777,6 +804,7 @@ def archive(
             platform=f"{os0.get('system', '?')} {os0.get('machine', '?')}",
         )
         writer.add_bytes("REPRODUCE.md", text.encode())
+        writer.add_bytes("report.html", _archive_report(runs, st))
         files = sorted(set(writer.digests) | {"REPRODUCE.md", "CHECKSUMS.sha256"})
         crate = _crate(
             top, runs, sources, crate_outputs, [f for f in files if "/" not in f], report.inputs
