@@ -94,7 +94,8 @@ class Sandbox:
         """README run ids (and their 6-character suffixes) replaced by the real ones bound."""
         for shown, real in self.bound.items():
             text = text.replace(shown, real)
-            text = re.sub(rf"\b{shown[-6:]}\b", real[-6:], text)
+            if re.fullmatch(rb.RUN_ID, shown):
+                text = re.sub(rf"\b{shown[-6:]}\b", real[-6:], text)
         return text
 
     def bash(self, script: str, timeout: float = SHELL_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -169,6 +170,10 @@ class Sandbox:
             expect(item, proc.returncode == 0, f"hidden shell step failed:\n{proc.stdout}")
         elif "prelude" in opts:
             self.prelude = item.text
+        elif "bind" in opts and opts["bind"]:
+            proc = self.bash(self.substitute(item.text))
+            expect(item, proc.returncode == 0 and proc.stdout.strip(), proc.stdout)
+            self.bound[opts["bind"]] = proc.stdout.strip().splitlines()[-1]
         elif "bind" in opts:
             for shown, ref in opts.items():
                 if shown != "bind":
