@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -86,7 +87,20 @@ class Sandbox:
         )
         self.env = env
         self.bound: dict[str, str] = {}  # README run id -> the real run it stands for
+        # A hidden step that starts a server in the background writes its pid here (one a line).
+        self.pids = root / "background.pids"
+        self.env["READMETEST_PIDS"] = str(self.pids)
         self.prelude = ""
+
+    def close(self) -> None:
+        """Stop the background processes the section's hidden steps started."""
+        if not self.pids.exists():
+            return
+        for pid in self.pids.read_text().split():
+            try:
+                os.killpg(int(pid), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -111,10 +125,10 @@ class Sandbox:
         )
 
     def real_id(self, ref: str) -> str:
-        proc = self.bash(f"reprokit show {ref} --json")
-        if proc.returncode != 0:
-            raise ReadmeFailure(f"cannot resolve run {ref!r}: {proc.stdout.strip()}")
-        return str(json.loads(proc.stdout)["run"]["id"])
+        rc, out = self.shell(f"reprokit show {ref} --json 2>/dev/null")
+        if rc != 0:
+            raise ReadmeFailure(f"cannot resolve run {ref!r}: {out.strip()}")
+        return str(json.loads(out)["run"]["id"])
 
     def write(self, rel: str, text: str) -> None:
         path = self.repo / rel
@@ -166,14 +180,14 @@ class Sandbox:
         if "file" in opts:
             self.write(opts["file"], item.text)
         elif "sh" in opts:
-            proc = self.bash(self.substitute(item.text))
-            expect(item, proc.returncode == 0, f"hidden shell step failed:\n{proc.stdout}")
+            rc, out = self.shell(self.substitute(item.text))
+            expect(item, rc == 0, f"hidden shell step failed:\n{out}")
         elif "prelude" in opts:
             self.prelude = item.text
         elif "bind" in opts and opts["bind"]:
-            proc = self.bash(self.substitute(item.text))
-            expect(item, proc.returncode == 0 and proc.stdout.strip(), proc.stdout)
-            self.bound[opts["bind"]] = proc.stdout.strip().splitlines()[-1]
+            rc, out = self.shell(self.substitute(item.text))
+            expect(item, rc == 0 and bool(out.strip()), out)
+            self.bound[opts["bind"]] = out.strip().splitlines()[-1]
         elif "bind" in opts:
             for shown, ref in opts.items():
                 if shown != "bind":
@@ -185,16 +199,14 @@ class Sandbox:
         script = f"readme_example_{item.line}.py"
         (self.repo / script).write_text(self.prelude + self.substitute(item.text))
         self.prelude = ""
-        proc = self.bash(f"python {script}")
+        rc, out = self.shell(f"python {script}")
         want = int(item.options.get("exit", 0))
-        expect(
-            item, proc.returncode == want, f"exit {proc.returncode}, want {want}:\n{proc.stdout}"
-        )
+        expect(item, rc == want, f"exit {rc}, want {want}:\n{out}")
         if want == 0:
-            expect(item, "Traceback" not in proc.stdout, f"printed a traceback:\n{proc.stdout}")
+            expect(item, "Traceback" not in out, f"printed a traceback:\n{out}")
         warned = [
             ln
-            for ln in proc.stdout.splitlines()
+            for ln in out.splitlines()
             if "Warning:" in ln and not any(t in ln for t in TOLERATED_WARNINGS)
         ]
         expect(
@@ -249,6 +261,8 @@ class Sandbox:
             self.write(m.group(1), "\n".join(ln for _, ln in c.output) + "\n")
 
     def shell(self, command: str) -> tuple[int, str]:
+        """Run ``command`` in the section's shell session: variables exported and the folder
+        changed to by earlier commands, hidden steps and blocks carry over."""
         state = self.repo.parent / "shell-state"
         script = (
             f'[ -f "{state}" ] && . "{state}"\n'
@@ -419,15 +433,18 @@ def test_readme_section_runs_as_shown(
 ) -> None:
     box = Sandbox(tmp_path, readme_tools)
     failure = None
-    for item in section.items:
-        try:
-            box.do(item)
-        except ReadmeFailure as exc:
-            failure = str(exc)
-        except subprocess.TimeoutExpired as exc:
-            failure = f"{item.where()}: timed out after {exc.timeout} s"
-        if failure:
-            pytest.fail(f"README section {section.title!r}: {failure}", pytrace=False)
+    try:
+        for item in section.items:
+            try:
+                box.do(item)
+            except ReadmeFailure as exc:
+                failure = str(exc)
+            except subprocess.TimeoutExpired as exc:
+                failure = f"{item.where()}: timed out after {exc.timeout} s"
+            if failure:
+                pytest.fail(f"README section {section.title!r}: {failure}", pytrace=False)
+    finally:
+        box.close()
 
 
 @pytest.mark.parametrize("section,item", SKIPPED, ids=[f"line{i.line}" for _, i in SKIPPED])
