@@ -153,8 +153,10 @@ def _write() -> None:
 
 def _plain(value: Any) -> Any:
     """``value`` with only what marshal writes and the parent may read: plain data."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, str):
+        return str(value)  # marshal refuses str subclasses (torch.__version__ is one)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -179,7 +181,7 @@ def _at_exit() -> None:
         start = _report.get("cwd") or os.getcwd()
         entry = os.path.join(start, entry) if isinstance(entry, str) and entry else None
         _report["entry_file"] = entry if entry and os.path.isfile(entry) else None
-        _report["modules"] = sorted(own_module_files(_report.get("cwd") or os.getcwd()))
+        _report["modules"] = sorted(set(own_module_files(_report.get("cwd") or os.getcwd())))
         _report["exited"] = True
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
