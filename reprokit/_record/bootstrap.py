@@ -10,9 +10,14 @@ The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that progr
 - lists the program's own files (the entry script and the modules imported from under the
   working folder) when it ends;
 
-and reports all of it to the parent as one JSON file named by the parent/child protocol. The
+and reports all of it to the parent as one file named by the parent/child protocol. The
 parent writes the manifest: this process only says what happened in it. Nothing here raises
 into the program, and nothing runs in the program's own child processes.
+
+A launcher (torchrun, ``accelerate launch``) is not the program: its Python children are, one
+per rank. In a launcher the hook does nothing but hand itself on: its children get it, each
+seeded with the same seed and reporting to its own file in the folder the protocol names, and
+the parent reads them as one report (:func:`read_report`).
 
 This module is imported by every program ``reprokit run`` starts, within a 5 ms budget
 (``bench/bootstrap.py``): beyond the protocol, reprokit's modules (seeding, params) are imported
@@ -40,15 +45,26 @@ _where: list[str] = []  # [report path]
 _pid: list[int] = []
 
 
-def bootstrap_env(env: dict[str, str], report: str) -> None:
-    """Make ``env`` (a child's environment) start the hook, reporting to ``report``."""
-    ChildProtocol(child_report=report).apply(env)
+def bootstrap_env(env: dict[str, str], report: str, program: dict[str, Any] | None = None) -> None:
+    """Make ``env`` (a child's environment) start the hook, reporting to ``report``.
+
+    ``program``: what ``python_program`` says the command runs; for a launcher the hook is
+    handed on to its workers, which report into the folder ``report + ".workers"``.
+    """
+    told = ChildProtocol(child_report=report)
+    if program is not None and program.get("launcher"):
+        told.worker_reports = report + ".workers"
+        os.makedirs(told.worker_reports, exist_ok=True)
+    told.apply(env)
+    _put_on_path(env)
+
+
+def _put_on_path(env: Any) -> None:
     shown = env.get("PYTHONPATH")
     env["PYTHONPATH"] = SITE_DIR if shown is None else SITE_DIR + os.pathsep + shown
 
 
-def read_report(path: str) -> dict[str, Any] | None:
-    """What a started program reported, or None when it reported nothing."""
+def _load(path: str) -> dict[str, Any] | None:
     import marshal
 
     try:
@@ -59,6 +75,39 @@ def read_report(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_report(path: str) -> dict[str, Any] | None:
+    """What a started program reported, or None when it reported nothing.
+
+    A launcher's report is its workers' (``workers``: how many reported, ``ranks``: theirs):
+    the lowest rank's seeds, params and entry, every worker's own files, and ``exited`` only
+    when the launcher and every worker lived to report it. With no worker reporting it holds
+    only ``launcher`` and ``workers: 0``.
+    """
+    report = _load(path)
+    if report is None or not report.get("launcher"):
+        return report
+    try:
+        names = sorted(os.listdir(path + ".workers"))
+    except OSError:
+        names = []
+    workers = [w for w in (_load(os.path.join(path + ".workers", n)) for n in names) if w]
+    if not workers:
+        return {"launcher": True, "workers": 0}
+
+    def rank(worker: dict[str, Any]) -> tuple[bool, int, int]:
+        r = worker.get("rank")
+        return (not isinstance(r, int), r if isinstance(r, int) else 0, worker.get("pid") or 0)
+
+    workers.sort(key=rank)
+    merged = dict(workers[0])
+    merged["launcher"] = True
+    merged["workers"] = len(workers)
+    merged["ranks"] = [w["rank"] for w in workers if isinstance(w.get("rank"), int)]
+    merged["exited"] = bool(report.get("exited")) and all(w.get("exited") for w in workers)
+    merged["modules"] = sorted({m for w in workers for m in w.get("modules") or []})
+    return merged
+
+
 def start() -> None:
     """Seed, watch argparse, and report at exit; never raises."""
     try:
@@ -66,6 +115,16 @@ def start() -> None:
         path = told.child_report
         # Only this process: a program it starts is not the one `reprokit run` started.
         os.environ.pop(variable("child_report"), None)
+        if path and told.worker_reports:
+            _start_launcher(path)
+            return
+        if not path and told.worker_reports:
+            # One of a launcher's workers: the program. Its own children are not.
+            os.environ.pop(variable("worker_reports"), None)
+            path = os.path.join(told.worker_reports, f"worker-{os.getpid()}")
+            rank = os.environ.get("RANK", "")
+            _report["rank"] = int(rank) if rank.isdigit() else None
+            _report["argv"] = sys.argv[1:]
         if not path:
             return
         _where[:] = [path]
@@ -98,6 +157,24 @@ def start() -> None:
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
         _write()
+
+
+def _start_launcher(path: str) -> None:
+    """In a launcher: hand the hook on to the workers it starts; seed and record nothing here
+    (its own command line is not the program's)."""
+    _put_on_path(os.environ)
+    _where[:] = [path]
+    _pid[:] = [os.getpid()]
+    _report["pid"] = os.getpid()
+    _report["launcher"] = True
+    import atexit
+
+    atexit.register(_launcher_exit)
+
+
+def _launcher_exit() -> None:
+    _report["exited"] = True
+    _write()
 
 
 # Seeding waits for the first of these imports: nothing random can have been drawn before it,
