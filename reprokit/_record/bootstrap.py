@@ -144,6 +144,7 @@ def start() -> None:
             ("argparse", _patch_argparse),
             ("click", _patch_click),
             ("hydra", _patch_hydra),
+            ("fire", _patch_fire),
         ):
             if name in sys.modules:
                 patch(sys.modules[name])
@@ -380,13 +381,14 @@ def _flag(action: Any) -> dict[str, Any] | None:
     return None
 
 
-def _called_from_hydra() -> bool:
-    """Is the parser being run Hydra's own (its overrides are recorded from its config)?"""
+def _parsing_for_a_framework() -> bool:
+    """Is the parser being run Hydra's or fire's own (their params are recorded from what they
+    hand the program: Hydra's config, the arguments fire calls with)?"""
     frame: Any = sys._getframe(2)  # noqa: SLF001  (the caller of parse_known_args)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module not in ("argparse", __name__):
-            return module == "hydra" or module.startswith("hydra.")
+            return module.split(".", 1)[0] in ("hydra", "fire")
         frame = frame.f_back
     return False
 
@@ -394,7 +396,7 @@ def _called_from_hydra() -> bool:
 def _note_argparse(parser: Any, namespace: Any, args: Any) -> None:
     from reprokit._capture.params import record_params
 
-    if "hydra" in sys.modules and _called_from_hydra():
+    if ("hydra" in sys.modules or "fire" in sys.modules) and _parsing_for_a_framework():
         return
 
     recorded = record_params(namespace)
@@ -540,3 +542,89 @@ def _note_hydra(cfg: Any) -> None:
     _note_params("hydra", recorded, flags, True)
     _report["params"]["overrides"] = [str(o) for o in overrides or []]
     _write()
+
+
+# -- python-fire ---------------------------------------------------------------------------------
+
+
+def _patch_fire(fire: Any) -> None:
+    # Fire parses each call it makes (a function; a class's __init__, then a method) with the
+    # parse function _MakeParseFn builds: what that returns is what the call receives, typed.
+    core: Any = sys.modules["fire.core"]
+    original = getattr(core, "_MakeParseFn", None)
+    if original is None or getattr(original, "__reprokit__", False):
+        return  # a fire this hook does not know: its params stay in argv
+
+    def make_parse_fn(fn: Any, metadata: Any) -> Any:
+        parse = original(fn, metadata)
+
+        def parse_fn(args: Any) -> Any:
+            result = parse(args)
+            try:
+                _note_fire(fn, metadata, list(args), result[0])
+            except Exception:
+                pass
+            return result
+
+        return parse_fn
+
+    make_parse_fn.__wrapped__ = original  # type: ignore[attr-defined]
+    make_parse_fn.__reprokit__ = True  # type: ignore[attr-defined]
+    core._MakeParseFn = make_parse_fn  # noqa: SLF001  (fire's one place where a call's args parse)
+
+
+def _fire_flag_keys(args: list[str]) -> tuple[dict[str, str], int]:
+    """The flags on a fire command line (name with underscores -> the option as written) and
+    how many words are not flags or their values (fire may give those to params by position)."""
+    keys: dict[str, str] = {}
+    loose = 0
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("-") and len(word) > 1 and not word[1].isdigit() and word[1] != ".":
+            key = word.lstrip("-").split("=", 1)[0]
+            name = key.replace("-", "_")
+            keys.setdefault(name, "--" + key if word.startswith("--") else word.split("=", 1)[0])
+            bare = "=" not in word and (i + 1 == len(args) or args[i + 1].startswith("--"))
+            if bare and name.startswith("no"):
+                keys.setdefault(name[2:], "--" + key[2:].lstrip("-_"))
+            i += 1 if "=" in word or bare else 2
+            continue
+        loose += 1
+        i += 1
+    return keys, loose
+
+
+def _note_fire(fn: Any, metadata: Any, args: list[str], called: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    spec = sys.modules["fire.inspectutils"].GetFullArgSpec(fn)
+    varargs, kwargs = called
+    names = list(spec.args)
+    values: dict[str, Any] = dict(zip(names, varargs, strict=False))
+    if spec.varargs:
+        values[spec.varargs] = list(varargs[len(names) :])
+    values.update({k: v for k, v in (spec.kwonlydefaults or {}).items() if k not in kwargs})
+    values.update(kwargs)
+    recorded = record_params(values)
+    keys, loose = _fire_flag_keys(args)
+    # Fire gives the words that are not flags to the params no flag named, in order.
+    by_position = [n for n in names if n not in keys]
+    accepts = metadata.get("ACCEPTS_POSITIONAL_ARGS", True) if isinstance(metadata, dict) else True
+    positional = set(by_position[: loose if accepts else 0])
+    if spec.varargs:
+        positional.add(spec.varargs)
+    flags: dict[str, Any] = {}
+    for name, value in recorded.values.items():
+        if name in positional:
+            continue
+        option = keys.get(name, "--" + name)
+        if not option.startswith("--"):
+            option = "--" + name  # a one-letter shortcut (-l) is set again by its full name
+        if isinstance(value, bool):
+            flags[name] = {"option": "--" + name, "kind": "pair", "off": "--no" + name}
+        else:
+            flags[name] = {"option": option, "kind": "value"}
+    sequence = iter(sys.argv[1:])
+    from_argv = all(any(word == seen for seen in sequence) for word in args)
+    _note_params("fire", recorded, flags, from_argv)
