@@ -325,6 +325,23 @@ def test_launchers_are_recognised(argv: list[str], launcher: str | None) -> None
     assert found is not None and found.get("launcher") == launcher
 
 
+def test_launcher_console_scripts_are_recognised_by_name(tmp_path: Path) -> None:
+    for name in ("torchrun", "accelerate", "train"):
+        tool = tmp_path / name
+        tool.write_text(f"#!{sys.executable}\n")
+        tool.chmod(0o755)
+    found = [
+        (python_program(argv) or {}).get("launcher")
+        for argv in (
+            [str(tmp_path / "torchrun"), "--nproc-per-node", "2", "t.py"],
+            [str(tmp_path / "accelerate"), "launch", "t.py"],
+            [str(tmp_path / "accelerate"), "config"],
+            [str(tmp_path / "train"), "--lr", "1"],
+        )
+    ]
+    assert found == ["torchrun", "accelerate", None, None]
+
+
 def test_a_report_holding_a_str_subclass_can_be_written() -> None:
     class Version(str):  # as torch.__version__ is
         pass
