@@ -16,7 +16,9 @@ def own_module_files(base: str) -> list[str]:
     found: list[str] = []
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
-        if not isinstance(f, str) or not f.endswith(".py"):
+        if not isinstance(f, str) or not f.endswith(".py") or not os.path.isabs(f):
+            # A relative __file__ is a module's own fiction (torch._ops says "_ops.py"), not a
+            # file in the current folder.
             continue
         f = os.path.abspath(f)
         if (

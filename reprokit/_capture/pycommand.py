@@ -15,6 +15,15 @@ if TYPE_CHECKING:
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)*)?[a-z]?(\.exe)?$")
 # Interpreter options that take a value (the value may also be glued on: -Wignore).
 _WITH_VALUE = frozenset("WX")
+# Launchers: Python programs whose Python children are the program (its workers, one a rank).
+# Console scripts by name, modules by name; accelerate only through its "launch" command.
+_LAUNCHER_SCRIPTS = {"torchrun": "torchrun", "accelerate": "accelerate"}
+_LAUNCHER_MODULES = {
+    "torch.distributed.run": "torchrun",
+    "torch.distributed.launch": "torchrun",
+    "accelerate.commands.launch": "accelerate",
+    "accelerate.commands.accelerate_cli": "accelerate",
+}
 
 
 def _shebang_is_python(path: str) -> bool:
@@ -37,17 +46,28 @@ def python_program(argv: list[str]) -> dict[str, Any] | None:
     ``{"how": "script", "script": PATH, "args": [...]}``, ``{"how": "module", "module": NAME,
     ...}``, ``{"how": "console-script", "script": PATH, ...}``, or ``{"how": "code"|"stdin"}``
     (``-c``, ``-`` or no program: nothing on disk to capture). ``args_at`` is the index in argv
-    of the program's first own argument.
+    of the program's first own argument. A launcher that starts the program as Python workers
+    (torchrun, ``python -m torch.distributed.run``, ``accelerate launch``) adds ``"launcher":
+    "torchrun"|"accelerate"``.
     """
     if not argv:
         return None
     exe = argv[0]
     if _PYTHON_NAME.match(os.path.basename(exe)):
-        return _interpreter_args(argv)
-    path = exe if os.sep in exe else which(exe)
-    if path and os.path.isfile(path) and _shebang_is_python(path):
-        return {"how": "console-script", "script": path, "args_at": 1}
-    return None
+        found = _interpreter_args(argv)
+        launcher = _LAUNCHER_MODULES.get(found.get("module") or "")
+    else:
+        path = exe if os.sep in exe else which(exe)
+        if not (path and os.path.isfile(path) and _shebang_is_python(path)):
+            return None
+        found = {"how": "console-script", "script": path, "args_at": 1}
+        launcher = _LAUNCHER_SCRIPTS.get(os.path.basename(exe))
+    if launcher == "accelerate" and found.get("module") != "accelerate.commands.launch":
+        # `accelerate config`, `accelerate env`, ...: only `launch` starts workers.
+        launcher = launcher if argv[found["args_at"] : found["args_at"] + 1] == ["launch"] else None
+    if launcher is not None:
+        found["launcher"] = launcher
+    return found
 
 
 def _interpreter_args(argv: list[str]) -> dict[str, Any]:

@@ -30,6 +30,9 @@ VARIABLES = {
     # A Python program started by `reprokit run` (or its replay): the file its start-up hook
     # reports to (what it seeded, its parsed command line, its own source files).
     "child_report": "REPROKIT_CHILD_REPORT",
+    # ... when that program is a launcher (torchrun, accelerate launch): the folder its Python
+    # children, the program's workers, report to (one file each).
+    "worker_reports": "REPROKIT_WORKER_REPORTS",
     "test_execution": "REPROKIT_TEST_EXECUTION",  # the pytest node id a child executes as a run
     "cache": "REPROKIT_CACHE",  # the folder holding this machine's copies of remote stores
 }
@@ -52,6 +55,7 @@ class ChildProtocol:
     replay_code: str | None
     replay_spec: str | None
     child_report: str | None
+    worker_reports: str | None
     test_execution: str | None
     cache: str | None
 

@@ -10,9 +10,14 @@ The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that progr
 - lists the program's own files (the entry script and the modules imported from under the
   working folder) when it ends;
 
-and reports all of it to the parent as one JSON file named by the parent/child protocol. The
+and reports all of it to the parent as one file named by the parent/child protocol. The
 parent writes the manifest: this process only says what happened in it. Nothing here raises
 into the program, and nothing runs in the program's own child processes.
+
+A launcher (torchrun, ``accelerate launch``) is not the program: its Python children are, one
+per rank. In a launcher the hook does nothing but hand itself on: its children get it, each
+seeded with the same seed and reporting to its own file in the folder the protocol names, and
+the parent reads them as one report (:func:`read_report`).
 
 This module is imported by every program ``reprokit run`` starts, within a 5 ms budget
 (``bench/bootstrap.py``): beyond the protocol, reprokit's modules (seeding, params) are imported
@@ -40,15 +45,26 @@ _where: list[str] = []  # [report path]
 _pid: list[int] = []
 
 
-def bootstrap_env(env: dict[str, str], report: str) -> None:
-    """Make ``env`` (a child's environment) start the hook, reporting to ``report``."""
-    ChildProtocol(child_report=report).apply(env)
+def bootstrap_env(env: dict[str, str], report: str, program: dict[str, Any] | None = None) -> None:
+    """Make ``env`` (a child's environment) start the hook, reporting to ``report``.
+
+    ``program``: what ``python_program`` says the command runs; for a launcher the hook is
+    handed on to its workers, which report into the folder ``report + ".workers"``.
+    """
+    told = ChildProtocol(child_report=report)
+    if program is not None and program.get("launcher"):
+        told.worker_reports = report + ".workers"
+        os.makedirs(told.worker_reports, exist_ok=True)
+    told.apply(env)
+    _put_on_path(env)
+
+
+def _put_on_path(env: Any) -> None:
     shown = env.get("PYTHONPATH")
     env["PYTHONPATH"] = SITE_DIR if shown is None else SITE_DIR + os.pathsep + shown
 
 
-def read_report(path: str) -> dict[str, Any] | None:
-    """What a started program reported, or None when it reported nothing."""
+def _load(path: str) -> dict[str, Any] | None:
     import marshal
 
     try:
@@ -59,6 +75,39 @@ def read_report(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_report(path: str) -> dict[str, Any] | None:
+    """What a started program reported, or None when it reported nothing.
+
+    A launcher's report is its workers' (``workers``: how many reported, ``ranks``: theirs):
+    the lowest rank's seeds, params and entry, every worker's own files, and ``exited`` only
+    when the launcher and every worker lived to report it. With no worker reporting it holds
+    only ``launcher`` and ``workers: 0``.
+    """
+    report = _load(path)
+    if report is None or not report.get("launcher"):
+        return report
+    try:
+        names = sorted(os.listdir(path + ".workers"))
+    except OSError:
+        names = []
+    workers = [w for w in (_load(os.path.join(path + ".workers", n)) for n in names) if w]
+    if not workers:
+        return {"launcher": True, "workers": 0}
+
+    def rank(worker: dict[str, Any]) -> tuple[bool, int, int]:
+        r = worker.get("rank")
+        return (not isinstance(r, int), r if isinstance(r, int) else 0, worker.get("pid") or 0)
+
+    workers.sort(key=rank)
+    merged = dict(workers[0])
+    merged["launcher"] = True
+    merged["workers"] = len(workers)
+    merged["ranks"] = [w["rank"] for w in workers if isinstance(w.get("rank"), int)]
+    merged["exited"] = bool(report.get("exited")) and all(w.get("exited") for w in workers)
+    merged["modules"] = sorted({m for w in workers for m in w.get("modules") or []})
+    return merged
+
+
 def start() -> None:
     """Seed, watch argparse, and report at exit; never raises."""
     try:
@@ -66,6 +115,16 @@ def start() -> None:
         path = told.child_report
         # Only this process: a program it starts is not the one `reprokit run` started.
         os.environ.pop(variable("child_report"), None)
+        if path and told.worker_reports:
+            _start_launcher(path)
+            return
+        if not path and told.worker_reports:
+            # One of a launcher's workers: the program. Its own children are not.
+            os.environ.pop(variable("worker_reports"), None)
+            path = os.path.join(told.worker_reports, f"worker-{os.getpid()}")
+            rank = os.environ.get("RANK", "")
+            _report["rank"] = int(rank) if rank.isdigit() else None
+            _report["argv"] = sys.argv[1:]
         if not path:
             return
         _where[:] = [path]
@@ -85,6 +144,7 @@ def start() -> None:
             ("argparse", _patch_argparse),
             ("click", _patch_click),
             ("hydra", _patch_hydra),
+            ("fire", _patch_fire),
         ):
             if name in sys.modules:
                 patch(sys.modules[name])
@@ -98,6 +158,24 @@ def start() -> None:
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
         _write()
+
+
+def _start_launcher(path: str) -> None:
+    """In a launcher: hand the hook on to the workers it starts; seed and record nothing here
+    (its own command line is not the program's)."""
+    _put_on_path(os.environ)
+    _where[:] = [path]
+    _pid[:] = [os.getpid()]
+    _report["pid"] = os.getpid()
+    _report["launcher"] = True
+    import atexit
+
+    atexit.register(_launcher_exit)
+
+
+def _launcher_exit() -> None:
+    _report["exited"] = True
+    _write()
 
 
 # Seeding waits for the first of these imports: nothing random can have been drawn before it,
@@ -153,8 +231,10 @@ def _write() -> None:
 
 def _plain(value: Any) -> Any:
     """``value`` with only what marshal writes and the parent may read: plain data."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, str):
+        return str(value)  # marshal refuses str subclasses (torch.__version__ is one)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -179,7 +259,7 @@ def _at_exit() -> None:
         start = _report.get("cwd") or os.getcwd()
         entry = os.path.join(start, entry) if isinstance(entry, str) and entry else None
         _report["entry_file"] = entry if entry and os.path.isfile(entry) else None
-        _report["modules"] = sorted(own_module_files(_report.get("cwd") or os.getcwd()))
+        _report["modules"] = sorted(set(own_module_files(_report.get("cwd") or os.getcwd())))
         _report["exited"] = True
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"
@@ -301,13 +381,14 @@ def _flag(action: Any) -> dict[str, Any] | None:
     return None
 
 
-def _called_from_hydra() -> bool:
-    """Is the parser being run Hydra's own (its overrides are recorded from its config)?"""
+def _parsing_for_a_framework() -> bool:
+    """Is the parser being run Hydra's or fire's own (their params are recorded from what they
+    hand the program: Hydra's config, the arguments fire calls with)?"""
     frame: Any = sys._getframe(2)  # noqa: SLF001  (the caller of parse_known_args)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module not in ("argparse", __name__):
-            return module == "hydra" or module.startswith("hydra.")
+            return module.split(".", 1)[0] in ("hydra", "fire")
         frame = frame.f_back
     return False
 
@@ -315,7 +396,7 @@ def _called_from_hydra() -> bool:
 def _note_argparse(parser: Any, namespace: Any, args: Any) -> None:
     from reprokit._capture.params import record_params
 
-    if "hydra" in sys.modules and _called_from_hydra():
+    if ("hydra" in sys.modules or "fire" in sys.modules) and _parsing_for_a_framework():
         return
 
     recorded = record_params(namespace)
@@ -461,3 +542,89 @@ def _note_hydra(cfg: Any) -> None:
     _note_params("hydra", recorded, flags, True)
     _report["params"]["overrides"] = [str(o) for o in overrides or []]
     _write()
+
+
+# -- python-fire ---------------------------------------------------------------------------------
+
+
+def _patch_fire(fire: Any) -> None:
+    # Fire parses each call it makes (a function; a class's __init__, then a method) with the
+    # parse function _MakeParseFn builds: what that returns is what the call receives, typed.
+    core: Any = sys.modules["fire.core"]
+    original = getattr(core, "_MakeParseFn", None)
+    if original is None or getattr(original, "__reprokit__", False):
+        return  # a fire this hook does not know: its params stay in argv
+
+    def make_parse_fn(fn: Any, metadata: Any) -> Any:
+        parse = original(fn, metadata)
+
+        def parse_fn(args: Any) -> Any:
+            result = parse(args)
+            try:
+                _note_fire(fn, metadata, list(args), result[0])
+            except Exception:
+                pass
+            return result
+
+        return parse_fn
+
+    make_parse_fn.__wrapped__ = original  # type: ignore[attr-defined]
+    make_parse_fn.__reprokit__ = True  # type: ignore[attr-defined]
+    core._MakeParseFn = make_parse_fn  # noqa: SLF001  (fire's one place where a call's args parse)
+
+
+def _fire_flag_keys(args: list[str]) -> tuple[dict[str, str], int]:
+    """The flags on a fire command line (name with underscores -> the option as written) and
+    how many words are not flags or their values (fire may give those to params by position)."""
+    keys: dict[str, str] = {}
+    loose = 0
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("-") and len(word) > 1 and not word[1].isdigit() and word[1] != ".":
+            key = word.lstrip("-").split("=", 1)[0]
+            name = key.replace("-", "_")
+            keys.setdefault(name, "--" + key if word.startswith("--") else word.split("=", 1)[0])
+            bare = "=" not in word and (i + 1 == len(args) or args[i + 1].startswith("--"))
+            if bare and name.startswith("no"):
+                keys.setdefault(name[2:], "--" + key[2:].lstrip("-_"))
+            i += 1 if "=" in word or bare else 2
+            continue
+        loose += 1
+        i += 1
+    return keys, loose
+
+
+def _note_fire(fn: Any, metadata: Any, args: list[str], called: Any) -> None:
+    from reprokit._capture.params import record_params
+
+    spec = sys.modules["fire.inspectutils"].GetFullArgSpec(fn)
+    varargs, kwargs = called
+    names = list(spec.args)
+    values: dict[str, Any] = dict(zip(names, varargs, strict=False))
+    if spec.varargs:
+        values[spec.varargs] = list(varargs[len(names) :])
+    values.update({k: v for k, v in (spec.kwonlydefaults or {}).items() if k not in kwargs})
+    values.update(kwargs)
+    recorded = record_params(values)
+    keys, loose = _fire_flag_keys(args)
+    # Fire gives the words that are not flags to the params no flag named, in order.
+    by_position = [n for n in names if n not in keys]
+    accepts = metadata.get("ACCEPTS_POSITIONAL_ARGS", True) if isinstance(metadata, dict) else True
+    positional = set(by_position[: loose if accepts else 0])
+    if spec.varargs:
+        positional.add(spec.varargs)
+    flags: dict[str, Any] = {}
+    for name, value in recorded.values.items():
+        if name in positional:
+            continue
+        option = keys.get(name, "--" + name)
+        if not option.startswith("--"):
+            option = "--" + name  # a one-letter shortcut (-l) is set again by its full name
+        if isinstance(value, bool):
+            flags[name] = {"option": "--" + name, "kind": "pair", "off": "--no" + name}
+        else:
+            flags[name] = {"option": option, "kind": "value"}
+    sequence = iter(sys.argv[1:])
+    from_argv = all(any(word == seen for seen in sequence) for word in args)
+    _note_params("fire", recorded, flags, from_argv)

@@ -99,7 +99,7 @@ def record_command(
     scratch = tempfile.mkdtemp(prefix="reprokit-run-") if program is not None else None
     report_path = os.path.join(scratch, "child.json") if scratch is not None else None
     if report_path is not None:
-        bootstrap_env(env, report_path)
+        bootstrap_env(env, report_path, program)
     try:
         try:
             child = subprocess.Popen(command, env=env, stdout=stdout)
@@ -143,11 +143,23 @@ def _take_report(
     give. Only what happened in the child is recorded: nothing reported, nothing claimed."""
     said: list[str] = []
     base = r.start_dir
-    if program is not None:
-        r.set_entry(
-            "program",
-            {k: v for k, v in program.items() if k in ("how", "script", "module")},
+    launcher = program.get("launcher") if program is not None else None
+    located = not launcher  # a launcher's workers' flags: found on its command line?
+    if report is not None and launcher and not report.get("workers"):
+        said.append(
+            f"reprokit: {launcher} started no Python worker that reprokit's start-up hook "
+            "reached: the workers were not seeded and their command line not recorded"
         )
+        report = None
+    if program is not None:
+        shown = {k: v for k, v in program.items() if k in ("how", "script", "module", "launcher")}
+        if report is not None and launcher:
+            shown["workers"] = report.get("workers")
+            at = _worker_args_at(command, report.get("argv"))
+            if at is not None:
+                shown["args_at"] = at  # where the workers' own flags start, for replay
+                located = True
+        r.set_entry("program", shown)
     if report is not None:
         got = report.get("seeds")
         seeds: dict[str, Any] = got if isinstance(got, dict) else {}
@@ -179,7 +191,7 @@ def _take_report(
         got.problems.extend(str(p) for p in params.get("problems") or [])
         got.redacted.extend(str(p) for p in params.get("redacted") or [])
         r.add_params(got, str(params.get("source") or "argparse"))
-        if params.get("flags") and params.get("from_argv"):
+        if params.get("flags") and params.get("from_argv") and located:
             r.set_entry("flags", params["flags"])
     cap = r.code
     if cap is None or cap.section.get("kind") == "git":
@@ -228,6 +240,15 @@ def _take_report(
         said.append(f"reprokit: this run cannot be replayed: {reason}")
     r.use_code(snap)
     return said
+
+
+def _worker_args_at(command: list[str], argv: Any) -> int | None:
+    """Where in ``command`` a launcher's worker's own arguments (its ``sys.argv[1:]``) start:
+    they end the command line; None when they are not found there as they are."""
+    if not isinstance(argv, list):
+        return None
+    at = len(command) - len(argv)
+    return at if at > 0 and command[at:] == argv else None
 
 
 def _supervise(child: subprocess.Popen[Any]) -> int:

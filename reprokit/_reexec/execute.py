@@ -312,9 +312,13 @@ def recorded_param(params: Mapping[str, Any], name: str) -> Any:
 
 def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list[str]:
     """``argv`` with the flags of the ``changed`` params set to their new values."""
-    flags = (m.run.get("entry") or {}).get("flags") or {}
+    entry = m.run.get("entry") or {}
+    flags = entry.get("flags") or {}
     program = python_program(argv)
-    start = program["args_at"] if program is not None else 1
+    # A launcher's command line: its workers' flags start where the recording found them.
+    start = (entry.get("program") or {}).get("args_at")
+    if not isinstance(start, int):
+        start = program["args_at"] if program is not None else 1
     head, args = argv[:start], argv[start:]
     for name, value in changed.items():
         flag = flags.get(name)
@@ -499,9 +503,10 @@ def execute(
         argv = [python, *argv[1:]]
     env = child_env(m, store, log, parent, replay_of)
     env.update(extra)
-    if (m.run.get("entry") or {}).get("kind") == "command" and python_program(argv) is not None:
+    program = python_program(argv)
+    if (m.run.get("entry") or {}).get("kind") == "command" and program is not None:
         # Seeded as the recorded program was: by the start-up hook, before its first line.
-        bootstrap_env(env, child_report_path(log))
+        bootstrap_env(env, child_report_path(log), program)
     if protocol is not None:
         protocol.apply(env)
     if sandbox is not None:

@@ -350,9 +350,10 @@ def check(
                     seed=report.seed, run_log=log, group=group, store=st.address
                 ).child_env()
                 env["PYTHONHASHSEED"] = str(report.seed)
-                if python_program(command) is not None:
+                program = python_program(command)
+                if program is not None:
                     # Seeded as `reprokit run` seeds it: by the start-up hook.
-                    bootstrap_env(env, os.path.join(scratch, f"child{i}"))
+                    bootstrap_env(env, os.path.join(scratch, f"child{i}"), program)
                 try:
                     proc = subprocess.run(
                         command, env=env, stdout=stdout if stdout is not None else sys.stderr
