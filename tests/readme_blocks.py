@@ -204,6 +204,7 @@ VOLATILE: tuple[tuple[str, str, str], ...] = (
     ),
     ("temporary path", r"/tmp/[^\s,;:)'\"]+", r"/[^\s,;:)'\"]+"),
     ("home path", r"/home/me(?:/[^\s,;:)'\"]*)?", r"/[^\s,;:)'\"]*"),
+    ("absolute path", r"(?<![\w.:/])/[\w.-]+(?:/[\w.-]+)+/?", r"/[^\s,;:)'\"]*"),
     ("version", r"\b\d+\.\d+\.\d+(?:[\w.+-]*\w)?", r"\d+(?:\.\d+)+(?:[\w.+-]*\w)?"),
     ("duration", r"\b\d+(?:\.\d+)?(?:ms|s)\b", r"\d+(?:\.\d+)?(?:ms|s)"),
     ("byte count", r"\b\d+(?= bytes\b)", r"\d+"),
