@@ -31,7 +31,12 @@ from tests.conftest import clean_env, git
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = rb.sections()
 RUNNABLE = [s for s in SECTIONS if any(i.kind == "block" for i in s.items)]
-SKIPPED = [(s, i) for s in SECTIONS for i in s.items if i.kind == "block" and "skip" in i.options]
+SKIPPED = [
+    (s, i)
+    for s in SECTIONS
+    for i in s.items
+    if i.kind == "block" and ("skip" in i.options or "skip-command" in i.options)
+]
 SHELL_TIMEOUT = 300
 # Warnings a python block may print without showing them: the one every script started
 # without PYTHONHASHSEED gets (transcripts show what they mean to; see Sandbox.match).
@@ -449,8 +454,11 @@ def test_readme_section_runs_as_shown(
 
 @pytest.mark.parametrize("section,item", SKIPPED, ids=[f"line{i.line}" for _, i in SKIPPED])
 def test_readme_block_not_run_here(section: rb.Section, item: rb.Item) -> None:
-    reason = item.options["skip"] or item.options.get("reason", "")
-    assert reason.strip(), f'{item.where()}: skip needs a reason (skip reason="...")'
+    reason = item.options.get("skip") or item.options.get("reason", "")
+    assert reason.strip(), f'{item.where()}: a skip needs a reason (reason="...")'
+    if "skip" not in item.options:
+        commands = item.options["skip-command"].replace("|", "`, `")
+        reason = f"commands starting `{commands}` not run: {reason}"
     pytest.skip(f"{item.where()} in {section.title!r}: {reason}")
 
 
