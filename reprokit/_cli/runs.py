@@ -9,13 +9,14 @@ from typing import Any
 
 from reprokit._cli import verifyall
 from reprokit._cli.output import (
+    Bar,
+    FileProgress,
     duration,
     emit_json,
     err,
     out,
     parser_for,
     print_drift,
-    progress,
     short,
     short_commit,
     store_of,
@@ -410,7 +411,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_archive(args: argparse.Namespace) -> int:
+    bar = Bar(args, f"verifying {os.path.basename(args.ref)}")
+
     def narrate(kind: str, data: Any) -> None:
+        nonlocal bar
+        if kind == "verified":
+            bar.close()
+            if args.replay:
+                bar = Bar(args, "replaying", total=len(data.runs), unit="run")
+        elif kind == "replayed":
+            bar.update(1)
         if args.quiet:
             return
         if kind == "verified":
@@ -421,6 +431,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             err(f"sandbox: {data}")
         elif kind == "replaying":
             err(f"replaying {data} ...")
+            if not str(data).endswith("at once"):
+                bar.pause()  # the replayed program owns the terminal
 
     try:
         report = verify_archive(
@@ -438,6 +450,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
+    finally:
+        bar.close()
     code = _archive_code(report)
     if args.json:
         emit_json(report.to_dict())
@@ -474,7 +488,17 @@ def _archive_code(report: ArchiveVerifyReport) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    report = archive(
+    packing = FileProgress(args)
+    try:
+        with Bar(args, f"archiving to {os.path.basename(args.output)}", unit="file"):
+            report = _archive(args, packing)
+    finally:
+        packing.close()
+    return _archive_done(args, report)
+
+
+def _archive(args: argparse.Namespace, packing: FileProgress) -> Any:
+    return archive(
         args.refs,
         args.output,
         store=args.store,
@@ -485,11 +509,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
         with_history=args.with_history,
         rtol=args.rtol,
         atol=args.atol,
-        progress=progress(args),
+        progress=packing,
         with_inputs=args.with_inputs,
         max_input_size=args.max_input_size or DEFAULT_MAX_INPUT,
         sign=args.sign,
     )
+
+
+def _archive_done(args: argparse.Namespace, report: Any) -> int:
     if args.json:
         emit_json(report.to_dict())
         return 0
