@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -115,6 +116,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         limit=args.n,
         everything=args.all,
     )
+    with_all = dataclasses.replace(query, everything=True)
     rows: list[dict[str, Any]] = []
     hidden = 0
     store = store_of(args)
@@ -145,7 +147,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
             ranks = {k: v for k, v in ranks.items() if k != "shards"}
         status = ranks["status"] if ranks else run.get("status")
         if not query.matches(m, status):
-            hidden += not query.everything and made_by_reprokit(run)
+            # Said on stderr: how many runs --all would add to this listing.
+            hidden += bool(
+                not query.everything and made_by_reprokit(run) and with_all.matches(m, status)
+            )
             continue
         rows.append(
             {

@@ -120,6 +120,8 @@ def test_ls_hides_the_runs_reprokit_made_unless_all(project):
     assert len(everything) == len(shown) + len(made)
     text = cli(project, "ls")
     assert f"{len(made)} run(s) reprokit made itself not shown: --all shows them" in text.stderr
+    # the count is of the runs --all would add to this listing: one verdict named replay
+    assert "(1 run(s) reprokit made itself" in cli(project, "ls", "--name", "replay").stderr
 
 
 def test_ls_filters_by_name_status_and_tag(project):
