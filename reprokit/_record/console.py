@@ -79,9 +79,11 @@ class ConsoleTee:
             data = b"".join(self._kept)
         if len(data) > self.limit:
             data = data[len(data) - self.limit :]
-            cut = data.find(b"\n")  # start at a whole line when one begins soon
-            if 0 <= cut < 4096:
-                data = data[cut + 1 :]
+            # Start at a whole line (or a progress bar's redraw) when one begins soon: a secret
+            # cut in half at the start would no longer look like one to the redaction.
+            cuts = [i for i in (data.find(b"\n", 0, 65536), data.find(b"\r", 0, 65536)) if i >= 0]
+            if cuts:
+                data = data[min(cuts) + 1 :]
         text = redact_text(data.decode("utf-8", errors="replace"))
         info: dict[str, Any] = {"file": CONSOLE, "bytes": self.total}
         if len(data) < self.total:

@@ -375,3 +375,14 @@ def test_an_archive_carries_the_console_output(repo, tmp_path):
         member = next(n for n in tar.getnames() if n.endswith(f"{rid}/console.log"))
         kept = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
     assert "epoch 1 loss 0.5" in kept and "<redacted>" in kept
+
+
+def test_a_secret_cut_in_half_by_the_size_cap_is_not_kept(repo):
+    code = f"print('x' * 100 + '{TOKEN}')\nprint('tail')\n"
+    (repo / "half.py").write_text(code)
+    proc = cli(repo, "run", "--max-console", "30", "--", sys.executable, "half.py")
+    assert proc.returncode == 0, proc.stderr
+    rid = manifest(repo, "latest")["run"]["id"]
+    kept = (repo / ".reprokit" / "runs" / rid / "console.log").read_text()
+    assert kept.endswith("]\ntail\n")  # the note, then the whole lines after the cut
+    assert TOKEN[-12:] not in kept
