@@ -263,8 +263,7 @@ class Store:
     def open_stream(self, folder: str, name: str) -> TextIO:
         """A line file of an unsealed run's ``folder`` (its run folder, or a rank's shard
         folder): ``metrics.jsonl``, ``checkpoints.jsonl`` or ``console.log``, opened for
-        appending. Raises
-        OSError (the caller stops recording, never the user's program)."""
+        appending. Raises OSError (the caller stops recording, never the user's program)."""
         if name not in STREAMS:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
         path = os.path.join(self._unsealed(folder), name)
@@ -782,7 +781,7 @@ class Store:
             )
         ids = self.run_ids()
         for mine in (True, False):
-            found = self._named(ids, name, mine)
+            found = self._named(ids, name, mine, nth)
             if found:
                 if len(found) < nth:
                     raise RunNotFound(
@@ -791,9 +790,13 @@ class Store:
                 return found[nth - 1]
         raise RunNotFound(ref, self.root)
 
-    def _named(self, ids: list[str], name: str, mine: bool) -> list[str]:
-        out = []
+    def _named(self, ids: list[str], name: str, mine: bool, enough: int) -> list[str]:
+        """Up to ``enough`` sealed runs called ``name``, newest first (``mine``: only those
+        reprokit did not make)."""
+        out: list[str] = []
         for rid in reversed(ids):
+            if len(out) >= enough:
+                break
             run = self._sealed_run(rid)
             mine_ok = run is not None and (not mine or not made_by_reprokit(run))
             if mine_ok and run.get("name") == name:
