@@ -563,8 +563,9 @@ def print_verified(report: VerifyReport) -> None:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = parser_for(
         sub, common, "ls", "list runs, newest first",
-        "List the store's runs, newest first: id, name, status, start, commit, duration, and "
-        "a note for the runs reprokit made itself (replays, audits, sweeps).",
+        "List the store's runs, newest first: id, name, status, start, commit, duration, "
+        "tags and notes. Filters compose; the runs reprokit made itself (replays, audit "
+        "executions, seed sweeps) are listed only with --all.",
         "reprokit ls\nreprokit ls --name train --param lr=0.1 --metric 'loss<0.5' -n 5\n"
         "reprokit ls --tag baseline --since 2d --status completed\nreprokit ls --all --json",
     )  # fmt: skip
