@@ -1,9 +1,11 @@
 """A command's console output, tee'd: the user sees it live, the run keeps its last part.
 
 ``reprokit run`` reads the child's stdout and stderr through pipes, writes each chunk on to
-where it would have gone, and keeps the most recent ``limit`` bytes (both streams, in the order
-they arrived). When the command ends the kept text is redacted and written into the run folder
-as ``console.log`` through the store.
+where it would have gone at once, and keeps the most recent ``limit`` bytes of both streams,
+whole line by whole line (two pipes read by two threads give no order finer than that: a line
+of stderr must not land inside a line of stdout, where it could also split a secret). When the
+command ends the kept text is redacted and written into the run folder as ``console.log``
+through the store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 CONSOLE = "console.log"
 DEFAULT_LIMIT = 8 * 1024 * 1024  # bytes of output a run keeps (the last ones)
 _CHUNK = 65536
+_LONGEST_LINE = 65536  # a line without an end (a progress bar's redraws) is kept in parts
 
 
 class ConsoleTee:
@@ -33,11 +36,13 @@ class ConsoleTee:
         self._kept_size = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._partial: dict[int, bytes] = {}  # per stream: the start of a line not yet ended
 
     def follow(self, pipe: IO[bytes], sink: Any) -> None:
         """Start a thread that copies ``pipe`` to ``sink`` (a file object or a file
         descriptor) and keeps what passes."""
         fd = sink if isinstance(sink, int) else _fd_of(sink)
+        stream = len(self._threads)
 
         def pump() -> None:
             read = pipe.fileno()
@@ -49,20 +54,31 @@ class ConsoleTee:
                 if not chunk:
                     break
                 _write_all(fd, sink, chunk)
-                self._keep(chunk)
+                self._keep(stream, chunk)
+            self._keep(stream, b"", end=True)
             pipe.close()
 
         thread = threading.Thread(target=pump, name="reprokit-console", daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _keep(self, chunk: bytes) -> None:
+    def _keep(self, stream: int, chunk: bytes, end: bool = False) -> None:
         with self._lock:
             self.total += len(chunk)
-            self._kept.append(chunk)
-            self._kept_size += len(chunk)
-            while self._kept_size - len(self._kept[0]) >= self.limit:
-                self._kept_size -= len(self._kept.popleft())
+            data = self._partial.pop(stream, b"") + chunk
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+            if end or len(data) > _LONGEST_LINE:
+                cut = len(data) - 1
+            if cut + 1 < len(data):
+                self._partial[stream] = data[cut + 1 :]
+            if cut >= 0:
+                self._append(data[: cut + 1])
+
+    def _append(self, lines: bytes) -> None:
+        self._kept.append(lines)
+        self._kept_size += len(lines)
+        while self._kept_size - len(self._kept[0]) >= self.limit:
+            self._kept_size -= len(self._kept.popleft())
 
     def wait(self, grace: float) -> None:
         """Wait until the pipes are drained; output of the command's children that still hold
@@ -76,7 +92,8 @@ class ConsoleTee:
     def text(self) -> tuple[str, dict[str, Any]]:
         """The kept output, redacted, and its description for the manifest."""
         with self._lock:
-            data = b"".join(self._kept)
+            # (what a stream wrote after its last line end, if it is still open)
+            data = b"".join([*self._kept, *self._partial.values()])
         if len(data) > self.limit:
             data = data[len(data) - self.limit :]
             # Start at a whole line (or a progress bar's redraw) when one begins soon: a secret
