@@ -14,7 +14,8 @@ from reprokit._verbs.verify import VerifyReport, verify_run
 
 
 def load(ref: str, store: Store | Path | str | None = None) -> Manifest:
-    """The sealed manifest of a run: ``ref`` is a run id, a unique prefix/suffix, or "latest"."""
+    """The sealed manifest of a run: ``ref`` is a run id, a unique prefix/suffix, "latest" (the
+    newest run the user started), or ``NAME@latest`` / ``NAME@N`` (the N-th newest run NAME)."""
     return Store.at(store).load(ref)
 
 

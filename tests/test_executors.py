@@ -57,5 +57,5 @@ def test_a_new_executor_is_one_class_with_map(tmp_path, monkeypatch):
     report = replay_runs(store=repo / ".reprokit", all_runs=True, executor=ex)
     assert report.executor == "inline" and report.exit_code == 0
     assert [r["run"] for r in report.results] == ex.seen
-    doc = json.loads(cli(repo, "ls", "--json").stdout)
+    doc = json.loads(cli(repo, "ls", "--all", "--json").stdout)
     assert sum(1 for r in doc["runs"] if r.get("kind") == "replay") == 2

@@ -89,7 +89,7 @@ def test_another_machine_lists_verifies_and_replays_what_one_sent(repo, tmp_path
     rep = cli(repo, "replay", "latest", env=m2)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     # The replay's own records were sent too: the first machine sees them.
-    ls1 = cli(repo, "ls", env=machine(tmp_path, "m1", url))
+    ls1 = cli(repo, "ls", "--all", env=machine(tmp_path, "m1", url))
     assert "verdict of replaying" in ls1.stdout
 
 

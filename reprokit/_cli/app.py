@@ -31,6 +31,9 @@ _FLAGS = {
     "name": "--name",
     "refs": "REF... (or --all)",
     "n": "-n",
+    "metrics": "--metric",
+    "since": "--since",
+    "until": "--until",
 }
 
 # Subcommands that take a command line after ``--`` (everything after it is theirs).

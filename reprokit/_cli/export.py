@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from reprokit._cli.output import Bar, err, out
 from reprokit._model.errors import ReprokitError
 from reprokit._verbs.export_mlflow import export_mlflow
 
@@ -27,7 +28,10 @@ def cmd_export_mlflow(args: argparse.Namespace) -> int:
     if not uri:
         raise ReprokitError("give the MLflow server: --tracking-uri URL (or MLFLOW_TRACKING_URI)")
 
+    bar = Bar(args, "exporting to mlflow", len(args.refs), "run")
+
     def narrate(result: dict[str, Any]) -> None:
+        bar.update(1)
         if args.json:
             return
         if result["created"]:
@@ -39,19 +43,20 @@ def cmd_export_mlflow(args: argparse.Namespace) -> int:
             what = "exported before; tags updated: " + ", ".join(result["tags_updated"])
         else:
             what = "exported before; unchanged"
-        sys.stdout.write(f"{result['run']} -> mlflow run {result['mlflow_run_id']}: {what}\n")
+        out(f"{result['run']} -> mlflow run {result['mlflow_run_id']}: {what}")
         if result.get("artifact_skipped") and not args.quiet:
-            sys.stderr.write(f"reprokit: {result['artifact_skipped']}\n")
+            err(f"reprokit: {result['artifact_skipped']}")
         sys.stdout.flush()
 
-    report = export_mlflow(
-        args.refs,
-        uri,
-        experiment=args.experiment,
-        store=args.store,
-        timeout=args.timeout,
-        on_run=narrate,
-    )
+    with bar:
+        report = export_mlflow(
+            args.refs,
+            uri,
+            experiment=args.experiment,
+            store=args.store,
+            timeout=args.timeout,
+            on_run=narrate,
+        )
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     elif not args.quiet:

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from reprokit._cli.output import Bar, err
 from reprokit._model.errors import ReprokitError
 from reprokit._verbs.executors import EXECUTORS, make_executor
 from reprokit._verbs.parallel import replay_runs
@@ -79,24 +80,16 @@ def cmd_replay_many(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         cluster=args.slurm_cluster,
     )
-    bar: Any = None
+    bar = Bar(args, "replaying", unit="run")
 
     def start(total: int) -> None:
-        nonlocal bar
         if not args.quiet:
-            sys.stderr.write(f"replaying {total} run(s) with {executor.name} executor\n")
-        if args.quiet or not sys.stderr.isatty():
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        bar = tqdm(total=total, unit="run", desc="replaying", leave=False)
+            err(f"replaying {total} run(s) with {executor.name} executor")
+        if bar.tqdm is not None:
+            bar.tqdm.reset(total=total)
 
     def heard(result: dict[str, Any]) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"{result['run'][-6:]} {result['verdict']}")
+        bar.update(1, desc=f"replaying ({result['run'][-6:]} {result['verdict']})")
 
     try:
         report = replay_runs(
@@ -111,8 +104,7 @@ def cmd_replay_many(args: argparse.Namespace) -> int:
             on_start=start,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
         return report.exit_code

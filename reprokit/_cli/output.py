@@ -12,11 +12,109 @@ from reprokit._store.store import Store
 
 
 def out(text: str = "") -> None:
-    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+    with _bars_cleared():
+        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
 
 
 def err(text: str) -> None:
-    sys.stderr.write(text.rstrip("\n") + "\n")
+    with _bars_cleared():
+        sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+# -- progress bars -------------------------------------------------------------------------------
+
+_SHOWN: list[Bar] = []  # the bars on the terminal now
+
+
+class _Cleared:
+    """Takes the bars off the terminal while a line is written, and puts them back."""
+
+    def __enter__(self) -> None:
+        for bar in _SHOWN:
+            if not bar.paused:
+                bar.tqdm.clear()
+        if _SHOWN:
+            sys.stdout.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if _SHOWN:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        for bar in _SHOWN:
+            if not bar.paused:
+                bar.tqdm.refresh()
+
+
+def _bars_cleared() -> _Cleared:
+    return _Cleared()
+
+
+class Bar:
+    """A progress bar (tqdm) on stderr, only when stderr is a terminal and ``-q`` was not
+    given; otherwise every method does nothing. Lines written with :func:`out` and
+    :func:`err` while it shows go above it.
+
+    ``pause()`` takes it off the screen while a program reprokit started owns the terminal;
+    the next ``update`` brings it back.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        desc: str,
+        total: int | None = None,
+        unit: str = "it",
+        bytes_: bool = False,
+    ) -> None:
+        self.tqdm: Any = None
+        self.paused = False
+        if getattr(args, "quiet", False) or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        tqdm.monitor_interval = 0  # no thread redrawing a paused bar
+        self.tqdm = tqdm(
+            total=total,
+            desc=desc,
+            unit="B" if bytes_ else unit,
+            unit_scale=bytes_,
+            leave=False,
+            file=sys.stderr,
+            miniters=1,
+            dynamic_ncols=True,
+        )
+        _SHOWN.append(self)
+
+    def update(self, n: int = 1, desc: str | None = None) -> None:
+        if self.tqdm is None:
+            return
+        self.paused = False
+        if desc is not None:
+            self.tqdm.set_description_str(desc, refresh=False)
+        self.tqdm.update(n)
+        if not n:
+            self.tqdm.refresh()
+
+    def pause(self) -> None:
+        if self.tqdm is not None and not self.paused:
+            self.tqdm.clear()
+            sys.stderr.flush()
+            self.paused = True
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            if self in _SHOWN:
+                _SHOWN.remove(self)
+            self.tqdm.close()
+            self.tqdm = None
+
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def emit_json(data: Any) -> None:
@@ -132,20 +230,22 @@ def tampered(args: argparse.Namespace, exc: Any, subject: dict[str, Any]) -> int
     return 1
 
 
-def progress(args: argparse.Namespace) -> Any:
-    """A tqdm bar factory when stderr is a terminal (and not --quiet), else None."""
-    if args.quiet or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+class FileProgress:
+    """``progress(label, total_bytes)`` for the verbs that pack files: one bar at a time."""
 
-    def start(label: str, total: int) -> Any:
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False)
-        return bar.update
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.bar: Bar | None = None
 
-    return start
+    def __call__(self, label: str, total: int) -> Any:
+        self.close()
+        self.bar = Bar(self.args, label, total, bytes_=True)
+        return self.bar.update if self.bar.tqdm is not None else None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def fmt_ci(ci: Any) -> str:

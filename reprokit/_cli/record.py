@@ -14,6 +14,7 @@ from reprokit._cli.output import (
 )
 from reprokit._model.errors import ReprokitError
 from reprokit._record.command import record_command
+from reprokit._record.console import DEFAULT_LIMIT
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,6 +33,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=args.store,
         outputs=args.output,
         inputs=args.input,
+        tags=args.tag,
+        note=args.note,
+        console_limit=args.max_console,
         # With --json, stdout carries our one document: the command's output goes to stderr.
         stdout=sys.stderr if args.json else None,
     )
@@ -80,6 +84,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="PATH",
         help="a file or folder the command reads, hashed before it starts; replay checks it "
         "and makes it available (repeatable)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="label the run (repeatable); reprokit ls --tag T finds it",
+    )
+    p.add_argument("--note", metavar="TEXT", help="a note kept with the run (shown by show/ls)")
+    p.add_argument(
+        "--max-console",
+        type=int,
+        default=DEFAULT_LIMIT,
+        metavar="BYTES",
+        help="keep the last BYTES of the command's output in the run as console.log "
+        f"(default {DEFAULT_LIMIT // 2**20} MiB; 0: keep none)",
     )
     p.add_argument("--json", action="store_true", help="one JSON document: run id, status, exit")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command")

@@ -8,6 +8,7 @@ from typing import Any
 
 from reprokit._cli import many
 from reprokit._cli.output import (
+    Bar,
     emit_json,
     err,
     fmt_ci,
@@ -38,19 +39,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
         params[key] = param_value(value)
 
     seen_drift: list[str] = []
-    report = replay(
-        args.ref,
-        store=args.store,
-        rtol=args.rtol,
-        atol=args.atol,
-        in_place=args.in_place,
-        keep=args.keep,
-        params=params,
-        on_event=narrator(args.quiet, seen_drift),
-        data_root=args.data_root,
-        full_hash=args.full_hash,
-        sandbox=[] if args.sandbox else None,
-    )
+    narrate = narrator(args.quiet, seen_drift)
+    phases = {"source": "checking inputs and environment", "drift": "starting the program"}
+
+    with Bar(args, f"replay {args.ref}: verifying, rebuilding the source", 3, "step") as bar:
+
+        def heard(kind: str, data: Any) -> None:
+            narrate(kind, data)
+            if kind in phases:
+                bar.update(1, desc=f"replay {args.ref}: {phases[kind]}")
+            elif kind == "running":
+                bar.update(1)
+                bar.pause()  # the replayed program owns the terminal
+
+        report = replay(
+            args.ref,
+            store=args.store,
+            rtol=args.rtol,
+            atol=args.atol,
+            in_place=args.in_place,
+            keep=args.keep,
+            params=params,
+            on_event=heard,
+            data_root=args.data_root,
+            full_hash=args.full_hash,
+            sandbox=[] if args.sandbox else None,
+        )
     code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
         _late_drift(report, seen_drift, args.quiet)
@@ -146,11 +160,33 @@ def _split_command(args: argparse.Namespace) -> tuple[str | None, list[str] | No
     return args.ref, None
 
 
+def executions(bar: Bar, what: str) -> Callable[[str, Any], None]:
+    """``on_event`` for the verbs that execute a run several times: a step of ``bar`` per
+    execution, the bar paused while the program owns the terminal."""
+
+    def heard(kind: str, data: Any) -> None:
+        if kind == "executing":
+            bar.update(0, desc=f"{what} {data}")
+            bar.pause()
+        elif kind == "executed":
+            bar.update(1)
+
+    return heard
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     ref, command = _split_command(args)
-    report = check(
-        ref, command=command, n=args.n, outputs=args.output, seed=args.seed, store=args.store
-    )
+    with Bar(args, "check", args.n, "execution") as bar:
+        step = executions(bar, "check: execution")
+        report = check(
+            ref,
+            command=command,
+            n=args.n,
+            outputs=args.output,
+            seed=args.seed,
+            store=args.store,
+            on_event=lambda kind, i: step(kind, i + 1),
+        )
     code = 0 if report.deterministic else 1
     if args.json:
         emit_json(report.to_dict())
@@ -174,7 +210,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     seed_list = parse_seeds(args.seeds) if args.seeds else None
-    report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
+    total = len(seed_list) if seed_list else args.n if args.n is not None else 10
+    with Bar(args, "seeds", total, "seed") as bar:
+        report = seeds(
+            args.ref,
+            n=args.n,
+            seed_list=seed_list,
+            claims=args.claim,
+            store=args.store,
+            on_event=executions(bar, "seeds: seed"),
+        )
     # A sweep in which nothing varied cannot support or refute a claim: exit 2, said loudly.
     code = 2 if report.nothing_varied else 0 if report.robust else 1
     if args.json:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 from typing import Any
 
 from reprokit._cli import verifyall
 from reprokit._cli.output import (
+    Bar,
+    FileProgress,
     duration,
     emit_json,
     err,
     out,
     parser_for,
     print_drift,
-    progress,
     short,
     short_commit,
     store_of,
@@ -22,8 +25,9 @@ from reprokit._cli.output import (
 )
 from reprokit._cli.replay import print_replay
 from reprokit._model.errors import ManifestError, ReprokitError, TamperedError
-from reprokit._model.manifest import Manifest
+from reprokit._model.manifest import Manifest, made_by_reprokit
 from reprokit._model.yaml import dump as dump_yaml
+from reprokit._store.query import RunQuery
 from reprokit._store.store import Store
 from reprokit._verbs.archive import (
     DEFAULT_MAX_ARTIFACT,
@@ -33,6 +37,7 @@ from reprokit._verbs.archive import (
     verify_archive,
 )
 from reprokit._verbs.archive_inputs import DEFAULT_MAX_INPUT
+from reprokit._verbs.compare import compare
 from reprokit._verbs.diff import diff
 from reprokit._verbs.verify import VerifyReport, verify_run, verify_store
 
@@ -100,35 +105,58 @@ def _looks_corrupt(entry: Any, vouched: dict[str, str] | None) -> bool:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = []
+    query = RunQuery.parse(
+        name=args.name,
+        status=args.status,
+        tags=args.tag,
+        params=args.param,
+        metrics=args.metric,
+        since=args.since,
+        until=args.until,
+        limit=args.n,
+        everything=args.all,
+    )
+    with_all = dataclasses.replace(query, everything=True)
+    rows: list[dict[str, Any]] = []
+    hidden = 0
     store = store_of(args)
     vouched = _ledger_digests(store)
-    for entry in store.entries(head=True):
+    for entry in store.entries(head=not query.needs_full):
+        if query.limit is not None and len(rows) >= query.limit:
+            break
         m = entry.manifest
         if m is not None and _looks_corrupt(entry, vouched):
             entry.state, m = "corrupt", None
         if m is None:
-            rows.append(
-                {
-                    "id": entry.id,
-                    "name": None,
-                    "status": entry.state,
-                    "started": None,
-                    "commit": None,
-                    "dirty": None,
-                    "duration_s": None,
-                }
-            )
+            if query.matches(None, entry.state):
+                rows.append(
+                    {
+                        "id": entry.id,
+                        "name": None,
+                        "status": entry.state,
+                        "started": None,
+                        "commit": None,
+                        "dirty": None,
+                        "duration_s": None,
+                    }
+                )
             continue
         run, code = m.run, m.code
         ranks = store.ranks_of(m)
         if ranks is not None:
             ranks = {k: v for k, v in ranks.items() if k != "shards"}
+        status = ranks["status"] if ranks else run.get("status")
+        if not query.matches(m, status):
+            # Said on stderr: how many runs --all would add to this listing.
+            hidden += bool(
+                not query.everything and made_by_reprokit(run) and with_all.matches(m, status)
+            )
+            continue
         rows.append(
             {
                 "id": m.id,
                 "name": run.get("name"),
-                "status": ranks["status"] if ranks else run.get("status"),
+                "status": status,
                 "ranks": ranks,
                 "started": run.get("started"),
                 "commit": code.get("commit"),
@@ -138,18 +166,31 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "replay_of": run.get("replay_of"),
                 "group": run.get("group"),
                 "kind": (run.get("entry") or {}).get("kind"),
+                "tags": list(run.get("tags") or []),
+                "note": run.get("note"),
             }
         )
     if args.json:
         emit_json({"schema": 1, "runs": rows})
         return 0
     if not rows:
-        err(f"no runs in {store_of(args).root}")
-        return 0
-    table = [("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION", "NOTE")]
+        what = "no runs" if not hidden else "no runs match"
+        err(f"{what} in {store_of(args).root}")
+    else:
+        _print_runs(rows)
+    if hidden and not args.quiet:
+        err(f"({hidden} run(s) reprokit made itself not shown: --all shows them)")
+    return 0
+
+
+def _print_runs(rows: list[dict[str, Any]]) -> None:
+    with_tags = any(r.get("tags") for r in rows)
+    head = ("ID", "NAME", "STATUS", "STARTED", "COMMIT", "DURATION")
+    table = [(*head, *(("TAGS",) if with_tags else ()), "NOTE")]
     for r in rows:
         code = {"commit": r["commit"], "dirty": r["dirty"]} if r["commit"] or r["dirty"] else None
         started = (r["started"] or "-")[:19].replace("T", " ")
+        notes = [n for n in (short(r.get("note") or "", 40), _note(r)) if n]
         table.append(
             (
                 r["id"],
@@ -158,13 +199,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 started,
                 short_commit(code) if code else "-",
                 duration(r["duration_s"]),
-                _note(r),
+                *((",".join(r.get("tags") or []) or "-",) if with_tags else ()),
+                "; ".join(notes),
             )
         )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     for row in table:
         out("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -200,6 +241,17 @@ def print_manifest(m: Manifest, store: Store) -> None:
     ]
     if run.get("parent"):
         lines.append(f"parent    {run['parent']}")
+    if run.get("tags"):
+        lines.append(f"tags      {', '.join(str(t) for t in run['tags'])}")
+    if run.get("note"):
+        lines.append(f"note      {run['note']}")
+    console = m.outputs.get("console")
+    if isinstance(console, dict):
+        cut = f"; {console['truncated']}" if console.get("truncated") else ""
+        lines.append(
+            f"console   {console.get('file')} in the run folder ({console.get('bytes')} bytes "
+            f"of output{cut}): {store.folder_of(m) / str(console.get('file'))}"
+        )
     lines.extend(_rank_lines(m, store))
     if run.get("error"):
         error = run["error"]
@@ -249,6 +301,40 @@ def _entry_text(entry: dict) -> str:
         return f"notebook {entry.get('notebook') or '(file unknown)'}, {len(cells)} cells"
     argv = entry.get("argv") or []
     return " ".join(str(a) for a in argv)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    report = compare(args.refs, store=args.store)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    if args.csv:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["section", "key", *report.runs, "differs"])
+        for row in report.rows:
+            cells = ["" if v is None else _cell(v) for v in row["values"]]
+            writer.writerow([row["section"], row["key"], *cells, int(row["differs"])])
+        return 0
+    table = [("", "", *report.runs)]
+    for row in report.rows:
+        mark = "*" if row["differs"] else ""
+        cells = ["-" if v is None else short(_cell(v), 30) for v in row["values"]]
+        table.append((mark, f"{row['section']} {row['key']}", *cells))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        out("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if not args.quiet:
+        err(f"{len(report.differing)} of {len(report.rows)} rows differ (marked *)")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -330,7 +416,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_archive(args: argparse.Namespace) -> int:
+    bar = Bar(args, f"verifying {os.path.basename(args.ref)}")
+
     def narrate(kind: str, data: Any) -> None:
+        nonlocal bar
+        if kind == "verified":
+            bar.close()
+            if args.replay:
+                bar = Bar(args, "replaying", total=len(data.runs), unit="run")
+        elif kind == "replayed":
+            bar.update(1)
         if args.quiet:
             return
         if kind == "verified":
@@ -341,6 +436,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             err(f"sandbox: {data}")
         elif kind == "replaying":
             err(f"replaying {data} ...")
+            if not str(data).endswith("at once"):
+                bar.pause()  # the replayed program owns the terminal
 
     try:
         report = verify_archive(
@@ -358,6 +455,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
         )
     except TamperedError as exc:
         return tampered(args, exc, {"archive": args.ref})
+    finally:
+        bar.close()
     code = _archive_code(report)
     if args.json:
         emit_json(report.to_dict())
@@ -394,7 +493,17 @@ def _archive_code(report: ArchiveVerifyReport) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    report = archive(
+    packing = FileProgress(args)
+    try:
+        with Bar(args, f"archiving to {os.path.basename(args.output)}", unit="file"):
+            report = _archive(args, packing)
+    finally:
+        packing.close()
+    return _archive_done(args, report)
+
+
+def _archive(args: argparse.Namespace, packing: FileProgress) -> Any:
+    return archive(
         args.refs,
         args.output,
         store=args.store,
@@ -405,11 +514,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
         with_history=args.with_history,
         rtol=args.rtol,
         atol=args.atol,
-        progress=progress(args),
+        progress=packing,
         with_inputs=args.with_inputs,
         max_input_size=args.max_input_size or DEFAULT_MAX_INPUT,
         sign=args.sign,
     )
+
+
+def _archive_done(args: argparse.Namespace, report: Any) -> int:
     if args.json:
         emit_json(report.to_dict())
         return 0
@@ -451,10 +563,45 @@ def print_verified(report: VerifyReport) -> None:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = parser_for(
         sub, common, "ls", "list runs, newest first",
-        "List the store's runs, newest first: id, name, status, start, commit, duration, and "
-        "a note for the runs reprokit made itself (replays, audits, sweeps).",
-        "reprokit ls\nreprokit ls --json",
+        "List the store's runs, newest first: id, name, status, start, commit, duration, "
+        "tags and notes. Filters compose; the runs reprokit made itself (replays, audit "
+        "executions, seed sweeps) are listed only with --all.",
+        "reprokit ls\nreprokit ls --name train --param lr=0.1 --metric 'loss<0.5' -n 5\n"
+        "reprokit ls --tag baseline --since 2d --status completed\nreprokit ls --all --json",
     )  # fmt: skip
+    p.add_argument("--name", help="only runs of this name")
+    p.add_argument(
+        "--status", help="only runs with this status (completed, failed, interrupted, ...)"
+    )
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only runs tagged T (repeatable)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="only runs whose param K equals V, compared typed (lr=0.1 matches the float "
+        "0.1; opt.lr for nested params) (repeatable)",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="'K<V'",
+        help="only runs whose metric K's last value satisfies the comparison (<, <=, >, >=, "
+        "==) (repeatable)",
+    )
+    p.add_argument(
+        "--since", metavar="WHEN", help="started at or after: 2026-11-27, an ISO time (UTC), 2h"
+    )
+    p.add_argument("--until", metavar="WHEN", help="started before (a date: before its end)")
+    p.add_argument("-n", type=int, metavar="N", help="the newest N runs that match")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also the runs reprokit made itself (replays, audit executions, seed sweeps)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_ls)
 
@@ -467,6 +614,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
     p.add_argument("--yaml", action="store_true", help="the manifest file as written")
     p.set_defaults(func=cmd_show)
+
+    p = parser_for(
+        sub, common, "compare", "several runs side by side: params, results, verdicts",
+        "Show two or more runs side by side: name, status, commit and seed; every param; each "
+        "metric's last value and the return value's numbers; the replay verdicts recorded "
+        "for them. Rows whose values differ are marked *.",
+        "reprokit compare train@1 train@2 train@3\nreprokit compare a3f1 b7c2 --csv > runs.csv",
+    )  # fmt: skip
+    p.add_argument("refs", nargs="+", metavar="REF", help="the runs (two or more)")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    shape.add_argument("--csv", action="store_true", help="CSV on stdout: one row per value")
+    p.set_defaults(func=cmd_compare)
 
     p = parser_for(
         sub, common, "diff", "what differs between two runs",

@@ -11,7 +11,16 @@ from typing import Any
 from reprokit._model.errors import ManifestError
 from reprokit._model.yaml import SCHEMA, SECTIONS, dump, dump_section, render
 
-__all__ = ["SCHEMA", "SECTIONS", "Manifest", "dump", "dump_section", "render"]
+__all__ = [
+    "SCHEMA",
+    "SECTIONS",
+    "Manifest",
+    "dump",
+    "dump_section",
+    "made_by_reprokit",
+    "render",
+    "top_level",
+]
 
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
@@ -40,6 +49,24 @@ def _safe_load(data: bytes, path: Path | str | None) -> Any:
         raise ManifestError(f"manifest is not valid YAML: {first}", path) from None
     except RecursionError:
         raise ManifestError("manifest nests too deeply", path) from None
+
+
+def made_by_reprokit(run: Mapping[str, Any]) -> bool:
+    """Whether a manifest's ``run`` section is a record reprokit made on its own: a replay's
+    verdict, a re-execution by ``replay`` or ``check`` (``replay_of``), or one execution of an
+    audit or a seed sweep (``group``). The one definition ``latest``, ``ls`` and ``replay --all``
+    share."""
+    entry = run.get("entry")
+    if isinstance(entry, Mapping) and entry.get("kind") == "replay":
+        return True
+    return bool(run.get("replay_of") or run.get("group"))
+
+
+def top_level(run: Mapping[str, Any]) -> bool:
+    """Whether a ``run`` section is a run the user started themselves: made by neither reprokit
+    nor another run (a nested call, a pool worker's call, a tracked call inside ``reprokit
+    run``)."""
+    return not (made_by_reprokit(run) or run.get("parent") or run.get("worker_of"))
 
 
 def as_mapping(value: Any) -> Mapping[str, Any]:

@@ -14,7 +14,7 @@ from reprokit._record import lineage
 from reprokit._record.notebook import current_shell, notebook_entry
 from reprokit._record.outputs import describe_output
 from reprokit._record.process import STATE
-from reprokit._record.run import CURRENT, Run, error_of, status_of
+from reprokit._record.run import CURRENT, Run, check_labels, error_of, status_of
 from reprokit._seeding import check_seed
 from reprokit._seeding import sweep_seed as process_sweep_seed
 
@@ -126,12 +126,15 @@ def run(
     deterministic: bool = False,
     store: Any = None,
     inputs: Iterable[str | os.PathLike[str]] | None = None,
+    tags: Iterable[str] | str | None = None,
+    note: str | None = None,
 ) -> Run:
     """A run for a ``with`` block: ``with reprokit.run("exp") as run: ...``.
 
     Entering the block captures and starts the run; leaving it seals the run (``failed`` with
     the traceback when the block raised; the exception is re-raised unchanged). ``inputs``:
-    files and folders the block reads, recorded as by ``log_input``.
+    files and folders the block reads, recorded as by ``log_input``. ``tags`` and ``note``
+    label the run (``reprokit ls --tag T`` finds it).
     """
     shell = current_shell()
     if shell is not None:
@@ -148,6 +151,8 @@ def run(
         entry_file=file,
         start_dir=os.getcwd(),
         inputs=inputs,
+        tags=tags,
+        note=note,
     )
     for problem in problems:
         r.not_replayable(problem)
@@ -223,6 +228,8 @@ if TYPE_CHECKING:
         deterministic: bool = False,
         store: Any = None,
         inputs: Iterable[str | os.PathLike[str]] | None = None,
+        tags: Iterable[str] | str | None = None,
+        note: str | None = None,
     ) -> Callable[[F], F]: ...
 
 
@@ -234,15 +241,19 @@ def track(
     deterministic: bool = False,
     store: Any = None,
     inputs: Iterable[str | os.PathLike[str]] | None = None,
+    tags: Iterable[str] | str | None = None,
+    note: str | None = None,
 ) -> Any:
     """Record every call of the decorated function as a run (plain, method or ``async def``).
 
     Params are bound from the signature with defaults applied. The function returns and raises
     exactly what it did before. ``inputs``: files and folders each call reads (relative paths
-    from the working folder at call time), recorded as by ``log_input``.
+    from the working folder at call time), recorded as by ``log_input``. ``tags`` and ``note``
+    label every call's run.
     """
     kw = {"name": name, "seed": seed, "deterministic": deterministic, "store": store}
     kw["inputs"] = list(inputs) if inputs is not None else None
+    kw["labels"] = check_labels(tags, note)
     if func is None:
 
         def decorate(f: Callable[..., Any]) -> Any:
@@ -260,6 +271,7 @@ def _track(
     deterministic: bool,
     store: Any,
     inputs: list[Any] | None = None,
+    labels: tuple[tuple[str, ...], str | None] = ((), None),
 ) -> Any:
     if seed is not None:
         check_seed(seed)
@@ -287,6 +299,8 @@ def _track(
                 entry_file=file,
                 start_dir=os.path.dirname(file) if file is not None else os.getcwd(),
                 inputs=inputs,
+                tags=labels[0],
+                note=labels[1],
             )
             for problem in info["problems"]:
                 r.not_replayable(problem)

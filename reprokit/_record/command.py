@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -28,11 +29,13 @@ from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record import observe
 from reprokit._record.bootstrap import bootstrap_env, read_report
+from reprokit._record.console import DEFAULT_LIMIT, ConsoleTee
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
 from reprokit._seeding import check_seed, draw_seed
 
 FORWARD_GRACE_S = 1.0
+PIPE_GRACE_S = 2.0  # how long output still coming from the command's children is waited for
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,18 @@ def record_command(
     outputs: list[str] | tuple[str, ...] = (),
     stdout: Any = None,
     inputs: list[str] | tuple[str, ...] = (),
+    tags: list[str] | tuple[str, ...] = (),
+    note: str | None = None,
+    console_limit: int = DEFAULT_LIMIT,
 ) -> CommandResult:
     """Run ``command`` as a recorded run and return when it ended.
 
-    ``stdout`` is where the child's standard output goes (default: inherited). ``inputs``:
-    files and folders the command reads, hashed before it starts. Raises ReprokitError when
-    the command cannot be started or an input does not exist (no run is kept then).
+    ``stdout`` is where the child's standard output goes (default: this process's). Its
+    stdout and stderr pass through as they come and the last ``console_limit`` bytes of them
+    are kept in the run (``console.log``, redacted; 0 keeps nothing and leaves the child's
+    output alone). ``inputs``: files and folders the command reads, hashed before it starts.
+    ``tags``/``note`` label the run. Raises ReprokitError when the command cannot be started
+    or an input does not exist (no run is kept then).
     """
     if not command:
         raise ReprokitError("nothing to run: the command is empty")
@@ -80,6 +89,8 @@ def record_command(
         store=store,
         entry=entry,
         start_dir=os.getcwd(),
+        tags=tags,
+        note=note,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -100,14 +111,27 @@ def record_command(
     report_path = os.path.join(scratch, "child.json") if scratch is not None else None
     if report_path is not None:
         bootstrap_env(env, report_path, program)
+    tee = ConsoleTee(console_limit) if console_limit > 0 else None
+    pipe = subprocess.PIPE if tee is not None else None
+    if tee is not None:
+        # Through a pipe, a Python child would buffer its prints: the user watches it live.
+        env.setdefault("PYTHONUNBUFFERED", "1")
     try:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
         try:
-            child = subprocess.Popen(command, env=env, stdout=stdout)
+            child = subprocess.Popen(command, env=env, stdout=pipe or stdout, stderr=pipe)
         except OSError as exc:
             # Nothing ran: there is no run to keep (a typo must not become `latest`).
             r.abandon()
             raise ReprokitError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+        if tee is not None:
+            assert child.stdout is not None and child.stderr is not None
+            tee.follow(child.stdout, stdout if stdout is not None else 1)
+            tee.follow(child.stderr, 2)
         code = _supervise(child)
+        if tee is not None:
+            tee.wait(PIPE_GRACE_S)
         report = read_report(report_path) if report_path is not None else None
     finally:
         if scratch is not None:
@@ -117,6 +141,8 @@ def record_command(
         declared = describe_declared(list(outputs), r.root, cwd=os.getcwd())
     if declared:
         r.set_output("declared", declared)
+    if tee is not None:
+        r.keep_console(*tee.text())
     if code < 0:
         status = "interrupted" if -code in (signal.SIGINT, signal.SIGTERM) else "failed"
     else:

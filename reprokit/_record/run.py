@@ -60,6 +60,29 @@ def utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
+def check_labels(
+    tags: Iterable[str] | str | None, note: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """``tags`` (one string or several) and ``note`` as a run keeps them; ReprokitError naming
+    the argument when they are not text (a mistake in the program, said before any run)."""
+    if tags is None:
+        tags = ()
+    elif isinstance(tags, str):
+        tags = (tags,)
+    try:
+        kept = tuple(dict.fromkeys(tags))
+    except TypeError:
+        raise ReprokitError(
+            f"tags must be a string or a list of strings, got {type(tags).__name__}"
+        ) from None
+    for tag in kept:
+        if not isinstance(tag, str) or not tag.strip():
+            raise ReprokitError(f"each tag must be a non-empty string, got {tag!r}")
+    if note is not None and not isinstance(note, str):
+        raise ReprokitError(f"note must be a string, got {type(note).__name__}")
+    return tuple(t.strip() for t in kept), note or None
+
+
 # -- the Run -------------------------------------------------------------------------------------
 
 
@@ -79,8 +102,11 @@ class Run:
         entry_file: str | None = None,
         replay_of: str | None = None,
         inputs: Iterable[str | os.PathLike[str]] | None = None,
+        tags: Iterable[str] | str | None = None,
+        note: str | None = None,
     ) -> None:
         self.name = name
+        self.tags, self.note = check_labels(tags, note)
         self._replay_of_given = replay_of
         self._params = Params()
         if params is not None:
@@ -225,6 +251,19 @@ class Run:
                 except OSError as exc:
                     self._lose(exc)
         return fp
+
+    def keep_console(self, text: str, info: dict[str, Any]) -> None:
+        """Keep a command's console output (already redacted) in the run as ``console.log``,
+        described under ``outputs.console``; a store that refuses it costs a warning only."""
+        if not self._recording or self._dir is None:
+            return
+        try:
+            with self.store.open_stream(self._dir, "console.log") as fh:
+                fh.write(text)
+        except OSError as exc:
+            warn(f"the command's console output is not kept: {exc.strerror or exc}")
+            return
+        self.set_output("console", info)
 
     def abandon(self) -> None:
         """Drop this run without sealing it (nothing the user ran happened)."""
@@ -571,6 +610,10 @@ class Run:
             "replay_of": self._replay_of,
             "group": self._group,
         }
+        if self.tags:
+            run["tags"] = [redact_text(t) for t in self.tags]
+        if self.note:
+            run["note"] = redact_text(self.note)
         if self._starter is not None:
             # Made in a worker process: replay calls the function, never re-runs the script.
             run["worker_of"] = self._starter

@@ -39,7 +39,7 @@ from reprokit._model.errors import (
     TamperedError,
     warn,
 )
-from reprokit._model.manifest import Manifest
+from reprokit._model.manifest import Manifest, made_by_reprokit, top_level
 from reprokit._model.protocol import ChildProtocol
 from reprokit._store.backend import check_url, is_url, local_root, write_once
 from reprokit._store.layout import GENESIS, MANIFEST, files_under, referenced_objects
@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, TextIO
 
-STREAMS = ("metrics.jsonl", "checkpoints.jsonl")  # what a run appends to while it is recorded
+# What a run appends to while it is recorded (console.log: a command's output, `reprokit run`).
+STREAMS = ("metrics.jsonl", "checkpoints.jsonl", "console.log")
 SHARD = "shard.yaml"
 STORE_DIRNAME = ".reprokit"
 _GENESIS = GENESIS
@@ -262,8 +263,8 @@ class Store:
 
     def open_stream(self, folder: str, name: str) -> TextIO:
         """A line file of an unsealed run's ``folder`` (its run folder, or a rank's shard
-        folder): ``metrics.jsonl`` or ``checkpoints.jsonl``, opened for appending. Raises
-        OSError (the caller stops recording, never the user's program)."""
+        folder): ``metrics.jsonl``, ``checkpoints.jsonl`` or ``console.log``, opened for
+        appending. Raises OSError (the caller stops recording, never the user's program)."""
         if name not in STREAMS:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
         path = os.path.join(self._unsealed(folder), name)
@@ -752,25 +753,24 @@ class Store:
                 continue
 
     def resolve(self, ref: str) -> str:
-        """The run id ``ref`` names: a full id, ``latest``, a unique prefix or a unique suffix."""
+        """The run id ``ref`` names: a full id, a unique prefix or a unique suffix; ``latest``
+        (the newest run the user started: not a nested or worker run, not one reprokit made);
+        ``NAME@latest`` or ``NAME@N`` (the newest, or N-th newest, run called NAME that
+        reprokit did not make)."""
+        name, at, which = ref.rpartition("@") if ref else ("", "", "")
+        if at and name:
+            return self._by_name(ref, name, which)
         if not ref or not _SAFE_REF.match(ref) or ref in (".", ".."):
             raise RunNotFound(ref, self.root) if ref else RunNotFound("", self.root)
         ids = self.run_ids()
         if ref == "latest":
-            # The newest sealed run the user made: replays and their re-executions are records
-            # about an earlier run, so "latest" looks past them.
-            newest_any = None
-            for rid in reversed(ids):
-                if not os.path.exists(os.path.join(self._runs, rid, MANIFEST)):
-                    continue
-                newest_any = newest_any or rid
-                entry = self.entry(rid, head=True)
-                run = entry.manifest.run if entry.manifest is not None else {}
-                if not run.get("replay_of") and (run.get("entry") or {}).get("kind") != "replay":
-                    return rid
-            if newest_any is None:
+            # Replays, audits and sweeps are records about an earlier run, and a nested or
+            # worker run is part of the run around it: "latest" looks past them, falling back
+            # to the newest run reprokit did not make, then to the newest sealed run.
+            found = self._newest(ids, (top_level, lambda r: not made_by_reprokit(r), None))
+            if found is None:
                 raise RunNotFound("latest", self.root)
-            return newest_any
+            return found
         if ref in ids:
             return ref
         matches = [i for i in ids if i.startswith(ref)] or [i for i in ids if i.endswith(ref)]
@@ -779,6 +779,68 @@ class Store:
         if len(matches) > 1:
             raise AmbiguousRun(ref, matches)
         return matches[0]
+
+    def _by_name(self, ref: str, name: str, which: str) -> str:
+        """``NAME@latest`` / ``NAME@N``: runs called NAME, newest first; the user's own runs,
+        else (a name only reprokit uses, such as ``replay``) any run of that name."""
+        if which == "latest":
+            nth = 1
+        elif which.isdigit() and int(which) >= 1:
+            nth = int(which)
+        else:
+            raise RunNotFound(
+                f"{ref} (after @: 'latest' or a number from 1, the newest, e.g. {name}@2)",
+                self.root,
+            )
+        ids = self.run_ids()
+        for mine in (True, False):
+            found = self._named(ids, name, mine, nth)
+            if found:
+                if len(found) < nth:
+                    raise RunNotFound(
+                        f"{ref} (only {len(found)} runs are called {name!r})", self.root
+                    )
+                return found[nth - 1]
+        raise RunNotFound(ref, self.root)
+
+    def _named(self, ids: list[str], name: str, mine: bool, enough: int) -> list[str]:
+        """Up to ``enough`` sealed runs called ``name``, newest first (``mine``: only those
+        reprokit did not make)."""
+        out: list[str] = []
+        for rid in reversed(ids):
+            if len(out) >= enough:
+                break
+            run = self._sealed_run(rid)
+            mine_ok = run is not None and (not mine or not made_by_reprokit(run))
+            if mine_ok and run.get("name") == name:
+                out.append(rid)
+        return out
+
+    def _sealed_run(self, rid: str) -> Any:
+        """The ``run`` section of sealed run ``rid``; None when it is not sealed or corrupt."""
+        if not os.path.exists(os.path.join(self._runs, rid, MANIFEST)):
+            return None
+        entry = self.entry(rid, head=True)
+        return entry.manifest.run if entry.manifest is not None else None
+
+    def _newest(self, ids: list[str], tests: tuple[Any, ...]) -> str | None:
+        """The newest sealed run the first test accepts, else the second's, ...; a test of
+        None accepts any sealed run."""
+        runs: list[tuple[str, Any]] = []
+        for test in tests:
+            for rid, run in runs:
+                if test is None or test(run):
+                    return rid
+            # Read the run sections once, lazily: the newest usually passes the first test.
+            if not runs:
+                for rid in reversed(ids):
+                    run = self._sealed_run(rid)
+                    if run is None:
+                        continue
+                    runs.append((rid, run))
+                    if test is None or test(run):
+                        return rid
+        return None
 
     def load(self, ref: str) -> Manifest:
         """The sealed manifest of the run ``ref`` names."""

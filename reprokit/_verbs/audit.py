@@ -293,12 +293,15 @@ def check(
     seed: int | None = None,
     store: Store | Path | str | None = None,
     stdout: Any = None,
+    on_event: Callable[[str, Any], None] | None = None,
 ) -> CheckReport:
     """Execute a run (``ref``) or a ``command`` ``n`` times with identical seeds and compare.
 
     The executions are recorded as runs of one group; nothing is compared with the original
-    record (that is ``replay``): only the executions with each other.
+    record (that is ``replay``): only the executions with each other. ``on_event(kind, i)``
+    hears ``"executing"`` before and ``"executed"`` after execution ``i`` (from 0).
     """
+    emit = on_event or (lambda kind, data: None)
     if n < 2:
         raise ReprokitError("a determinism check needs at least 2 executions (-n 2)")
     if (ref is None) == (command is None):
@@ -323,6 +326,7 @@ def check(
             make_inputs_available(m, st, source)
             report.seed = m.seeds.get("seed")
             for i in range(n):
+                emit("executing", i)
                 code, new, cwd = execute(
                     m,
                     st,
@@ -338,6 +342,7 @@ def check(
                 runs.append([r for r in new if r.run.get("replay_of") == m.id])
                 files.append(_hash_declared(m.outputs.get("declared") or [], source))
                 texts.append(_text_of(files[-1], source))
+                emit("executed", i)
         else:
             assert command is not None
             if not command:
@@ -354,6 +359,7 @@ def check(
                 if program is not None:
                     # Seeded as `reprokit run` seeds it: by the start-up hook.
                     bootstrap_env(env, os.path.join(scratch, f"child{i}"), program)
+                emit("executing", i)
                 try:
                     proc = subprocess.run(
                         command, env=env, stdout=stdout if stdout is not None else sys.stderr
@@ -367,6 +373,7 @@ def check(
                 declared = [{"path": p} for p in outputs]
                 files.append(_hash_declared(declared, os.getcwd()))
                 texts.append(_text_of(files[-1], os.getcwd()))
+                emit("executed", i)
         first = runs[0]
         compared_all: list[dict[str, Any]] = []
         for i in range(1, n):
@@ -559,11 +566,14 @@ def seeds(
     claims: Iterable[str] = (),
     store: Store | Path | str | None = None,
     stdout: Any = None,
+    on_event: Callable[[str, Any], None] | None = None,
 ) -> SeedReport:
     """Re-execute run ``ref`` under N different seeds (0..N-1 unless ``seed_list``) and summarise.
 
-    Each execution is recorded as a run; the runs share a ``group``.
+    Each execution is recorded as a run; the runs share a ``group``. ``on_event(kind, seed)``
+    hears ``"executing"`` before and ``"executed"`` after each seed's execution.
     """
+    emit = on_event or (lambda kind, data: None)
     chosen = list(seed_list) if seed_list else list(range(n if n is not None else 10))
     if len(chosen) < 2:
         raise ReprokitError("a seed-robustness report needs at least 2 seeds")
@@ -601,6 +611,7 @@ def seeds(
             if "seed" in params:
                 params["seed"] = s
             told = ChildProtocol(seed_override=s, seed=s, group=report.group)
+            emit("executing", s)
             _code, new, _cwd = execute(
                 m,
                 st,
@@ -613,6 +624,7 @@ def seeds(
                 stdout=stdout,
                 argv_seed=s,
             )
+            emit("executed", s)
             grouped = [r for r in new if r.run.get("group") == report.group]
             if command:
                 report.runs.append(",".join(r.id for r in grouped) or None)

@@ -31,6 +31,7 @@ from reprokit._model.compare import flatten, read_jsonl
 from reprokit._model.errors import ReprokitError
 from reprokit._model.manifest import Manifest
 from reprokit._model.redact import strip_url_credentials
+from reprokit._store.query import replay_verdicts
 from reprokit._store.store import MANIFEST, Store
 
 RUN_ID_TAG = "reprokit.run_id"
@@ -217,21 +218,6 @@ def metrics_of(m: Manifest, folder: Path) -> list[dict[str, Any]]:
             out.append({"key": _key(name), "value": _number(float(value)), "timestamp": ended})
             out[-1]["step"] = 0
     return out
-
-
-def replay_verdicts(store: Store, run_id: str) -> list[tuple[str, str]]:
-    """(replay run id, verdict) of every replay of ``run_id`` in ``store``, oldest first."""
-    found = []
-    for entry in store.entries(head=True):
-        head = entry.manifest
-        if head is None or head.run.get("replay_of") != run_id:
-            continue
-        if (head.run.get("entry") or {}).get("kind") != "replay":
-            continue
-        verdict = store.load(entry.id).outputs.get("verdict")
-        if isinstance(verdict, str):
-            found.append((entry.id, verdict))
-    return sorted(found)
 
 
 def tags_of(m: Manifest, store: Store) -> dict[str, str]:

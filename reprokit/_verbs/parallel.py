@@ -14,6 +14,7 @@ from typing import Any
 
 from reprokit._model import compare as cmp
 from reprokit._model.errors import ReprokitError, TamperedError
+from reprokit._model.manifest import top_level
 from reprokit._store.store import Store
 from reprokit._verbs.executors import Executor, LocalExecutor
 from reprokit._verbs.replay import replay
@@ -135,9 +136,7 @@ def select_runs(
             if m is None:
                 continue
             run = m.run
-            if run.get("replay_of") or run.get("parent") or run.get("group"):
-                continue
-            if (run.get("entry") or {}).get("kind") == "replay":
+            if not top_level(run):
                 continue
             if name is not None and run.get("name") != name:
                 continue
