@@ -22,12 +22,14 @@ import hashlib
 import os
 import sys
 import threading
+import time
 
 from reprokit._capture.git import GitError, git
 from reprokit._model.digest import sha256_file
 from reprokit._model.errors import ReprokitError
 from reprokit._model.redact import is_secret_file
 from reprokit._record import observe
+from reprokit._record.watch import FolderWatch
 from reprokit._store.statcache import StatCache, cacheable, stat_key
 from reprokit._store.store import Store
 
@@ -93,12 +95,16 @@ def _walk(
     found: list[tuple[str, os.stat_result]],
     nums: Any,
     seen: set[tuple[int, int]] | None = None,
+    watch: FolderWatch | None = None,
 ) -> None:
     """Every file below ``top`` with its stat, in the order the folders list them (linked
-    folders followed, each folder once: a link loop ends there)."""
+    folders followed, each folder once: a link loop ends there). ``watch`` is given each folder
+    before it is listed (a change from then on is seen)."""
     if seen is None:
         st = os.stat(top)
         seen = {(st.st_dev, st.st_ino)}
+    if watch is not None:
+        watch.add(top, rel)
     with os.scandir(top) as it:
         for entry in it:
             name = rel + entry.name
@@ -109,8 +115,10 @@ def _walk(
                         if (st.st_dev, st.st_ino) in seen:
                             continue
                         seen.add((st.st_dev, st.st_ino))
-                    _walk(entry.path, name + "/", found, nums, seen)
+                    _walk(entry.path, name + "/", found, nums, seen, watch)
                 else:
+                    if watch is not None and entry.is_symlink():
+                        watch.complete = False  # the target's folder is not watched
                     st = entry.stat()
                     found.append((name, st))
                     nums.extend((st.st_ino & _I63, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
@@ -119,15 +127,24 @@ def _walk(
 
 
 def folder_listing(
-    path: str, cache: StatCache, full: bool = False
+    path: str,
+    cache: StatCache,
+    full: bool = False,
+    *,
+    watch: FolderWatch | None = None,
+    changed_since: tuple[int, list[str]] | None = None,
 ) -> tuple[dict[str, Any], bytes | None]:
-    """(description, listing bytes) of the folder at ``path``; listing None when cached."""
+    """(description, listing bytes) of the folder at ``path``; listing None when cached.
+
+    ``watch``: set on each folder as it is walked. ``changed_since``: (a wall-clock time in ns,
+    a list) -- the files hashed again whose status changed at or after that time are appended
+    to the list (a file changed after its run declared it)."""
     from array import array
 
     real = os.path.realpath(path)
     found: list[tuple[str, os.stat_result]] = []
     nums = array("q")
-    _walk(real, "", found, nums)
+    _walk(real, "", found, nums, None, watch)
     # The cache key: every file's name and stat, in listing order (a different order is only a
     # cache miss). Packed numbers, not text: this is all an unchanged folder costs.
     sig = hashlib.sha256("\0".join(rel for rel, _ in found).encode("utf-8", "surrogateescape"))
@@ -158,6 +175,8 @@ def folder_listing(
             hashed += size
             if size != st.st_size:
                 racy = True
+            if changed_since is not None and st.st_ctime_ns >= changed_since[0]:
+                changed_since[1].append(rel)
         if cacheable(st, cache.racy_ns):
             entries[rel] = [*key, digest]
         else:
@@ -285,6 +304,84 @@ def tree_paths(
     return None
 
 
+# Files whose status changed this long before their folder was declared count as changed
+# after it: file times come from the kernel's coarse clock, which lags the wall clock by a tick.
+CLOCK_SLACK_NS = 20_000_000
+
+
+class _Check:
+    """A folder declared from the stat cache, checked off the caller's path.
+
+    A daemon thread walks the folder (watching each of its folders first, where the system
+    can), compares every file's stat with the cache and hashes what changed. ``finish`` (at
+    seal) joins it; files that changed after the declaration -- status changed at or after it,
+    or reported by the watch since -- are named in ``changed_during_run``, and the folder is
+    walked again when the watch cannot vouch for it. A process killed before ``finish`` seals
+    nothing: no digest is recorded that was not checked.
+    """
+
+    def __init__(self, real: str, record: dict[str, Any], cache: StatCache) -> None:
+        self.real = real
+        self.record = record
+        self.cache = cache
+        self.since = time.time_ns() - CLOCK_SLACK_NS
+        self.listing: bytes | None = None
+        self.result: dict[str, Any] | None = None
+        self.late: list[str] = []
+        self.error: str | None = None
+        self.watch: FolderWatch | None = None
+        self._thread = threading.Thread(target=self._run, name="reprokit-input-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with observe.paused():  # reprokit's own reads, not the run's
+                self.watch = FolderWatch()
+                self.result, self.listing = folder_listing(
+                    self.real, self.cache, watch=self.watch, changed_since=(self.since, self.late)
+                )
+        except Exception as exc:  # never into the run: the record says it is unchecked
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def finish(self) -> dict[str, Any]:
+        self._thread.join()
+        record = {k: v for k, v in self.record.items() if k not in ("size", "files", "sha256")}
+        watch = self.watch
+        try:
+            if self.error is None:
+                changed = watch.changed() if watch is not None else None
+                if changed is None or changed:
+                    # The watch missed something or saw a change: walk again, hash what changed.
+                    before = self.listing
+                    with observe.paused():
+                        again, listing = folder_listing(
+                            self.real, self.cache, changed_since=(self.since, self.late)
+                        )
+                    assert self.result is not None
+                    if again["sha256"] != self.result["sha256"]:
+                        if before is not None and listing is not None:
+                            then, now = parse_listing(before), parse_listing(listing)
+                            self.late += [n for n in set(then) ^ set(now)]
+                            self.late += [n for n in set(then) & set(now) if then[n] != now[n]]
+                        elif not self.late:
+                            self.late.append(".")  # files removed: named by the listing only
+                    self.result, self.listing = again, listing
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if watch is not None:
+                watch.close()
+        if self.error is not None or self.result is None:
+            record["unchecked"] = self.error or "not checked"
+            return record
+        record.update(self.result)
+        if self.late:
+            record["changed_during_run"] = sorted(set(self.late))[:20]
+        return record
+
+
 class InputLog:
     """The inputs of one run: declared as they come, observed between ``start`` and ``stop``."""
 
@@ -297,6 +394,7 @@ class InputLog:
         self.dropped = 0
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
+        self._checks: list[_Check] = []
         self._lock = threading.Lock()
 
     def declare(
@@ -308,18 +406,52 @@ class InputLog:
         source: str | None = None,
         full: bool = False,
     ) -> dict[str, Any]:
+        """The input's record. A folder the stat cache knows comes back at once with its cached
+        description, checked by a background thread (see ``_Check``); the manifest holds what
+        that check found."""
+        text = os.fspath(path)
+        rel = relative_path(text, root)
+        extra = {k: str(v) for k, v in (("name", name), ("source", source)) if v is not None}
+        summary = None
+        if not full and self.cache.folder is not None and os.path.isdir(text):
+            real = os.path.realpath(text)
+            summary = self.cache.folder_summary(real)
+        if summary is not None:
+            record = {"path": rel, **summary, **extra}
+            check = _Check(real, record, self.cache)
+            with self._lock:
+                self._checks = [c for c in self._checks if c.record["path"] != rel] + [check]
+                self._put(record)
+            check.start()
+            return dict(record)
         record, listing = describe_input(path, root, self.cache, full=full)
-        if name is not None:
-            record["name"] = str(name)
-        if source is not None:
-            record["source"] = str(source)
+        record.update(extra)
         with self._lock:  # hashing above ran unlocked: metrics from other threads go on
             if listing is not None:
                 self.listings[record["sha256"]] = listing
             elif record.get("kind") == "folder":
-                self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
-            self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+                self._folders[record["sha256"]] = os.path.abspath(text)
+            self._checks = [c for c in self._checks if c.record["path"] != rel]
+            self._put(record)
         return record
+
+    def _put(self, record: dict[str, Any]) -> None:
+        self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+
+    def settle(self) -> None:
+        """Wait for the background checks and put what they found in the records: the digest
+        of the folder as it is now, and the files changed after it was declared."""
+        with self._lock:
+            checks, self._checks = self._checks, []
+        for check in checks:
+            record = check.finish()
+            with self._lock:
+                if check.listing is not None and "sha256" in record:
+                    self.listings[record["sha256"]] = check.listing
+                elif "sha256" in record:
+                    self._folders[record["sha256"]] = check.real
+                if any(r is check.record for r in self.declared):
+                    self._put(record)
 
     def start(self) -> None:
         if self._token is None:
@@ -341,6 +473,7 @@ class InputLog:
         folder listings are written to ``store`` as objects. Files below ``outputs`` (the run's
         artifacts: reprokit read them to hash them) are not inputs."""
         self.stop()
+        self.settle()
         store_root = str(store.root)
         self._keep_listings(store)
         declared_paths = {r["path"] for r in self.declared} | set(outputs)
