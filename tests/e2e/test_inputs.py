@@ -331,3 +331,65 @@ def test_a_recorded_command_replays_with_the_inputs_its_tracked_calls_read(data_
     shutil.rmtree(data_repo / "data")
     proc = cli(data_repo, "replay", command.id)
     assert proc.returncode == 2 and "data/train.csv" in proc.stderr
+
+
+WRITES_ITS_INPUT = """
+import reprokit
+
+@reprokit.track(inputs=["data/train.csv"])
+def train():
+    with open("data/train.csv") as fh:
+        total = sum(int(v) for v in fh.read().replace(",", " ").split())
+    with open("data/train.csv", "a") as fh:  # writes into its own input
+        fh.write("9,9\\n")
+    return total
+
+if __name__ == "__main__":
+    print(train())
+"""
+
+
+def record_a_program_that_writes_into_its_input(repo: Path) -> reprokit.Manifest:
+    m = record(repo, WRITES_ITS_INPUT)
+    (repo / "data" / "train.csv").write_text("1,2\n3,4\n")  # the data as it was recorded
+    assert m.data["inputs"]["declared"][0]["sha256"] == hashlib.sha256(b"1,2\n3,4\n").hexdigest()
+    return m
+
+
+def test_an_input_the_replayed_program_modified_is_named_and_exit_2(data_repo):
+    # Without a sandbox the input is the user's own file: the replay cannot stop the write, so it
+    # checks every input again afterwards and never lets a modification pass silently.
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    (modified,) = report["inputs"]["modified_by_replay"]
+    assert modified["path"] == "data/train.csv"
+    assert modified["before_sha256"] == hashlib.sha256(b"1,2\n3,4\n").hexdigest()
+    assert modified["after_sha256"] == hashlib.sha256(b"1,2\n3,4\n9,9\n").hexdigest()
+    assert "the replayed program modified its input data/train.csv" in proc.stderr
+    assert report["causes"][0].startswith("the replayed program modified its input")
+
+
+def test_inputs_are_read_only_in_the_sandboxed_replay(data_repo):
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--sandbox")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (data_repo / "data" / "train.csv").read_text() == "1,2\n3,4\n"  # untouched
+    assert "tried to write into a read-only input" in proc.stderr
+    assert "Read-only file system" in proc.stderr
+
+
+def test_a_replay_that_only_reads_its_inputs_is_not_blamed(data_repo):
+    m = record(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert "modified_by_replay" not in report["inputs"]
+    assert report["inputs"]["located"]["data/train.csv"]["at"] == str(
+        data_repo / "data" / "train.csv"
+    )
