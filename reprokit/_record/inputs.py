@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 OBSERVED_HASH_FILES = 1000
 OBSERVED_HASH_BYTES = 256 * 1024 * 1024
 OBSERVED_LIST_FILES = 1000
+# Off the caller's path, while the run goes on: a thread hashes the files the run opened, up to
+# this many files and bytes (beyond, the budgets above apply at seal), every BACKGROUND_EVERY s.
+BACKGROUND_HASH_FILES = 100_000
+BACKGROUND_HASH_BYTES = 64 * 1024**3
+BACKGROUND_EVERY = 0.25
 _I63 = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the signature packs signed ones
 
 
@@ -382,6 +387,78 @@ class _Check:
         return record
 
 
+class _Hasher:
+    """Hashes the files a run opens while it runs, off the caller's path (a daemon thread
+    reading the observation log every ``BACKGROUND_EVERY`` s, within ``BACKGROUND_HASH_*``).
+
+    A digest is kept with the stat the file had while it was read (the same before and after);
+    the seal uses it only when the file's stat is still that one, and hashes or lists the file
+    itself otherwise. ``finish`` drains the log one last time and joins: a process killed
+    before the seal seals nothing.
+    """
+
+    def __init__(self, token: int, cache: StatCache, skip: tuple[str, ...]) -> None:
+        self.token = token
+        self.cache = cache
+        self.skip = skip
+        self.digests: dict[str, tuple[list[int], str, int]] = {}
+        self.files = 0
+        self.bytes = 0
+        self._index = 0
+        self._reader = observe.LogReader()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reprokit-input-hash", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        import stat as stat_mod
+
+        try:
+            with observe.paused():  # reprokit's own reads, not the run's
+                while True:
+                    last = self._stop.wait(BACKGROUND_EVERY)
+                    self._drain(stat_mod.S_ISREG)
+                    if last:
+                        return
+        except Exception:
+            return  # what is not hashed here is hashed or listed at seal
+
+    def _drain(self, is_file: Any) -> None:
+        entries, self._index = observe.entries_since(self.token, self._index)
+        for path in self._reader.feed(entries):
+            if self.files >= BACKGROUND_HASH_FILES or self.bytes >= BACKGROUND_HASH_BYTES:
+                return
+            if path.startswith(self.skip) or path.endswith((".pyc", ".pyo")):
+                continue
+            if is_secret_file(path):
+                continue
+            try:
+                st = os.stat(path)
+                if not is_file(st.st_mode) or self.bytes + st.st_size > BACKGROUND_HASH_BYTES:
+                    continue
+                cached = self.cache.file(path, st)
+                if cached is not None:
+                    digest, size = cached, st.st_size
+                else:
+                    digest, size = sha256_file(path)
+                    self.bytes += size
+                after = os.stat(path)
+            except OSError:
+                continue
+            if stat_key(after) == stat_key(st):  # not written to while it was read
+                self.digests[path] = (stat_key(after), digest, size)
+                if cached is None:
+                    self.cache.remember_file(path, after, digest)
+                self.files += 1
+
+    def finish(self) -> dict[str, tuple[list[int], str, int]]:
+        self._stop.set()
+        self._thread.join()
+        return self.digests
+
+
 class InputLog:
     """The inputs of one run: declared as they come, observed between ``start`` and ``stop``."""
 
@@ -395,6 +472,9 @@ class InputLog:
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
         self._checks: list[_Check] = []
+        self._hasher: _Hasher | None = None
+        self._background: dict[str, tuple[list[int], str, int]] = {}
+        self._since = 0  # wall-clock ns when observing began (less the clock slack)
         self._lock = threading.Lock()
 
     def declare(
@@ -453,12 +533,21 @@ class InputLog:
                 if any(r is check.record for r in self.declared):
                     self._put(record)
 
-    def start(self) -> None:
+    def start(self, store_root: str | None = None, background: bool = True) -> None:
+        """Observe the files the run opens; ``background``: hash them as it runs."""
         if self._token is None:
+            self._since = time.time_ns() - CLOCK_SLACK_NS
             self._token = observe.start()
+            if background:
+                skip = _excluded_prefixes([store_root] if store_root else [])
+                self._hasher = _Hasher(self._token, self.cache, skip)
+                self._hasher.start()
 
     def stop(self) -> None:
         if self._token is not None:
+            if self._hasher is not None:
+                self._background = self._hasher.finish()
+                self._hasher = None
             self.observed_paths, self.dropped = observe.stop(self._token)
             self._token = None
 
@@ -556,7 +645,7 @@ class InputLog:
         import stat as stat_mod
 
         records: list[dict[str, Any]] = []
-        hashed_files = hashed_bytes = listed = 0
+        hashed_files = hashed_bytes = listed = background = 0
         unlisted: dict[str, list[int]] = {}  # folder -> [files, bytes] beyond the budget
         for rel, path in candidates:
             if in_tree is not None and rel in in_tree:
@@ -572,8 +661,15 @@ class InputLog:
                 rec["secret"] = True
                 records.append(rec)
                 continue
+            early = self._background.get(path)
+            if st.st_ctime_ns >= self._since:
+                # Changed after the run began (it may have read another state than this one).
+                rec["changed_during_run"] = True
             try:
-                if hashed_files < OBSERVED_HASH_FILES and (
+                if early is not None and early[0] == stat_key(st):
+                    background += 1
+                    rec.update({"size": early[2], "files": 1, "sha256": early[1]})
+                elif hashed_files < OBSERVED_HASH_FILES and (
                     hashed_bytes + st.st_size <= OBSERVED_HASH_BYTES
                     or self.cache.file(path, st) is not None
                 ):
@@ -597,6 +693,7 @@ class InputLog:
         if listed or unlisted or self.dropped:
             limits = {
                 "hashed": hashed_files,
+                "hashed_in_background": background,
                 "listed_by_stat": listed,
                 "budget": {
                     "hashed_files": OBSERVED_HASH_FILES,

@@ -274,6 +274,7 @@ def test_files_beyond_the_observation_budget_are_counted_by_folder_and_still_ava
 import reprokit
 import reprokit._record.inputs as budget
 budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # a tiny budget, for the test
+budget.BACKGROUND_HASH_FILES = 0  # and nothing hashed off the caller's path
 
 @reprokit.track
 def train():
@@ -290,6 +291,56 @@ train()
     assert "data: not checked (2 files read beyond the observation budget" in proc.stderr
     shutil.rmtree(data_repo / "data")
     assert cli(data_repo, "replay", m.id).returncode == 2
+
+
+def test_files_beyond_the_seal_budget_are_hashed_in_the_background_while_the_run_goes_on(
+    data_repo,
+):
+    for i in range(4):
+        (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
+    code = """
+import time
+import reprokit
+import reprokit._record.inputs as budget
+budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # the seal hashes one, lists one
+
+@reprokit.track
+def train():
+    total = sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
+    time.sleep(4 * budget.BACKGROUND_EVERY)  # the training that follows the loading
+    return total
+
+train()
+"""
+    m = record(data_repo, code)
+    section = m.data["inputs"]
+    digests = {r["path"]: r.get("sha256") for r in section["observed"]}
+    assert digests == {
+        f"data/part{i}.csv": hashlib.sha256(f"{i},1\n".encode()).hexdigest() for i in range(4)
+    }
+    assert "observed_limits" not in section  # nothing beyond any budget
+    assert not any(r.get("changed_during_run") for r in section["observed"])
+
+
+def test_an_observed_file_changed_during_the_run_is_flagged(data_repo):
+    code = """
+import reprokit
+
+@reprokit.track
+def train():
+    with open("data/train.csv") as fh:
+        text = fh.read()
+    with open("data/train.csv.tmp", "w") as fh:
+        fh.write("5,5\\n")
+    import os
+    os.replace("data/train.csv.tmp", "data/train.csv")  # another writer, in effect
+    return len(text)
+
+train()
+"""
+    m = record(data_repo, code)
+    (rec,) = [r for r in m.data["inputs"]["observed"] if r["path"] == "data/train.csv"]
+    assert rec["changed_during_run"] is True
 
 
 def test_the_determinism_check_gets_the_inputs_too(data_repo):
