@@ -185,8 +185,25 @@ def test_a_folder_file_changed_after_its_declaration_is_named_and_the_digest_is_
     assert declared["sha256"] == first["sha256"]  # what log_input knew then
     (rec,) = reprokit.load("latest", store=store).inputs
     now = folder_listing(str(data), StatCache(None), full=True)[0]["sha256"]
-    assert rec["sha256"] == now != first["sha256"]
     assert rec["changed_during_run"] == ["sub/x.bin"]
+    # The check ran before or after the write: the record says which state it saw, and the
+    # state at seal when that is another.
+    assert rec["sha256"] in (first["sha256"], now) and rec.get("sha256_at_seal", now) == now
+
+
+def test_a_declared_file_changed_during_the_run_is_marked_with_its_digest_at_seal(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"1,2\n")
+    age(f)
+    store = tmp_path / "store"
+    with reprokit.run("r", store=store) as r:
+        r.log_input(f)
+        with open(f, "ab") as fh:  # the program appends to its own input
+            fh.write(b"9,9\n")
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["sha256"] == hashlib.sha256(b"1,2\n").hexdigest()  # what it was when declared
+    assert rec["changed_during_run"] is True
+    assert rec["sha256_at_seal"] == hashlib.sha256(b"1,2\n9,9\n").hexdigest()
 
 
 def test_a_folder_file_changed_before_the_run_is_not_blamed_on_the_run(tmp_path):

@@ -321,8 +321,9 @@ class _Check:
     can), compares every file's stat with the cache and hashes what changed. ``finish`` (at
     seal) joins it; files that changed after the declaration -- status changed at or after it,
     or reported by the watch since -- are named in ``changed_during_run``, and the folder is
-    walked again when the watch cannot vouch for it. A process killed before ``finish`` seals
-    nothing: no digest is recorded that was not checked.
+    walked again when the watch cannot vouch for it (its digest then, when another, is
+    ``sha256_at_seal``; ``sha256`` stays the folder as the check found it). A process killed
+    before ``finish`` seals nothing: no digest is recorded that was not checked.
     """
 
     def __init__(self, real: str, record: dict[str, Any], cache: StatCache) -> None:
@@ -333,6 +334,7 @@ class _Check:
         self.listing: bytes | None = None
         self.result: dict[str, Any] | None = None
         self.late: list[str] = []
+        self.at_seal: str | None = None
         self.error: str | None = None
         self.watch: FolderWatch | None = None
         self._thread = threading.Thread(target=self._run, name="reprokit-input-check", daemon=True)
@@ -372,7 +374,7 @@ class _Check:
                             self.late += [n for n in set(then) & set(now) if then[n] != now[n]]
                         elif not self.late:
                             self.late.append(".")  # files removed: named by the listing only
-                    self.result, self.listing = again, listing
+                        self.at_seal = again["sha256"]
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -384,6 +386,8 @@ class _Check:
         record.update(self.result)
         if self.late:
             record["changed_during_run"] = sorted(set(self.late))[:20]
+        if self.at_seal is not None:
+            record["sha256_at_seal"] = self.at_seal
         return record
 
 
@@ -472,6 +476,7 @@ class InputLog:
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
         self._checks: list[_Check] = []
+        self._file_stats: dict[str, tuple[str, list[int]]] = {}  # declared files: stat then
         self._hasher: _Hasher | None = None
         self._background: dict[str, tuple[list[int], str, int]] = {}
         self._since = 0  # wall-clock ns when observing began (less the clock slack)
@@ -504,8 +509,14 @@ class InputLog:
                 self._put(record)
             check.start()
             return dict(record)
+        try:
+            before = os.stat(text)
+        except OSError:
+            before = None
         record, listing = describe_input(path, root, self.cache, full=full)
         record.update(extra)
+        if record.get("kind") == "file" and before is not None and "sha256" in record:
+            self._file_stats[rel] = (os.path.abspath(text), stat_key(before))
         with self._lock:  # hashing above ran unlocked: metrics from other threads go on
             if listing is not None:
                 self.listings[record["sha256"]] = listing
@@ -519,10 +530,26 @@ class InputLog:
         self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
 
     def settle(self) -> None:
-        """Wait for the background checks and put what they found in the records: the digest
-        of the folder as it is now, and the files changed after it was declared."""
+        """Wait for the background checks and put what they found in the records (a folder's
+        digest, the files changed after it was declared); a declared file whose stat is no
+        longer the one it had when declared is marked ``changed_during_run`` with its
+        ``sha256_at_seal``."""
         with self._lock:
             checks, self._checks = self._checks, []
+            files, self._file_stats = self._file_stats, {}
+        for rec in self.declared:
+            then = files.get(rec["path"])
+            if then is None:
+                continue
+            try:
+                if stat_key(os.stat(then[0])) == then[1]:
+                    continue
+                now, _size, _cached = file_digest(then[0], self.cache)
+            except OSError:
+                now = None
+            rec["changed_during_run"] = True
+            if now != rec.get("sha256"):
+                rec["sha256_at_seal"] = now
         for check in checks:
             record = check.finish()
             with self._lock:
