@@ -343,6 +343,9 @@ class _Check:
         self._thread.start()
 
     def _run(self) -> None:
+        # Let the caller have the interpreter back first: a thread that starts working at once
+        # keeps it for a switch interval (5 ms) before log_input can return.
+        time.sleep(0.002)
         try:
             with observe.paused():  # reprokit's own reads, not the run's
                 self.watch = FolderWatch()
@@ -397,9 +400,12 @@ class _Hasher:
 
     A digest is kept with the stat the file had while it was read (the same before and after);
     the seal uses it only when the file's stat is still that one, and hashes or lists the file
-    itself otherwise. ``finish`` drains the log one last time and joins: a process killed
-    before the seal seals nothing.
+    itself otherwise. ``finish`` stops the thread (a file being hashed is abandoned within a
+    chunk) and joins it: what it did not reach is left to the seal's own budget, so a seal never
+    waits for more than one chunk here. A process killed before the seal seals nothing.
     """
+
+    CHUNK = 1 << 20
 
     def __init__(self, token: int, cache: StatCache, skip: tuple[str, ...]) -> None:
         self.token = token
@@ -418,44 +424,54 @@ class _Hasher:
 
     def _run(self) -> None:
         import stat as stat_mod
+        from collections import deque
 
+        pending: deque[str] = deque()
         try:
             with observe.paused():  # reprokit's own reads, not the run's
-                while True:
-                    last = self._stop.wait(BACKGROUND_EVERY)
-                    self._drain(stat_mod.S_ISREG)
-                    if last:
-                        return
+                while not self._stop.wait(BACKGROUND_EVERY):
+                    entries, self._index = observe.entries_since(self.token, self._index)
+                    pending.extend(self._reader.feed(entries))
+                    while pending and not self._stop.is_set():
+                        if self.files >= BACKGROUND_HASH_FILES:
+                            return
+                        self._one(pending.popleft(), stat_mod.S_ISREG)
         except Exception:
             return  # what is not hashed here is hashed or listed at seal
 
-    def _drain(self, is_file: Any) -> None:
-        entries, self._index = observe.entries_since(self.token, self._index)
-        for path in self._reader.feed(entries):
-            if self.files >= BACKGROUND_HASH_FILES or self.bytes >= BACKGROUND_HASH_BYTES:
+    def _one(self, path: str, is_file: Any) -> None:
+        if path.startswith(self.skip) or path.endswith((".pyc", ".pyo")) or is_secret_file(path):
+            return
+        try:
+            st = os.stat(path)
+            if not is_file(st.st_mode) or self.bytes + st.st_size > BACKGROUND_HASH_BYTES:
                 return
-            if path.startswith(self.skip) or path.endswith((".pyc", ".pyo")):
-                continue
-            if is_secret_file(path):
-                continue
-            try:
-                st = os.stat(path)
-                if not is_file(st.st_mode) or self.bytes + st.st_size > BACKGROUND_HASH_BYTES:
-                    continue
-                cached = self.cache.file(path, st)
-                if cached is not None:
-                    digest, size = cached, st.st_size
-                else:
-                    digest, size = sha256_file(path)
-                    self.bytes += size
-                after = os.stat(path)
-            except OSError:
-                continue
-            if stat_key(after) == stat_key(st):  # not written to while it was read
-                self.digests[path] = (stat_key(after), digest, size)
-                if cached is None:
-                    self.cache.remember_file(path, after, digest)
-                self.files += 1
+            digest = self.cache.file(path, st)
+            if digest is None:
+                digest = self._hash(path)
+                if digest is None:
+                    return  # stopped half-way: the seal decides
+                self.bytes += st.st_size
+            after = os.stat(path)
+        except OSError:
+            return
+        if stat_key(after) == stat_key(st):  # not written to while it was read
+            self.digests[path] = (stat_key(after), digest, st.st_size)
+            self.cache.remember_file(path, after, digest)
+            self.files += 1
+
+    def _hash(self, path: str) -> str | None:
+        h = hashlib.sha256()
+        buf = bytearray(self.CHUNK)
+        view = memoryview(buf)
+        with open(path, "rb", buffering=0) as fh:
+            while True:
+                if self._stop.is_set():
+                    return None
+                n = fh.readinto(buf)
+                if not n:
+                    return h.hexdigest()
+                h.update(view[:n])
 
     def finish(self) -> dict[str, tuple[list[int], str, int]]:
         self._stop.set()
@@ -565,7 +581,7 @@ class InputLog:
         if self._token is None:
             self._since = time.time_ns() - CLOCK_SLACK_NS
             self._token = observe.start()
-            if background:
+            if background and BACKGROUND_HASH_FILES > 0:
                 skip = _excluded_prefixes([store_root] if store_root else [])
                 self._hasher = _Hasher(self._token, self.cache, skip)
                 self._hasher.start()

@@ -301,13 +301,18 @@ def test_files_beyond_the_seal_budget_are_hashed_in_the_background_while_the_run
     code = """
 import time
 import reprokit
+import reprokit._record.api
 import reprokit._record.inputs as budget
 budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # the seal hashes one, lists one
 
 @reprokit.track
 def train():
     total = sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
-    time.sleep(4 * budget.BACKGROUND_EVERY)  # the training that follows the loading
+    # The training that follows the loading: long enough for the background thread.
+    hasher = reprokit._record.api.current_run()._inputs._hasher
+    deadline = time.monotonic() + 60
+    while hasher.files < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
     return total
 
 train()
