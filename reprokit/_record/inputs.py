@@ -427,6 +427,10 @@ class _Hasher:
         from collections import deque
 
         pending: deque[str] = deque()
+        try:  # the lowest CPU priority (Linux: per thread): the program's own threads go first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             with observe.paused():  # reprokit's own reads, not the run's
                 while not self._stop.wait(BACKGROUND_EVERY):
