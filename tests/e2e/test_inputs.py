@@ -508,3 +508,12 @@ train()
     m = reprokit.load("latest", store=data_repo / ".reprokit")
     (rec,) = [r for r in m.data["inputs"]["observed"] if r["path"] == "data/big.bin"]
     assert rec["sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_a_replay_of_many_runs_that_modified_an_input_is_exit_2(data_repo):
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", "--all", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (result,) = [r for r in json.loads(proc.stdout)["runs"] if r["run"] == m.id]
+    assert result["verdict"] == "identical"
+    assert result["inputs_problem"].startswith("the replayed program modified its input")
