@@ -244,3 +244,38 @@ def test_a_summary_of_an_older_state_is_dropped_when_the_folder_turns_racy(tmp_p
     (data / "2.bin").write_bytes(b"new")  # fresh: racy
     folder_listing(str(data), cache)
     assert cache.folder_summary(os.path.realpath(data)) is None
+
+
+def test_a_folder_watch_names_the_files_changed_since_it_began(tmp_path):
+    from reprokit._record.watch import FolderWatch
+
+    data = _dataset(tmp_path)
+    watch = FolderWatch()
+    if not watch.complete:
+        pytest.skip("no inotify on this system: the seal walks the folder again instead")
+    watch.add(str(data), "")
+    watch.add(str(data / "sub"), "sub/")
+    assert watch.changed() == set()
+    (data / "sub" / "x.bin").write_bytes(b"changed")
+    (data / "new.bin").write_bytes(b"n")
+    assert {"sub/x.bin", "new.bin"} <= (watch.changed() or set())
+    watch.close()
+
+
+def test_a_folder_reached_through_file_links_is_walked_again_at_seal(tmp_path):
+    # A link's target lies in a folder no watch covers: the check cannot vouch for it.
+    data = _dataset(tmp_path)
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes(b"e" * 10)
+    age(elsewhere)
+    (data / "link.bin").symlink_to(elsewhere)
+    store = tmp_path / "store"
+    with reprokit.run("first", store=store) as r:
+        first = r.log_input(data)
+    with reprokit.run("second", store=store) as r:
+        r.log_input(data)
+        r._inputs._checks[0]._thread.join()  # the check is done: the change comes after it
+        elsewhere.write_bytes(b"f" * 10)
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["changed_during_run"] == ["link.bin"]
+    assert rec["sha256"] == first["sha256"] != rec["sha256_at_seal"]
