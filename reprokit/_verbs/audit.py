@@ -706,9 +706,9 @@ def _judge_unvaried(report: _SeedDraft) -> None:
         if len(vals) >= 2 and all(v == vals[0] for v in vals):
             report.unvaried[name] = (
                 f"the seed did not reach {name}: it was {vals[0]!r} under all {len(vals)} "
-                f"seeds while other outputs varied (a hard-coded seed such as "
-                "random.seed(1337) in the code that computes it, or a value that does not "
-                "depend on the seed)"
+                "seeds while other outputs varied (a hard-coded seed such as "
+                "random.seed(1337) in the code that computes it, or a result no seed can move, "
+                "such as a saturated accuracy: the sweep cannot tell which)"
             )
     for key, claim in report.claims.items():
         name = key.rsplit(" ", 2)[0]
