@@ -172,7 +172,7 @@ def test_a_cached_folder_is_declared_at_once_and_checked_before_the_seal(tmp_pat
     assert rec["sha256"] == folder_listing(str(data), StatCache(None), full=True)[0]["sha256"]
 
 
-def test_a_folder_file_changed_after_its_declaration_is_named_and_the_digest_is_the_new_one(
+def test_a_folder_file_changed_after_its_declaration_is_named_with_the_state_at_seal(
     tmp_path,
 ):
     data = _dataset(tmp_path)
