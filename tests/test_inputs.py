@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,136 @@ def test_a_folder_with_a_link_loop_is_described_once(tmp_path):
     assert result["files"] == 1 and parse_listing(listing) == {
         "a.bin": (hashlib.sha256(b"1").hexdigest(), 1)
     }
+
+
+def _dataset(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for i in range(5):
+        (data / f"{i}.bin").write_bytes(bytes([i]) * 10)
+    (data / "sub" / "x.bin").write_bytes(b"x" * 10)
+    age(*data.rglob("*.bin"))
+    return data
+
+
+def test_a_cached_folder_is_declared_at_once_and_checked_before_the_seal(tmp_path):
+    data = _dataset(tmp_path)
+    store = tmp_path / "store"
+    with reprokit.run("first", store=store) as r:
+        first = r.log_input(data)
+    with reprokit.run("second", store=store) as r:
+        again = r.log_input(data)
+        # The record came from the cache: a check runs in the background.
+        assert r._inputs._checks and again["sha256"] == first["sha256"]
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["sha256"] == first["sha256"] and "changed_during_run" not in rec
+    assert rec["sha256"] == folder_listing(str(data), StatCache(None), full=True)[0]["sha256"]
+
+
+def test_a_folder_file_changed_after_its_declaration_is_named_with_the_state_at_seal(
+    tmp_path,
+):
+    data = _dataset(tmp_path)
+    store = tmp_path / "store"
+    with reprokit.run("first", store=store) as r:
+        first = r.log_input(data)
+    with reprokit.run("second", store=store) as r:
+        declared = r.log_input(data)
+        (data / "sub" / "x.bin").write_bytes(b"y" * 10)  # same size, during the run
+    assert declared["sha256"] == first["sha256"]  # what log_input knew then
+    (rec,) = reprokit.load("latest", store=store).inputs
+    now = folder_listing(str(data), StatCache(None), full=True)[0]["sha256"]
+    assert rec["changed_during_run"] == ["sub/x.bin"]
+    # The check ran before or after the write: the record says which state it saw, and the
+    # state at seal when that is another.
+    assert rec["sha256"] in (first["sha256"], now) and rec.get("sha256_at_seal", now) == now
+
+
+def test_a_declared_file_changed_during_the_run_is_marked_with_its_digest_at_seal(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"1,2\n")
+    age(f)
+    store = tmp_path / "store"
+    with reprokit.run("r", store=store) as r:
+        r.log_input(f)
+        with open(f, "ab") as fh:  # the program appends to its own input
+            fh.write(b"9,9\n")
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["sha256"] == hashlib.sha256(b"1,2\n").hexdigest()  # what it was when declared
+    assert rec["changed_during_run"] is True
+    assert rec["sha256_at_seal"] == hashlib.sha256(b"1,2\n9,9\n").hexdigest()
+
+
+def test_a_folder_file_changed_before_the_run_is_not_blamed_on_the_run(tmp_path):
+    data = _dataset(tmp_path)
+    store = tmp_path / "store"
+    with reprokit.run("first", store=store) as r:
+        first = r.log_input(data)
+    (data / "0.bin").write_bytes(b"z" * 10)
+    age(data / "0.bin")
+    time.sleep(0.05)  # beyond the clock slack: the change is older than the declaration
+    with reprokit.run("second", store=store) as r:
+        r.log_input(data)
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["sha256"] != first["sha256"] and "changed_during_run" not in rec
+
+
+def test_a_racy_folder_is_never_summarised_and_a_same_stat_rewrite_is_seen(tmp_path):
+    # Files modified within the racy window of the cache write: a rewrite in the same clock tick
+    # could keep every stat field, so neither their entries nor the folder's summary are kept.
+    data = _dataset(tmp_path)
+    cache = StatCache(str(tmp_path / "cache"), racy_ns=2 * HOUR_NS)  # the hour-old files are racy
+    first, listing = folder_listing(str(data), cache)
+    assert listing is not None
+    assert cache.folder_summary(os.path.realpath(data)) is None
+    assert cache.folder_files(os.path.realpath(data)) == {}
+    st = os.stat(data / "1.bin")
+    (data / "1.bin").write_bytes(b"Q" * 10)  # same size, and the same mtime put back
+    os.utime(data / "1.bin", ns=(st.st_atime_ns, st.st_mtime_ns))
+    again, listing = folder_listing(str(data), cache)
+    assert listing is not None and again["sha256"] != first["sha256"]
+
+
+def test_a_summary_of_an_older_state_is_dropped_when_the_folder_turns_racy(tmp_path):
+    data = _dataset(tmp_path)
+    cache = StatCache(str(tmp_path / "cache"))
+    folder_listing(str(data), cache)
+    assert cache.folder_summary(os.path.realpath(data)) is not None
+    (data / "2.bin").write_bytes(b"new")  # fresh: racy
+    folder_listing(str(data), cache)
+    assert cache.folder_summary(os.path.realpath(data)) is None
+
+
+def test_a_folder_watch_names_the_files_changed_since_it_began(tmp_path):
+    from reprokit._record.watch import FolderWatch
+
+    data = _dataset(tmp_path)
+    watch = FolderWatch()
+    if not watch.complete:
+        pytest.skip("no inotify on this system: the seal walks the folder again instead")
+    watch.add(str(data), "")
+    watch.add(str(data / "sub"), "sub/")
+    assert watch.changed() == set()
+    (data / "sub" / "x.bin").write_bytes(b"changed")
+    (data / "new.bin").write_bytes(b"n")
+    assert {"sub/x.bin", "new.bin"} <= (watch.changed() or set())
+    watch.close()
+
+
+def test_a_folder_reached_through_file_links_is_walked_again_at_seal(tmp_path):
+    # A link's target lies in a folder no watch covers: the check cannot vouch for it.
+    data = _dataset(tmp_path)
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes(b"e" * 10)
+    age(elsewhere)
+    (data / "link.bin").symlink_to(elsewhere)
+    store = tmp_path / "store"
+    with reprokit.run("first", store=store) as r:
+        first = r.log_input(data)
+    with reprokit.run("second", store=store) as r:
+        r.log_input(data)
+        r._inputs._checks[0]._thread.join()  # the check is done: the change comes after it
+        elsewhere.write_bytes(b"f" * 10)
+    (rec,) = reprokit.load("latest", store=store).inputs
+    assert rec["changed_during_run"] == ["link.bin"]
+    assert rec["sha256"] == first["sha256"] != rec["sha256_at_seal"]

@@ -74,6 +74,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if report.undetermined:
         # Neither "same" nor "different" is proven: exit 2 with the reason, never a guess.
         err(f"reprokit: replay: cannot tell within the tolerance: {report.undetermined}")
+    if report.inputs_problem:
+        # The replay wrote into (or was stopped writing into) its data: never a plain verdict.
+        err(f"reprokit: replay: {report.inputs_problem}")
+        code = 2
     return code
 
 
@@ -220,12 +224,15 @@ def cmd_seeds(args: argparse.Namespace) -> int:
             store=args.store,
             on_event=executions(bar, "seeds: seed"),
         )
-    # A sweep in which nothing varied cannot support or refute a claim: exit 2, said loudly.
-    code = 2 if report.nothing_varied else 0 if report.robust else 1
+    # A sweep in which nothing varied, or that did not vary a claimed result, cannot support or
+    # refute the claim: exit 2, said loudly.
+    code = 2 if report.refused else 0 if report.robust else 1
     if args.json:
         emit_json(report.to_dict())
         if report.nothing_varied:
             err(f"reprokit: seeds: NOTHING VARIED: {report.nothing_varied}")
+        elif report.refused:
+            err(f"reprokit: seeds: no robustness claim: {report.refused}")
         return code
     out(f"{report.target} under {len(report.seeds)} seeds (group {report.group})")
     header = ("RESULT", "MEAN", "STD", "MIN", "MAX", "95% CI", "CV")
@@ -250,12 +257,20 @@ def cmd_seeds(args: argparse.Namespace) -> int:
             out(f"claim {claim}: undetermined (the seeds did not vary the executions)")
         err(f"reprokit: seeds: NOTHING VARIED, no robustness claim: {report.nothing_varied}")
         return code
+    for name, why in report.unvaried.items():
+        if not any(c.rsplit(" ", 2)[0] == name for c in report.claims):
+            out(f"note: {why}")
     for claim, j in report.claims.items():
+        if j["verdict"] == "undetermined":
+            out(f"claim {claim}: undetermined ({j['reason']})")
+            continue
         note = "; spread larger than the margin" if j["spread_exceeds_margin"] else ""
         out(
             f"claim {claim}: {j['verdict']} ({j['seeds_failing']} of {len(report.seeds)} seeds "
             f"fail; 95% CI {'holds' if j['ci_holds'] else 'does not hold'}{note})"
         )
+    if report.refused:
+        err(f"reprokit: seeds: no robustness claim: {report.refused}")
     return code
 
 

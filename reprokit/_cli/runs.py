@@ -485,9 +485,13 @@ def _archive_code(report: ArchiveVerifyReport) -> int:
     """0 every run reproduced; 1 some run differs (or the archive is not intact); 2 none
     differs but some could not be replayed or judged (an input missing, an undetermined
     comparison): "could not tell" is not a verdict of difference."""
-    if report.ok:
+
+    def in_doubt(r: dict[str, Any]) -> bool:  # the replay wrote (or tried) into its inputs
+        return r.get("report") is not None and bool(r["report"].inputs_problem)
+
+    if report.ok and not any(in_doubt(r) for r in report.replays):
         return 0
-    verdicts = {r["verdict"] for r in report.replays}
+    verdicts = {r["verdict"] for r in report.replays if not in_doubt(r)}
     undecided = verdicts <= {"identical", "within_tolerance", "undetermined", "not replayable"}
     return 2 if report.intact and undecided else 1
 

@@ -22,12 +22,14 @@ import hashlib
 import os
 import sys
 import threading
+import time
 
 from reprokit._capture.git import GitError, git
 from reprokit._model.digest import sha256_file
 from reprokit._model.errors import ReprokitError
 from reprokit._model.redact import is_secret_file
 from reprokit._record import observe
+from reprokit._record.watch import FolderWatch
 from reprokit._store.statcache import StatCache, cacheable, stat_key
 from reprokit._store.store import Store
 
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
 OBSERVED_HASH_FILES = 1000
 OBSERVED_HASH_BYTES = 256 * 1024 * 1024
 OBSERVED_LIST_FILES = 1000
+# Off the caller's path, while the run goes on: a thread hashes the files the run opened, up to
+# this many files and bytes (beyond, the budgets above apply at seal), every BACKGROUND_EVERY s.
+BACKGROUND_HASH_FILES = 100_000
+BACKGROUND_HASH_BYTES = 64 * 1024**3
+BACKGROUND_EVERY = 0.25
 _I63 = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the signature packs signed ones
 
 
@@ -93,12 +100,16 @@ def _walk(
     found: list[tuple[str, os.stat_result]],
     nums: Any,
     seen: set[tuple[int, int]] | None = None,
+    watch: FolderWatch | None = None,
 ) -> None:
     """Every file below ``top`` with its stat, in the order the folders list them (linked
-    folders followed, each folder once: a link loop ends there)."""
+    folders followed, each folder once: a link loop ends there). ``watch`` is given each folder
+    before it is listed (a change from then on is seen)."""
     if seen is None:
         st = os.stat(top)
         seen = {(st.st_dev, st.st_ino)}
+    if watch is not None:
+        watch.add(top, rel)
     with os.scandir(top) as it:
         for entry in it:
             name = rel + entry.name
@@ -109,8 +120,10 @@ def _walk(
                         if (st.st_dev, st.st_ino) in seen:
                             continue
                         seen.add((st.st_dev, st.st_ino))
-                    _walk(entry.path, name + "/", found, nums, seen)
+                    _walk(entry.path, name + "/", found, nums, seen, watch)
                 else:
+                    if watch is not None and entry.is_symlink():
+                        watch.complete = False  # the target's folder is not watched
                     st = entry.stat()
                     found.append((name, st))
                     nums.extend((st.st_ino & _I63, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
@@ -119,15 +132,24 @@ def _walk(
 
 
 def folder_listing(
-    path: str, cache: StatCache, full: bool = False
+    path: str,
+    cache: StatCache,
+    full: bool = False,
+    *,
+    watch: FolderWatch | None = None,
+    changed_since: tuple[int, list[str]] | None = None,
 ) -> tuple[dict[str, Any], bytes | None]:
-    """(description, listing bytes) of the folder at ``path``; listing None when cached."""
+    """(description, listing bytes) of the folder at ``path``; listing None when cached.
+
+    ``watch``: set on each folder as it is walked. ``changed_since``: (a wall-clock time in ns,
+    a list) -- the files hashed again whose status changed at or after that time are appended
+    to the list (a file changed after its run declared it)."""
     from array import array
 
     real = os.path.realpath(path)
     found: list[tuple[str, os.stat_result]] = []
     nums = array("q")
-    _walk(real, "", found, nums)
+    _walk(real, "", found, nums, None, watch)
     # The cache key: every file's name and stat, in listing order (a different order is only a
     # cache miss). Packed numbers, not text: this is all an unchanged folder costs.
     sig = hashlib.sha256("\0".join(rel for rel, _ in found).encode("utf-8", "surrogateescape"))
@@ -158,6 +180,8 @@ def folder_listing(
             hashed += size
             if size != st.st_size:
                 racy = True
+            if changed_since is not None and st.st_ctime_ns >= changed_since[0]:
+                changed_since[1].append(rel)
         if cacheable(st, cache.racy_ns):
             entries[rel] = [*key, digest]
         else:
@@ -285,6 +309,180 @@ def tree_paths(
     return None
 
 
+# Files whose status changed this long before their folder was declared count as changed
+# after it: file times come from the kernel's coarse clock, which lags the wall clock by a tick.
+CLOCK_SLACK_NS = 20_000_000
+
+
+class _Check:
+    """A folder declared from the stat cache, checked off the caller's path.
+
+    A daemon thread walks the folder (watching each of its folders first, where the system
+    can), compares every file's stat with the cache and hashes what changed. ``finish`` (at
+    seal) joins it; files that changed after the declaration -- status changed at or after it,
+    or reported by the watch since -- are named in ``changed_during_run``, and the folder is
+    walked again when the watch cannot vouch for it (its digest then, when another, is
+    ``sha256_at_seal``; ``sha256`` stays the folder as the check found it). A process killed
+    before ``finish`` seals nothing: no digest is recorded that was not checked.
+    """
+
+    def __init__(self, real: str, record: dict[str, Any], cache: StatCache) -> None:
+        self.real = real
+        self.record = record
+        self.cache = cache
+        self.since = time.time_ns() - CLOCK_SLACK_NS
+        self.listing: bytes | None = None
+        self.result: dict[str, Any] | None = None
+        self.late: list[str] = []
+        self.at_seal: str | None = None
+        self.error: str | None = None
+        self.watch: FolderWatch | None = None
+        self._thread = threading.Thread(target=self._run, name="reprokit-input-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Let the caller have the interpreter back first: a thread that starts working at once
+        # keeps it for a switch interval (5 ms) before log_input can return.
+        time.sleep(0.002)
+        try:
+            with observe.paused():  # reprokit's own reads, not the run's
+                self.watch = FolderWatch()
+                self.result, self.listing = folder_listing(
+                    self.real, self.cache, watch=self.watch, changed_since=(self.since, self.late)
+                )
+        except Exception as exc:  # never into the run: the record says it is unchecked
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def finish(self) -> dict[str, Any]:
+        self._thread.join()
+        record = {k: v for k, v in self.record.items() if k not in ("size", "files", "sha256")}
+        watch = self.watch
+        try:
+            if self.error is None:
+                changed = watch.changed() if watch is not None else None
+                if changed is None or changed:
+                    # The watch missed something or saw a change: walk again, hash what changed.
+                    before = self.listing
+                    with observe.paused():
+                        again, listing = folder_listing(
+                            self.real, self.cache, changed_since=(self.since, self.late)
+                        )
+                    assert self.result is not None
+                    if again["sha256"] != self.result["sha256"]:
+                        if before is not None and listing is not None:
+                            then, now = parse_listing(before), parse_listing(listing)
+                            self.late += [n for n in set(then) ^ set(now)]
+                            self.late += [n for n in set(then) & set(now) if then[n] != now[n]]
+                        elif not self.late:
+                            self.late.append(".")  # files removed: named by the listing only
+                        self.at_seal = again["sha256"]
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if watch is not None:
+                watch.close()
+        if self.error is not None or self.result is None:
+            record["unchecked"] = self.error or "not checked"
+            return record
+        record.update(self.result)
+        if self.late:
+            record["changed_during_run"] = sorted(set(self.late))[:20]
+        if self.at_seal is not None:
+            record["sha256_at_seal"] = self.at_seal
+        return record
+
+
+class _Hasher:
+    """Hashes the files a run opens while it runs, off the caller's path (a daemon thread
+    reading the observation log every ``BACKGROUND_EVERY`` s, within ``BACKGROUND_HASH_*``).
+
+    A digest is kept with the stat the file had while it was read (the same before and after);
+    the seal uses it only when the file's stat is still that one, and hashes or lists the file
+    itself otherwise. ``finish`` stops the thread (a file being hashed is abandoned within a
+    chunk) and joins it: what it did not reach is left to the seal's own budget, so a seal never
+    waits for more than one chunk here. A process killed before the seal seals nothing.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, token: int, cache: StatCache, skip: tuple[str, ...]) -> None:
+        self.token = token
+        self.cache = cache
+        self.skip = skip
+        self.digests: dict[str, tuple[list[int], str, int]] = {}
+        self.files = 0
+        self.bytes = 0
+        self._index = 0
+        self._reader = observe.LogReader()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reprokit-input-hash", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        import stat as stat_mod
+        from collections import deque
+
+        pending: deque[str] = deque()
+        try:  # the lowest CPU priority (Linux: per thread): the program's own threads go first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        try:
+            with observe.paused():  # reprokit's own reads, not the run's
+                while not self._stop.wait(BACKGROUND_EVERY):
+                    entries, self._index = observe.entries_since(self.token, self._index)
+                    pending.extend(self._reader.feed(entries))
+                    while pending and not self._stop.is_set():
+                        if self.files >= BACKGROUND_HASH_FILES:
+                            return
+                        self._one(pending.popleft(), stat_mod.S_ISREG)
+        except Exception:
+            return  # what is not hashed here is hashed or listed at seal
+
+    def _one(self, path: str, is_file: Any) -> None:
+        if path.startswith(self.skip) or path.endswith((".pyc", ".pyo")) or is_secret_file(path):
+            return
+        try:
+            st = os.stat(path)
+            if not is_file(st.st_mode) or self.bytes + st.st_size > BACKGROUND_HASH_BYTES:
+                return
+            digest = self.cache.file(path, st)
+            if digest is None:
+                digest = self._hash(path)
+                if digest is None:
+                    return  # stopped half-way: the seal decides
+                self.bytes += st.st_size
+            after = os.stat(path)
+        except OSError:
+            return
+        if stat_key(after) == stat_key(st):  # not written to while it was read
+            self.digests[path] = (stat_key(after), digest, st.st_size)
+            self.cache.remember_file(path, after, digest)
+            self.files += 1
+
+    def _hash(self, path: str) -> str | None:
+        h = hashlib.sha256()
+        buf = bytearray(self.CHUNK)
+        view = memoryview(buf)
+        with open(path, "rb", buffering=0) as fh:
+            while True:
+                if self._stop.is_set():
+                    return None
+                n = fh.readinto(buf)
+                if not n:
+                    return h.hexdigest()
+                h.update(view[:n])
+
+    def finish(self) -> dict[str, tuple[list[int], str, int]]:
+        self._stop.set()
+        self._thread.join()
+        return self.digests
+
+
 class InputLog:
     """The inputs of one run: declared as they come, observed between ``start`` and ``stop``."""
 
@@ -297,6 +495,11 @@ class InputLog:
         self.dropped = 0
         self.cache = StatCache(None)
         self._folders: dict[str, str] = {}  # folder digests taken from the cache: sha -> path
+        self._checks: list[_Check] = []
+        self._file_stats: dict[str, tuple[str, list[int]]] = {}  # declared files: stat then
+        self._hasher: _Hasher | None = None
+        self._background: dict[str, tuple[list[int], str, int]] = {}
+        self._since = 0  # wall-clock ns when observing began (less the clock slack)
         self._lock = threading.Lock()
 
     def declare(
@@ -308,25 +511,90 @@ class InputLog:
         source: str | None = None,
         full: bool = False,
     ) -> dict[str, Any]:
+        """The input's record. A folder the stat cache knows comes back at once with its cached
+        description, checked by a background thread (see ``_Check``); the manifest holds what
+        that check found."""
+        text = os.fspath(path)
+        rel = relative_path(text, root)
+        extra = {k: str(v) for k, v in (("name", name), ("source", source)) if v is not None}
+        summary = None
+        if not full and self.cache.folder is not None and os.path.isdir(text):
+            real = os.path.realpath(text)
+            summary = self.cache.folder_summary(real)
+        if summary is not None:
+            record = {"path": rel, **summary, **extra}
+            check = _Check(real, record, self.cache)
+            with self._lock:
+                self._checks = [c for c in self._checks if c.record["path"] != rel] + [check]
+                self._put(record)
+            check.start()
+            return dict(record)
+        try:
+            before = os.stat(text)
+        except OSError:
+            before = None
         record, listing = describe_input(path, root, self.cache, full=full)
-        if name is not None:
-            record["name"] = str(name)
-        if source is not None:
-            record["source"] = str(source)
+        record.update(extra)
+        if record.get("kind") == "file" and before is not None and "sha256" in record:
+            self._file_stats[rel] = (os.path.abspath(text), stat_key(before))
         with self._lock:  # hashing above ran unlocked: metrics from other threads go on
             if listing is not None:
                 self.listings[record["sha256"]] = listing
             elif record.get("kind") == "folder":
-                self._folders[record["sha256"]] = os.path.abspath(os.fspath(path))
-            self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+                self._folders[record["sha256"]] = os.path.abspath(text)
+            self._checks = [c for c in self._checks if c.record["path"] != rel]
+            self._put(record)
         return record
 
-    def start(self) -> None:
+    def _put(self, record: dict[str, Any]) -> None:
+        self.declared = [r for r in self.declared if r["path"] != record["path"]] + [record]
+
+    def settle(self) -> None:
+        """Wait for the background checks and put what they found in the records (a folder's
+        digest, the files changed after it was declared); a declared file whose stat is no
+        longer the one it had when declared is marked ``changed_during_run`` with its
+        ``sha256_at_seal``."""
+        with self._lock:
+            checks, self._checks = self._checks, []
+            files, self._file_stats = self._file_stats, {}
+        for rec in self.declared:
+            then = files.get(rec["path"])
+            if then is None:
+                continue
+            try:
+                if stat_key(os.stat(then[0])) == then[1]:
+                    continue
+                now, _size, _cached = file_digest(then[0], self.cache)
+            except OSError:
+                now = None
+            rec["changed_during_run"] = True
+            if now != rec.get("sha256"):
+                rec["sha256_at_seal"] = now
+        for check in checks:
+            record = check.finish()
+            with self._lock:
+                if check.listing is not None and "sha256" in record:
+                    self.listings[record["sha256"]] = check.listing
+                elif "sha256" in record:
+                    self._folders[record["sha256"]] = check.real
+                if any(r is check.record for r in self.declared):
+                    self._put(record)
+
+    def start(self, store_root: str | None = None, background: bool = True) -> None:
+        """Observe the files the run opens; ``background``: hash them as it runs."""
         if self._token is None:
+            self._since = time.time_ns() - CLOCK_SLACK_NS
             self._token = observe.start()
+            if background and BACKGROUND_HASH_FILES > 0:
+                skip = _excluded_prefixes([store_root] if store_root else [])
+                self._hasher = _Hasher(self._token, self.cache, skip)
+                self._hasher.start()
 
     def stop(self) -> None:
         if self._token is not None:
+            if self._hasher is not None:
+                self._background = self._hasher.finish()
+                self._hasher = None
             self.observed_paths, self.dropped = observe.stop(self._token)
             self._token = None
 
@@ -341,6 +609,7 @@ class InputLog:
         folder listings are written to ``store`` as objects. Files below ``outputs`` (the run's
         artifacts: reprokit read them to hash them) are not inputs."""
         self.stop()
+        self.settle()
         store_root = str(store.root)
         self._keep_listings(store)
         declared_paths = {r["path"] for r in self.declared} | set(outputs)
@@ -423,7 +692,7 @@ class InputLog:
         import stat as stat_mod
 
         records: list[dict[str, Any]] = []
-        hashed_files = hashed_bytes = listed = 0
+        hashed_files = hashed_bytes = listed = background = 0
         unlisted: dict[str, list[int]] = {}  # folder -> [files, bytes] beyond the budget
         for rel, path in candidates:
             if in_tree is not None and rel in in_tree:
@@ -439,8 +708,15 @@ class InputLog:
                 rec["secret"] = True
                 records.append(rec)
                 continue
+            early = self._background.get(path)
+            if st.st_ctime_ns >= self._since:
+                # Changed after the run began (it may have read another state than this one).
+                rec["changed_during_run"] = True
             try:
-                if hashed_files < OBSERVED_HASH_FILES and (
+                if early is not None and early[0] == stat_key(st):
+                    background += 1
+                    rec.update({"size": early[2], "files": 1, "sha256": early[1]})
+                elif hashed_files < OBSERVED_HASH_FILES and (
                     hashed_bytes + st.st_size <= OBSERVED_HASH_BYTES
                     or self.cache.file(path, st) is not None
                 ):
@@ -464,6 +740,7 @@ class InputLog:
         if listed or unlisted or self.dropped:
             limits = {
                 "hashed": hashed_files,
+                "hashed_in_background": background,
                 "listed_by_stat": listed,
                 "budget": {
                     "hashed_files": OBSERVED_HASH_FILES,

@@ -81,41 +81,67 @@ def stop(token: int) -> tuple[list[str], int]:
         _on = False
         _log = []
         _lost = 0
-    read: dict[str, None] = {}
-    written: set[str] = set()
-    cwd = ""
-    for path, mode, flags in entries:
-        if path == _CWD:
-            cwd = mode
-            continue
-        if path == _CHDIR:
-            try:
-                cwd = os.path.normpath(os.path.join(cwd, os.fsdecode(mode)))
-            except TypeError:
-                pass
-            continue
-        if isinstance(path, int) or path is None:
-            continue
-        try:
-            text = os.fsdecode(path)
-        except TypeError:
-            continue
-        if not os.path.isabs(text):
-            if not cwd:
+    reader = LogReader()
+    reader.feed(entries)
+    return list(reader.read), lost
+
+
+def entries_since(token: int, index: int) -> tuple[list[tuple], int]:
+    """(the log entries of the run of ``token`` from its ``index``-th on, the index after them);
+    what a reader off the caller's path takes while the run goes on."""
+    begin = _observers.get(token)
+    if begin is None:
+        return [], index
+    log = _log
+    end = len(log)  # the hook appends meanwhile: take what is there now, the rest next time
+    return log[begin + index : end], end - begin
+
+
+class LogReader:
+    """Turns log entries into the files a run read: ``read`` (absolute paths, in the order
+    first opened, less those it wrote) as entries are fed, in order."""
+
+    def __init__(self) -> None:
+        self.cwd = ""
+        self.read: dict[str, None] = {}
+        self.written: set[str] = set()
+
+    def feed(self, entries: list[tuple]) -> list[str]:
+        """Take ``entries``; returns the paths first read among them."""
+        fresh = []
+        for path, mode, flags in entries:
+            if path == _CWD:
+                self.cwd = mode
                 continue
-            text = os.path.join(cwd, text)
-        text = os.path.normpath(text)
-        if mode is not None:
-            is_read = "r" in mode and "+" not in mode
-        else:
-            is_read = not (flags or 0) & 3  # O_RDONLY
-        if is_read:
-            if text not in written:
-                read.setdefault(text, None)
-        else:
-            written.add(text)
-            read.pop(text, None)  # read back after the run wrote it: an output, not an input
-    return list(read), lost
+            if path == _CHDIR:
+                try:
+                    self.cwd = os.path.normpath(os.path.join(self.cwd, os.fsdecode(mode)))
+                except TypeError:
+                    pass
+                continue
+            if isinstance(path, int) or path is None:
+                continue
+            try:
+                text = os.fsdecode(path)
+            except TypeError:
+                continue
+            if not os.path.isabs(text):
+                if not self.cwd:
+                    continue
+                text = os.path.join(self.cwd, text)
+            text = os.path.normpath(text)
+            if mode is not None:
+                is_read = "r" in mode and "+" not in mode
+            else:
+                is_read = not (flags or 0) & 3  # O_RDONLY
+            if is_read:
+                if text not in self.written and text not in self.read:
+                    self.read[text] = None
+                    fresh.append(text)
+            else:
+                self.written.add(text)
+                self.read.pop(text, None)  # read back after the run wrote it: an output
+        return fresh
 
 
 def forget_after_fork() -> None:

@@ -338,7 +338,7 @@ class Run:
         if self._entry.get("kind") not in ("replay", "command"):
             # A replay's verdict and a command's wrapper read records and outputs, not data:
             # the files the program itself opens are seen in its own process.
-            self._inputs.start()
+            self._inputs.start(str(self.store.root))
         pending, self._inputs.pending = self._inputs.pending, []
         for path in pending:
             try:

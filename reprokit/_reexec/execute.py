@@ -483,6 +483,7 @@ def execute(
     verified: bool = True,
     argv_seed: int | None = None,
     sandbox: list[str] | None = None,
+    read_only: list[str] | tuple[str, ...] = (),
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -491,7 +492,8 @@ def execute(
     ``python`` replaces this interpreter for function and script runs (a fresh virtualenv).
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
-    ``sandbox``: run inside bubblewrap, able to write only under these folders.
+    ``sandbox``: run inside bubblewrap, able to write only under these folders and never
+    under ``read_only`` (the run's inputs).
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
     argv = group_layout(m) + argv
@@ -511,7 +513,7 @@ def execute(
         protocol.apply(env)
     if sandbox is not None:
         try:
-            argv = sandbox_wrap(argv, cwd, sandbox)
+            argv = sandbox_wrap(argv, cwd, sandbox, read_only)
         except OSError as exc:
             raise NotReplayable(m.id, f"the sandbox is unavailable: {exc}") from None
     try:

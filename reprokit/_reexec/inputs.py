@@ -93,7 +93,8 @@ def check_inputs(
     ``data_roots``: the folders the recorded relative paths are looked up in, in order.
     ``link_into``: the rebuilt tree, where each input is linked at its recorded path (None: the
     inputs are used where they are). Returns ``{data_root, checked, changed, unchecked,
-    linked}``; raises NotReplayable naming every missing input with its digest.
+    linked, located}`` (``located``: path -> {"at": where it was found, "sha256": its digest
+    now, when hashed}); raises NotReplayable naming every missing input with its digest.
     """
     cache = StatCache(store.cache_dir)
     out: dict[str, Any] = {
@@ -102,6 +103,7 @@ def check_inputs(
         "changed": [],
         "unchecked": [],
         "linked": [],
+        "located": {},
     }
     missing = []
     for rec in inputs:
@@ -113,6 +115,7 @@ def check_inputs(
             missing.append((rec, found))
             continue
         recorded = rec.get("sha256")
+        out["located"][path] = {"at": os.path.abspath(found), "sha256": None}
         if rec.get("unlisted"):
             why = f"{rec.get('files')} files read beyond the observation budget: not listed"
             out["unchecked"].append({"path": path, "why": why})
@@ -125,6 +128,7 @@ def check_inputs(
                 out["unchecked"].append({"path": path, "why": why})
         else:
             now = _describe(found, rec, cache, full_hash)
+            out["located"][path]["sha256"] = now["sha256"]
             if now["sha256"] != recorded:
                 change = _changed(rec, now["sha256"], now.get("size"))
                 if rec.get("kind") == "folder":
@@ -149,6 +153,58 @@ def check_inputs(
             "at a folder that holds them at their recorded paths",
         )
     return out
+
+
+def read_only_paths(checked: Mapping[str, Any]) -> list[str]:
+    """Where the inputs of a ``check_inputs`` answer lie: what a sandbox mounts read-only."""
+    located = checked.get("located") or {}
+    return sorted({str(v["at"]) for v in located.values() if isinstance(v, Mapping)})
+
+
+def modified_inputs(
+    checked: Mapping[str, Any], store: Store, *, full_hash: bool = False
+) -> list[dict[str, Any]]:
+    """The inputs of a ``check_inputs`` answer whose digest is no longer what it was then (a
+    re-executed program wrote into its input): ``[{path, before_sha256, after_sha256,
+    before_size, after_size, files}]``."""
+    cache = StatCache(store.cache_dir)
+    out = []
+    for path, seen in sorted((checked.get("located") or {}).items()):
+        before = seen.get("sha256") if isinstance(seen, Mapping) else None
+        if not before:
+            continue
+        at = str(seen["at"])
+        if not os.path.exists(at):
+            out.append({"path": path, "before_sha256": before, "after_sha256": None,
+                        "files": ["(removed)"]})  # fmt: skip
+            continue
+        now = _describe(at, {"sha256": before}, cache, full_hash)
+        if now["sha256"] != before:
+            change = {
+                "path": path,
+                "before_sha256": before,
+                "after_sha256": now["sha256"],
+                "after_size": now.get("size"),
+            }
+            if now.get("kind") == "folder":
+                change["files"] = _folder_changes(store, before, now.get("listing"))
+            out.append(change)
+    cache.save()
+    return out
+
+
+def modified_causes(modified: list[dict[str, Any]]) -> list[str]:
+    """Likely-cause lines for inputs the re-executed program wrote into."""
+    lines = []
+    for c in modified:
+        text = (
+            f"the replayed program modified its input {c['path']}: sha256 "
+            f"{short(c['before_sha256'])} → {short(c['after_sha256'])}"
+        )
+        if c.get("files"):
+            text += " (" + ", ".join(c["files"][:5]) + ")"
+        lines.append(f"{text}; it is no longer the recorded data: restore it before replaying")
+    return lines
 
 
 def _describe(found: str, rec: Any, cache: StatCache, full: bool) -> dict[str, Any]:

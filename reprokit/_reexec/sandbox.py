@@ -52,14 +52,21 @@ def _base(bwrap: str) -> list[str]:
     ]  # fmt: skip
 
 
-def wrap(argv: list[str], cwd: str, writable: list[str]) -> list[str]:
-    """``argv`` run inside the sandbox, in ``cwd``, able to write only under ``writable``."""
+def wrap(
+    argv: list[str], cwd: str, writable: list[str], read_only: list[str] | tuple[str, ...] = ()
+) -> list[str]:
+    """``argv`` run inside the sandbox, in ``cwd``, able to write only under ``writable`` and
+    never under ``read_only`` (a run's inputs: read-only even inside a writable folder)."""
     bwrap, why = available()
     if bwrap is None:
         raise OSError(why)
     cmd = _base(bwrap)
     for path in writable:
         cmd += ["--bind", path, path]
+    for path in read_only:  # after the writable binds: a later mount covers an earlier one
+        inner = [w for w in writable if (w.rstrip("/") + "/").startswith(path.rstrip("/") + "/")]
+        if not inner:  # (an input that holds the replay's own folders stays writable)
+            cmd += ["--ro-bind", path, path]
     if writable:  # /tmp stays read-only (interpreters and venvs may live there): temp files
         cmd += ["--setenv", "TMPDIR", writable[0]]  # go to the replay's own folder
     return [*cmd, "--chdir", cwd, "--", *argv]

@@ -123,6 +123,18 @@ class StatCache:
             return result if isinstance(result, dict) else None
         return None
 
+    def folder_summary(self, real: str) -> dict[str, Any] | None:
+        """The description of folder ``real`` as last seen with no racy file (None: none kept).
+
+        Unverified: a caller checks it against the folder (``folder_result``) before relying
+        on it."""
+        base = self._folder_base(real)
+        data = _read_json(base + ".sig") if base is not None else None
+        if isinstance(data, dict) and data.get("path") == real:
+            result = data.get("result")
+            return result if isinstance(result, dict) else None
+        return None
+
     def folder_files(self, real: str) -> dict[str, list[Any]]:
         """The per-file entries of folder ``real``: rel -> [ino, size, mtime_ns, ctime_ns, sha]."""
         base = self._folder_base(real)
@@ -146,6 +158,11 @@ class StatCache:
         _write_json(base + ".json", {"path": real, "files": files})
         if signature is not None:
             _write_json(base + ".sig", {"path": real, "sig": signature, "result": result})
+        else:
+            try:  # a summary of an older state must not stand for this one
+                os.unlink(base + ".sig")
+            except OSError:
+                pass
 
     def save(self) -> None:
         """Write the single-file entries back (a no-op when nothing was added)."""

@@ -247,12 +247,24 @@ class SeedReport(Report):
     # Why the sweep proves nothing about seeds (the seed did not reach the program, or the
     # executions came out identical); None when the seeds did vary the executions.
     nothing_varied: str | None = None
+    # Results whose value was the same under every seed while other outputs varied: the seed
+    # did not reach them (a hard-coded seed in the code that computes them). A claim on one is
+    # refused like a sweep in which nothing varied.
+    unvaried: dict[str, str] = field(default_factory=dict)
 
     @property
     def robust(self) -> bool:
         return self.nothing_varied is None and all(
             c["verdict"] == "robust" for c in self.claims.values()
         )
+
+    @property
+    def refused(self) -> str | None:
+        """Why the sweep cannot support a robustness claim (None: it can)."""
+        if self.nothing_varied:
+            return self.nothing_varied
+        reasons = [c["reason"] for c in self.claims.values() if c["verdict"] == "undetermined"]
+        return "; ".join(reasons) or None
 
 
 class _SeedDraft:
@@ -264,6 +276,7 @@ class _SeedDraft:
         self.results: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
         self.nothing_varied: str | None = None
+        self.unvaried: dict[str, str] = {}
 
     def freeze(self) -> SeedReport:
         return SeedReport(
@@ -274,6 +287,7 @@ class _SeedDraft:
             results=self.results,
             claims=self.claims,
             nothing_varied=self.nothing_varied,
+            unvaried=self.unvaried,
         )
 
 
@@ -687,12 +701,33 @@ def did_not_vary(seeds: list[int], runs: list[Manifest | None], store: Store | N
 def _judge_variation(report: _SeedDraft, runs: list[Manifest | None], store: Store | None) -> None:
     reason = did_not_vary(report.seeds, runs, store)
     if reason is None:
+        _judge_unvaried(report)
         return
     report.nothing_varied = reason
     for claim in report.claims.values():
         # No verdict either way: the sweep did not test the seed, so robustness is unknown.
         claim["verdict"] = "undetermined"
         claim["reason"] = reason
+
+
+def _judge_unvaried(report: _SeedDraft) -> None:
+    """The executions varied; name each result that did not, and refuse claims on them."""
+    if len(set(report.seeds)) < 2:
+        return
+    for name, summary in report.results.items():
+        vals = summary.get("values") or []
+        if len(vals) >= 2 and all(v == vals[0] for v in vals):
+            report.unvaried[name] = (
+                f"the seed did not reach {name}: it was {vals[0]!r} under all {len(vals)} "
+                "seeds while other outputs varied (a hard-coded seed such as "
+                "random.seed(1337) in the code that computes it, or a result no seed can move, "
+                "such as a saturated accuracy: the sweep cannot tell which)"
+            )
+    for key, claim in report.claims.items():
+        name = key.rsplit(" ", 2)[0]
+        if name in report.unvaried:
+            claim["verdict"] = "undetermined"
+            claim["reason"] = report.unvaried[name]
 
 
 def _fill(

@@ -50,6 +50,8 @@ def replay_job(job: dict[str, Any]) -> dict[str, Any]:
             sandbox=job.get("sandbox"),
         )
         out.update(verdict=report.verdict, replay=report.replay_id, causes=report.causes)
+        if report.inputs_problem:
+            out["inputs_problem"] = report.inputs_problem
     except TamperedError as exc:
         out.update(verdict="tampered", reason=str(exc))
     except ReprokitError as exc:
@@ -100,11 +102,14 @@ class ManyReplayReport:
     @property
     def exit_code(self) -> int:
         """0 every run reproduced; 1 some run differs (or was tampered with); 2 none differs
-        but some could not be replayed, so there is no verdict for them."""
-        verdicts = [r["verdict"] for r in self.results]
-        if all(v in OK for v in verdicts):
+        but some could not be replayed, so there is no verdict for them (a replay that wrote
+        into its inputs, or was stopped writing into them, among those)."""
+        if all(r["verdict"] in OK and not r.get("inputs_problem") for r in self.results):
             return 0
-        if any(v in (cmp.DIFFERENT, "tampered") for v in verdicts):
+        if any(
+            r["verdict"] in (cmp.DIFFERENT, "tampered") and not r.get("inputs_problem")
+            for r in self.results
+        ):
             return 1
         return 2
 

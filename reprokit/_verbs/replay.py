@@ -44,7 +44,15 @@ from reprokit._reexec.execute import (
     recorded_param,
     reruns_script,
 )
-from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
+from reprokit._reexec.inputs import (
+    check_inputs,
+    input_causes,
+    inputs_needed,
+    modified_causes,
+    modified_inputs,
+    read_only_paths,
+    resolve_data_roots,
+)
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -87,6 +95,12 @@ class ReplayReport(Report):
                 if result.get("verdict") == cmp.UNDETERMINED:
                     return f"{name}: {result.get('detail') or 'cannot be compared'}"
         return "an output cannot be compared within the tolerance"
+
+    @property
+    def inputs_problem(self) -> str | None:
+        """Why the replay leaves its inputs in doubt -- the replayed program modified one, or
+        tried to write into one where the sandbox kept it read-only -- or None."""
+        return inputs_problem(self.inputs)
 
     @property
     def rtol(self) -> float:
@@ -742,11 +756,13 @@ def replay(
                 python=python,
                 verified=bool(report.source.get("verified")),
                 sandbox=None if sandbox is None else [*sandbox, scratch, str(st.root), source],
+                read_only=read_only_paths(report.inputs),
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)
             raise
         report.exit_code = code
+        _check_inputs_after(report, st, new, full_hash)
         kind = (m.run.get("entry") or {}).get("kind")
         explained: list[dict[str, Any]] = []
         children_new: list[Manifest] = []
@@ -794,6 +810,9 @@ def replay(
                 report.causes = explain(recorded, new, report.runs, report.drift, embedded)
         elif report.verdict == cmp.WITHIN:
             report.causes = []
+        problem = inputs_problem(report.inputs)
+        if problem:
+            report.causes = [problem, *report.causes]
         record.set_output("verdict", report.verdict)
         record.set_output(
             "compared",
@@ -813,6 +832,37 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def inputs_problem(inputs: Mapping[str, Any]) -> str | None:
+    """Why a replay leaves its inputs in doubt (see ``ReplayReport.inputs_problem``)."""
+    modified = inputs.get("modified_by_replay")
+    if modified:
+        return "; ".join(modified_causes(modified))
+    refused = inputs.get("write_refused")
+    if refused:
+        return (
+            f"the replayed program tried to write into a read-only input ({refused}); "
+            "inputs are read-only at replay: replay it on a copy of the data (--data-root)"
+        )
+    return None
+
+
+def _check_inputs_after(
+    report: _ReplayDraft, st: Store, ran: list[Manifest], full_hash: bool
+) -> None:
+    """After the re-execution: an input it wrote into, or tried to where it was read-only."""
+    if not report.inputs.get("located"):
+        return
+    modified = modified_inputs(report.inputs, st, full_hash=full_hash)
+    if modified:
+        report.inputs["modified_by_replay"] = modified
+    for r in ran:
+        error = r.run.get("error")
+        message = str(error.get("message", "")) if isinstance(error, Mapping) else ""
+        if "Read-only file system" in message:
+            report.inputs["write_refused"] = message
+            break
 
 
 def redacted_names(m: Manifest) -> set[str]:

@@ -274,6 +274,7 @@ def test_files_beyond_the_observation_budget_are_counted_by_folder_and_still_ava
 import reprokit
 import reprokit._record.inputs as budget
 budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # a tiny budget, for the test
+budget.BACKGROUND_HASH_FILES = 0  # and nothing hashed off the caller's path
 
 @reprokit.track
 def train():
@@ -290,6 +291,61 @@ train()
     assert "data: not checked (2 files read beyond the observation budget" in proc.stderr
     shutil.rmtree(data_repo / "data")
     assert cli(data_repo, "replay", m.id).returncode == 2
+
+
+def test_files_beyond_the_seal_budget_are_hashed_in_the_background_while_the_run_goes_on(
+    data_repo,
+):
+    for i in range(4):
+        (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
+    code = """
+import time
+import reprokit
+import reprokit._record.api
+import reprokit._record.inputs as budget
+budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # the seal hashes one, lists one
+
+@reprokit.track
+def train():
+    total = sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
+    # The training that follows the loading: long enough for the background thread.
+    hasher = reprokit._record.api.current_run()._inputs._hasher
+    deadline = time.monotonic() + 60
+    while hasher.files < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return total
+
+train()
+"""
+    m = record(data_repo, code)
+    section = m.data["inputs"]
+    digests = {r["path"]: r.get("sha256") for r in section["observed"]}
+    assert digests == {
+        f"data/part{i}.csv": hashlib.sha256(f"{i},1\n".encode()).hexdigest() for i in range(4)
+    }
+    assert "observed_limits" not in section  # nothing beyond any budget
+    assert not any(r.get("changed_during_run") for r in section["observed"])
+
+
+def test_an_observed_file_changed_during_the_run_is_flagged(data_repo):
+    code = """
+import reprokit
+
+@reprokit.track
+def train():
+    with open("data/train.csv") as fh:
+        text = fh.read()
+    with open("data/train.csv.tmp", "w") as fh:
+        fh.write("5,5\\n")
+    import os
+    os.replace("data/train.csv.tmp", "data/train.csv")  # another writer, in effect
+    return len(text)
+
+train()
+"""
+    m = record(data_repo, code)
+    (rec,) = [r for r in m.data["inputs"]["observed"] if r["path"] == "data/train.csv"]
+    assert rec["changed_during_run"] is True
 
 
 def test_the_determinism_check_gets_the_inputs_too(data_repo):
@@ -331,3 +387,133 @@ def test_a_recorded_command_replays_with_the_inputs_its_tracked_calls_read(data_
     shutil.rmtree(data_repo / "data")
     proc = cli(data_repo, "replay", command.id)
     assert proc.returncode == 2 and "data/train.csv" in proc.stderr
+
+
+WRITES_ITS_INPUT = """
+import reprokit
+
+@reprokit.track(inputs=["data/train.csv"])
+def train():
+    with open("data/train.csv") as fh:
+        total = sum(int(v) for v in fh.read().replace(",", " ").split())
+    with open("data/train.csv", "a") as fh:  # writes into its own input
+        fh.write("9,9\\n")
+    return total
+
+if __name__ == "__main__":
+    print(train())
+"""
+
+
+def record_a_program_that_writes_into_its_input(repo: Path) -> reprokit.Manifest:
+    m = record(repo, WRITES_ITS_INPUT)
+    (repo / "data" / "train.csv").write_text("1,2\n3,4\n")  # the data as it was recorded
+    assert m.data["inputs"]["declared"][0]["sha256"] == hashlib.sha256(b"1,2\n3,4\n").hexdigest()
+    return m
+
+
+def test_an_input_the_replayed_program_modified_is_named_and_exit_2(data_repo):
+    # Without a sandbox the input is the user's own file: the replay cannot stop the write, so it
+    # checks every input again afterwards and never lets a modification pass silently.
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    (modified,) = report["inputs"]["modified_by_replay"]
+    assert modified["path"] == "data/train.csv"
+    assert modified["before_sha256"] == hashlib.sha256(b"1,2\n3,4\n").hexdigest()
+    assert modified["after_sha256"] == hashlib.sha256(b"1,2\n3,4\n9,9\n").hexdigest()
+    assert "the replayed program modified its input data/train.csv" in proc.stderr
+    assert report["causes"][0].startswith("the replayed program modified its input")
+
+
+def test_inputs_are_read_only_in_the_sandboxed_replay(data_repo):
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--sandbox")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (data_repo / "data" / "train.csv").read_text() == "1,2\n3,4\n"  # untouched
+    assert "tried to write into a read-only input" in proc.stderr
+    assert "Read-only file system" in proc.stderr
+
+
+def test_a_replay_that_only_reads_its_inputs_is_not_blamed(data_repo):
+    m = record(data_repo)
+    proc = cli(data_repo, "replay", m.id, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert "modified_by_replay" not in report["inputs"]
+    assert report["inputs"]["located"]["data/train.csv"]["at"] == str(
+        data_repo / "data" / "train.csv"
+    )
+
+
+def test_a_run_killed_while_its_inputs_are_hashed_seals_no_digest(data_repo):
+    (data_repo / "data" / "big.bin").write_bytes(os.urandom(8 << 20))
+    code = """
+import os, signal, time
+import reprokit
+import reprokit._record.api
+import reprokit._record.inputs as budget
+
+budget._Hasher.CHUNK = 4096  # slow hashing: the kill lands in the middle of it
+
+@reprokit.track
+def train():
+    with open("data/big.bin", "rb") as fh:
+        fh.read()
+    hasher = reprokit._record.api.current_run()._inputs._hasher
+    deadline = time.monotonic() + 60
+    while hasher._index == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the background thread has taken the open from the log
+    os.kill(os.getpid(), signal.SIGKILL)
+
+train()
+"""
+    proc = run_python(data_repo, code)
+    assert proc.returncode == -9, proc.stderr
+    (entry,) = Store.at(data_repo / ".reprokit").entries()
+    assert entry.state == "incomplete" and entry.manifest is None
+
+
+def test_a_run_terminated_while_its_inputs_are_hashed_seals_only_true_digests(data_repo):
+    blob = os.urandom(8 << 20)
+    (data_repo / "data" / "big.bin").write_bytes(blob)
+    code = """
+import os, signal, time
+import reprokit
+import reprokit._record.api
+import reprokit._record.inputs as budget
+
+budget._Hasher.CHUNK = 4096  # slow hashing: the signal lands in the middle of it
+
+@reprokit.track
+def train():
+    with open("data/big.bin", "rb") as fh:
+        fh.read()
+    hasher = reprokit._record.api.current_run()._inputs._hasher
+    deadline = time.monotonic() + 60
+    while hasher._index == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+
+train()
+"""
+    proc = run_python(data_repo, code)
+    assert proc.returncode != 0
+    m = reprokit.load("latest", store=data_repo / ".reprokit")
+    (rec,) = [r for r in m.data["inputs"]["observed"] if r["path"] == "data/big.bin"]
+    assert rec["sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_a_replay_of_many_runs_that_modified_an_input_is_exit_2(data_repo):
+    m = record_a_program_that_writes_into_its_input(data_repo)
+    proc = cli(data_repo, "replay", "--all", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (result,) = [r for r in json.loads(proc.stdout)["runs"] if r["run"] == m.id]
+    assert result["verdict"] == "identical"
+    assert result["inputs_problem"].startswith("the replayed program modified its input")

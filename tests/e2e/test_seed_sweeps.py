@@ -161,3 +161,64 @@ def test_a_sweep_that_records_nothing_says_so_instead_of_an_empty_table(repo):
     m = reprokit.load("latest", store=repo / ".reprokit")
     proc = cli(repo, "seeds", m.id, "-n", "2")
     assert proc.returncode == 2 and "nothing to summarise" in proc.stderr, proc.stderr
+
+
+def test_a_claim_on_a_result_the_seed_did_not_reach_is_refused_while_other_outputs_vary(repo):
+    # The model has its own hard-coded generator; only the data order follows the sweep's seed.
+    code = """
+import random, reprokit
+@reprokit.track
+def train(episodes=30):
+    order = list(range(8))
+    random.shuffle(order)  # data order: the sweep's seed reaches it
+    for step, item in enumerate(order):
+        reprokit.log_metric("batch", item, step=step)
+    model = random.Random(1337)  # the model: a hard-coded seed
+    running = 10.0
+    for ep in range(episodes):
+        running = 0.95 * running + 0.05 * model.uniform(50, 200)
+    return {"running_reward": running}
+train()
+"""
+    assert run_python(repo, code).returncode == 0, "recording failed"
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    proc = cli(repo, "seeds", m.id, "-n", "3", "--claim", "running_reward>=10")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "NOTHING VARIED" not in proc.stderr  # the executions did differ
+    assert "the seed did not reach return.running_reward" in proc.stderr
+    assert "claim return.running_reward >= 10.0: undetermined (the seed did not reach" in (
+        proc.stdout
+    )
+    data = json.loads(
+        cli(repo, "seeds", m.id, "-n", "2", "--json", "--claim", "running_reward>=10").stdout
+    )
+    assert data["nothing_varied"] is None
+    assert list(data["unvaried"]) == ["return.running_reward"]
+    assert data["claims"]["return.running_reward >= 10.0"]["verdict"] == "undetermined"
+
+
+def test_a_time_dependent_output_does_not_hide_a_hard_coded_seed(repo):
+    code = """
+import random, time, reprokit
+@reprokit.track
+def train(episodes=30):
+    start = time.perf_counter()
+    random.seed(1337)
+    running = 10.0
+    for ep in range(episodes):
+        running = 0.95 * running + 0.05 * random.uniform(50, 200)
+    return {"running_reward": running, "seconds": time.perf_counter() - start}
+train()
+"""
+    assert run_python(repo, code).returncode == 0, "recording failed"
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    proc = cli(repo, "seeds", m.id, "-n", "3", "--claim", "running_reward>=10")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the seed did not reach return.running_reward" in proc.stderr
+    # A claim on a result the seed did reach is judged as before.
+    seeded = code.replace("    random.seed(1337)\n", "")
+    assert run_python(repo, seeded).returncode == 0, "recording failed"
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    ok = cli(repo, "seeds", m.id, "-n", "3", "--claim", "running_reward>=10")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "claim return.running_reward >= 10.0: robust" in ok.stdout
