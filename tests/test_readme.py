@@ -286,7 +286,10 @@ class Sandbox:
             if not shown.strip():
                 continue
             pattern, ids = rb.line_pattern(shown, numbers=numbers, bound=self.bound)
-            hit = next(((i, m) for i, ln in enumerate(real) if (m := pattern.fullmatch(ln))), None)
+            # (a real line already matched by an earlier shown line is taken only when no
+            # other fits: shown lines that differ only by run id bind to distinct real lines)
+            hits = [(i, m) for i, ln in enumerate(real) if (m := pattern.fullmatch(ln))]
+            hit = next((h for h in hits if h[0] not in matched), hits[0] if hits else None)
             if hit is None:
                 problems.append(
                     f"README.md:{line}: shown output not in the real output:\n    {shown.strip()}"
