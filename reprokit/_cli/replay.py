@@ -49,7 +49,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         on_event=narrator(args.quiet, seen_drift),
         data_root=args.data_root,
         full_hash=args.full_hash,
-        sandbox=[] if args.sandbox else None,
+        sandbox=many.sandbox_choice(args),
+        trust=args.trust,
     )
     code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
@@ -89,6 +90,8 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
                     err(f"  not captured (secret files): {absent} (absent from the rebuilt tree)")
                 if data.get("path"):
                     err(f"  kept in {data['path']}")
+        elif kind == "sandbox":
+            err(f"sandbox: {data}")
         elif kind == "inputs":
             print_inputs(data)
         elif kind == "drift":
@@ -246,7 +249,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--sandbox",
         action="store_true",
         help="run inside bubblewrap: no network, the host read-only, writes only in the "
-        "replay's folders (for a run whose code you do not trust)",
+        "replay's folders (the default for runs recorded on another machine)",
+    )
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="never use the sandbox, even for a run recorded on another machine: its code "
+        "runs with your rights and can read, change or send anything you can (at your risk)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="a run recorded on another machine, where no sandbox is available: replay it "
+        "anyway, without one (you trust its code)",
     )
     p.add_argument(
         "--param",

@@ -1289,7 +1289,7 @@ def verify_archive(
                     python=python,
                     stdout=stdout,
                     data_root=roots,
-                    sandbox=writable,
+                    sandbox=writable if writable is not None else False,
                 )
                 # The whole report, as ``replay`` gives it: drift, per-output verdicts, first
                 # divergence and causes travel with the verdict.
@@ -1331,7 +1331,7 @@ def _replay_in_parallel(
                 "source_dir": sources.get(rid),
                 "python": python,
                 "data_root": roots,
-                "sandbox": sandbox,
+                "sandbox": sandbox if sandbox is not None else False,
             }
         )
     emit("replaying", f"{len(todo)} runs, {jobs} at once")

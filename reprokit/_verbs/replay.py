@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._capture.environment import SET_AT_IMPORT, capture_environment, numerics_variables
-from reprokit._capture.hardware import capture_hardware
+from reprokit._capture.hardware import capture_hardware, host_identity
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
 from reprokit._model.digest import fingerprint
@@ -45,6 +45,7 @@ from reprokit._reexec.execute import (
     reruns_script,
 )
 from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
+from reprokit._reexec.sandbox import available as sandbox_available
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -634,6 +635,47 @@ def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str
 # -- the verb ------------------------------------------------------------------------------------
 
 
+def made_elsewhere(m: Manifest) -> str | None:
+    """Why run ``m`` counts as not made on this machine (its code may be someone else's), or
+    None when this machine recorded it. A run that records no host (an older reprokit's)
+    counts as made elsewhere: nothing says it was not."""
+    hw = m.hardware if isinstance(m.hardware, Mapping) else {}
+    host = hw.get("host")
+    if not isinstance(host, str):
+        return "it records no host (made by an older reprokit, or elsewhere)"
+    if host != host_identity():
+        return "it was recorded on another machine"
+    return None
+
+
+def sandbox_for(
+    m: Manifest, sandbox: list[str] | bool | None, trust: bool
+) -> tuple[list[str] | None, str]:
+    """(the extra writable folders of a sandboxed replay, or None to run without one; what to
+    tell the user). ``sandbox``: True or a list asks for one, False opts out, None decides: a
+    run made elsewhere is sandboxed. Without a sandbox here, such a replay needs ``trust``."""
+    if sandbox is False:
+        return None, ""
+    why_foreign = made_elsewhere(m) if sandbox is None else None
+    if sandbox is None and why_foreign is None:
+        return None, ""
+    bwrap, why_not = sandbox_available()
+    if bwrap is not None:
+        extra = sandbox if isinstance(sandbox, list) else []
+        said = f" ({why_foreign})" if why_foreign else ""
+        return extra, f"bubblewrap: no network, host read-only{said}"
+    if why_foreign is None:  # asked for explicitly
+        raise NotReplayable(m.id, f"the sandbox is unavailable: {why_not}")
+    if not trust:
+        raise NotReplayable(
+            m.id,
+            f"{why_foreign}, so its replay runs in a sandbox, and there is no sandbox here "
+            f"({why_not}): replay it with --trust (trust=True) if you trust its code, or "
+            "install bubblewrap",
+        )
+    return None, f"none ({why_not}); {why_foreign}: running its code as trusted"
+
+
 def replay(
     ref: str,
     *,
@@ -649,7 +691,8 @@ def replay(
     python: str | None = None,
     data_root: str | os.PathLike[str] | list[str] | None = None,
     full_hash: bool = False,
-    sandbox: list[str] | None = None,
+    sandbox: list[str] | bool | None = None,
+    trust: bool = False,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
@@ -659,9 +702,10 @@ def replay(
     program's output goes (default: stderr). Inputs outside the recorded source tree are looked
     up below ``data_root`` (default: the repository the replay runs in) and checked against
     their digests (through the store's stat cache; ``full_hash=True`` reads every byte); a list
-    of folders is searched in order. ``sandbox`` (a list of extra writable folders, maybe empty)
+    of folders is searched in order. ``sandbox`` (True, or a list of extra writable folders)
     runs the program inside bubblewrap: no network, the host read-only, writes only in the
-    replay's folders.
+    replay's folders; False runs it without; None (the default) sandboxes a run not recorded
+    on this machine, and where there is no sandbox replays it only with ``trust=True``.
     """
     if rtol < 0 or atol < 0:
         raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
@@ -679,6 +723,9 @@ def replay(
     replay_params = check_replayable(m, params or {})
     check_all_ranks(st, m)
     emit = on_event or (lambda kind, data: None)
+    writable, said = sandbox_for(m, sandbox, trust)
+    if said:
+        emit("sandbox", said)
 
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")
     source = os.path.join(scratch, "source")
@@ -741,7 +788,7 @@ def replay(
                 stdout=stdout,
                 python=python,
                 verified=bool(report.source.get("verified")),
-                sandbox=None if sandbox is None else [*sandbox, scratch, str(st.root), source],
+                sandbox=None if writable is None else [*writable, scratch, str(st.root), source],
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)

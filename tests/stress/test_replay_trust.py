@@ -142,3 +142,72 @@ def test_a_sandboxed_local_replay_cannot_overwrite_an_absolute_path_in_the_check
     res = cli(repo, "replay", "latest", "--sandbox")
     assert res.returncode in (0, 1), res.stderr
     assert target.read_text() == "the user's own edits"
+
+
+def _bwrap_or_skip() -> None:
+    from reprokit._reexec.sandbox import available
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+
+
+def _recorded_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
+    """A run of WRITER recorded as another machine would record it (another machine id)."""
+    repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
+    target = repo / "results.txt"
+    other = tmp_path / "colleague-machine-id"
+    other.write_text("0123456789abcdef0123456789abcdef\n")
+    env = clean_env(REPROKIT_MACHINE_ID_FILE=str(other))
+    res = run_python(repo, WRITER, str(target), script="train.py", env=env)
+    assert res.returncode == 0, res.stderr
+    target.write_text("the user's own edits")
+    return repo, target
+
+
+def test_the_manifest_records_a_salted_host_digest_never_the_machine_id(tmp_path):
+    repo, _ = _recorded_elsewhere(tmp_path)
+    shown = json.loads(cli(repo, "show", "latest", "--json").stdout)
+    host = shown["hardware"]["host"]
+    assert host.startswith("sha256:") and len(host) == len("sha256:") + 64
+    store = (repo / ".reprokit").rglob("*")
+    assert not any(b"0123456789abcdef" in p.read_bytes() for p in store if p.is_file())
+
+
+def test_a_run_recorded_on_another_machine_replays_in_the_sandbox_by_default(tmp_path):
+    _bwrap_or_skip()
+    repo, target = _recorded_elsewhere(tmp_path)
+    res = cli(repo, "replay", "latest")
+    assert res.returncode == 0, res.stderr
+    assert "sandbox: bubblewrap" in res.stderr and "another machine" in res.stderr
+    assert target.read_text() == "the user's own edits"
+    # --no-sandbox opts out: the run's code then runs with the user's rights
+    res = cli(repo, "replay", "latest", "--no-sandbox")
+    assert res.returncode == 0, res.stderr
+    assert "sandbox:" not in res.stderr
+    assert target.read_text() == "from the run"
+
+
+def test_a_run_made_here_is_not_sandboxed_unless_asked(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
+    target = repo / "results.txt"
+    assert run_python(repo, WRITER, str(target), script="train.py").returncode == 0
+    target.write_text("the user's own edits")
+    res = cli(repo, "replay", "latest")
+    assert res.returncode == 0, res.stderr
+    assert "sandbox:" not in res.stderr
+    assert target.read_text() == "from the run"
+
+
+def test_without_a_sandbox_a_run_from_another_machine_asks_for_trust(tmp_path):
+    repo, target = _recorded_elsewhere(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    env = clean_env(PATH=str(bin_dir))
+    res = cli(repo, "replay", "latest", env=env)
+    assert res.returncode == 2, res.stderr
+    assert "another machine" in res.stderr and "--trust" in res.stderr
+    assert target.read_text() == "the user's own edits"
+    res = cli(repo, "replay", "latest", "--trust", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "running its code as trusted" in res.stderr
