@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -479,6 +480,7 @@ def execute(
     verified: bool = True,
     argv_seed: int | None = None,
     sandbox: list[str] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -488,8 +490,12 @@ def execute(
     ``verified``: ``source`` was checked to be the recorded tree, so the re-executed runs carry
     the recorded code identity instead of a snapshot of a temporary folder.
     ``sandbox``: run inside bubblewrap, able to write only under these folders.
+    ``moved``: {recorded absolute path: where the replay writes it instead}, applied to a
+    command's arguments (see ``moved_outputs``).
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
+    if moved and (m.run.get("entry") or {}).get("kind") == "command":
+        argv = [_moved_arg(a, moved) for a in argv]
     argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)
@@ -516,6 +522,55 @@ def execute(
     except OSError as exc:
         raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
     return proc.returncode, new_runs(store, log), cwd
+
+
+def recorded_root(m: Manifest) -> str | None:
+    """The absolute folder the run's tree lay in when recorded (its repository root), from
+    ``run.root``, else (older manifests) from the entry file's absolute and relative paths."""
+    root = m.run.get("root")
+    if isinstance(root, str) and os.path.isabs(root) and "\0" not in root:
+        return os.path.normpath(root)
+    entry = m.run.get("entry") or {}
+    file, rel = entry.get("file"), entry.get("file_rel")
+    if isinstance(file, str) and isinstance(rel, str) and os.path.isabs(file):
+        suffix = "/" + rel
+        if file.replace(os.sep, "/").endswith(suffix):
+            return os.path.normpath(file[: -len(suffix)] or "/")
+    return None
+
+
+def moved_outputs(m: Manifest, source: str, outside: str) -> dict[str, str]:
+    """Where a replay of command run ``m`` writes each declared output that was named by an
+    absolute path: {recorded absolute path: path in the replay's folders}. Never the user's
+    file: one inside the recorded tree goes to the rebuilt tree (``source``), one outside it
+    under ``outside``. The parent folders are created."""
+    root = recorded_root(m)
+    moved: dict[str, str] = {}
+    for rec in m.outputs.get("declared") or []:
+        path = rec.get("path") if isinstance(rec, Mapping) else None
+        if not isinstance(path, str) or not path or "\0" in path:
+            continue
+        if os.path.isabs(path):
+            norm = os.path.normpath(path)
+            target = os.path.join(outside, *norm.lstrip(os.sep).split(os.sep))
+        elif root is not None:
+            norm = os.path.join(root, *path.split("/"))
+            target = inside(source, path, "output", m.id)
+        else:
+            continue  # a relative output of an old record: argv names it relative to the cwd
+        if norm in (os.sep, root):
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        moved[norm] = target
+    return moved
+
+
+def _moved_arg(arg: str, moved: Mapping[str, str]) -> str:
+    """``arg`` with each recorded path in it (a whole path, or the start of one below it:
+    ``/data/out/model.txt`` for ``/data/out``) replaced in one pass, longest first."""
+    olds = sorted(moved, key=len, reverse=True)
+    pattern = r"(?<![\w.\-/])(" + "|".join(map(re.escape, olds)) + r")(?![\w.\-])"
+    return re.sub(pattern, lambda mt: moved[mt.group(1)], arg)
 
 
 def child_report_path(log: str) -> str:

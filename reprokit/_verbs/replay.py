@@ -40,6 +40,7 @@ from reprokit._reexec.execute import (
     check_replayable,
     child_env,
     execute,
+    moved_outputs,
     plan,
     recorded_param,
     reruns_script,
@@ -610,8 +611,11 @@ def short_value(value: Any, limit: int = 40) -> str:
 _EMBED_SCAN_BYTES = 16 * 1024 * 1024
 
 
-def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str]:
-    """Differing output files (found under ``source``) that contain ``source``'s own path."""
+def embedding_replay_folder(
+    runs: list[dict[str, Any]], source: str, moved: Mapping[str, str] | None = None
+) -> list[str]:
+    """Differing output files (found under ``source``, or where ``moved`` put them) that
+    contain ``source``'s own path."""
     needles = {os.fsencode(source), os.fsencode(os.path.realpath(source))}
     found = []
     for run in runs:
@@ -620,6 +624,7 @@ def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str
                 continue
             rel = name[len("file ") :]
             path = rel if os.path.isabs(rel) else os.path.join(source, *rel.split("/"))
+            path = (moved or {}).get(os.path.normpath(path), path)
             try:
                 if os.path.getsize(path) > _EMBED_SCAN_BYTES:
                     continue
@@ -756,6 +761,9 @@ def replay(
 
         # Planned before the replay's own run starts: a run that cannot start leaves no record.
         cwd_planned = plan(m, source, replay_params)[2]
+        # Declared outputs named by absolute paths are written in the replay's folders, never
+        # over the user's files (in place, the current tree is where they belong).
+        moved = {} if in_place else moved_outputs(m, source, os.path.join(scratch, "outside"))
         changed = {
             k: {"recorded": recorded_param(m.params, k), "replayed": v}
             for k, v in replay_params.items()
@@ -789,6 +797,7 @@ def replay(
                 python=python,
                 verified=bool(report.source.get("verified")),
                 sandbox=None if writable is None else [*writable, scratch, str(st.root), source],
+                moved=moved,
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)
@@ -798,7 +807,7 @@ def replay(
         explained: list[dict[str, Any]] = []
         children_new: list[Manifest] = []
         if kind == "command":
-            replayed_m = _command_result(m, record, cwd, source, code)
+            replayed_m = _command_result(m, record, moved, source, code)
             report.runs = [dict(_compare_command(m, replayed_m, rtol, atol), replayed=record.id)]
             # The tracked runs the command made (its training functions, their pool workers'
             # calls) are its results too: compared one by one.
@@ -830,7 +839,7 @@ def replay(
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict == cmp.DIFFERENT:
-            embedded = embedding_replay_folder(report.runs, source)
+            embedded = embedding_replay_folder(report.runs, source, moved)
             if kind == "command":
                 purpose, fallback = _command_causes(m, changed)
                 found = explain(recorded, children_new, explained, report.drift, embedded)
@@ -893,11 +902,16 @@ def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> tuple[list[str],
 
 
 def _command_result(
-    m: Manifest, record: Any, cwd: str, source: str, exit_code: int
+    m: Manifest, record: Any, moved: Mapping[str, str], source: str, exit_code: int
 ) -> dict[str, Any]:
-    declared = describe_declared(
-        [o.get("path") or "" for o in m.outputs.get("declared") or []], source
-    )
+    declared = []
+    for o in m.outputs.get("declared") or []:
+        path = str(o.get("path") or "")
+        where = moved.get(os.path.normpath(path)) if os.path.isabs(path) else None
+        found = describe_declared([where or path], source)
+        for rec in found:  # named as recorded, wherever the replay wrote it
+            rec["path"] = path
+        declared.extend(found)
     record.set_output("declared", declared)
     return {"exit_code": exit_code, "declared": declared}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,35 @@ def test_without_a_sandbox_a_run_from_another_machine_asks_for_trust(tmp_path):
     res = cli(repo, "replay", "latest", "--trust", env=env)
     assert res.returncode == 0, res.stderr
     assert "running its code as trusted" in res.stderr
+
+
+OUTPUTS = """
+import os, sys
+fixed, noisy = sys.argv[1], sys.argv[2]
+with open(fixed, "w") as fh:
+    fh.write("the same every time")
+with open(noisy, "w") as fh:
+    fh.write(os.urandom(8).hex())
+"""
+
+
+def test_absolute_declared_outputs_are_written_in_the_replay_folder_not_over_the_users(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"w.py": OUTPUTS})
+    fixed = tmp_path / "elsewhere" / "fixed.txt"  # outside the repository
+    fixed.parent.mkdir()
+    noisy = repo / "results" / "noisy.txt"  # inside it, named by its absolute path
+    noisy.parent.mkdir()
+    res = cli(
+        repo, "run", "--output", str(fixed), "--output", str(noisy), "--",
+        sys.executable, "w.py", str(fixed), str(noisy),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    fixed.write_text("the user's own edits")
+    noisy.write_text("the user's own results")
+    res = cli(repo, "replay", "latest", "--json")
+    assert res.returncode == 1, res.stderr  # the noisy file really differs
+    outputs = json.loads(res.stdout)["runs"][0]["outputs"]
+    assert outputs[f"file {fixed}"]["verdict"] == "identical"
+    assert outputs["file results/noisy.txt"]["verdict"] == "different"
+    assert fixed.read_text() == "the user's own edits"
+    assert noisy.read_text() == "the user's own results"
