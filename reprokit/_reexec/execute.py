@@ -481,6 +481,7 @@ def execute(
     argv_seed: int | None = None,
     sandbox: list[str] | None = None,
     moved: Mapping[str, str] | None = None,
+    place_at: str | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -492,6 +493,9 @@ def execute(
     ``sandbox``: run inside bubblewrap, able to write only under these folders.
     ``moved``: {recorded absolute path: where the replay writes it instead}, applied to a
     command's arguments (see ``moved_outputs``).
+    ``place_at``: inside the sandbox, the rebuilt ``source`` appears at this path (where the
+    tree lay when recorded), and the program runs from there: a program that writes its own
+    path into an output writes what it wrote when recorded.
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
     if moved and (m.run.get("entry") or {}).get("kind") == "command":
@@ -511,8 +515,17 @@ def execute(
     if protocol is not None:
         protocol.apply(env)
     if sandbox is not None:
+        place = None
+        inner_cwd = cwd
+        if place_at is not None:
+            place = (source, place_at)
+            argv = [_relocated(a, source, place_at) for a in argv]
+            for key, value in list(env.items()):
+                if source in value:
+                    env[key] = _relocated(value, source, place_at)
+            inner_cwd = _relocated(cwd, source, place_at)
         try:
-            argv = sandbox_wrap(argv, cwd, sandbox)
+            argv = sandbox_wrap(argv, inner_cwd, sandbox, place)
         except OSError as exc:
             raise NotReplayable(m.id, f"the sandbox is unavailable: {exc}") from None
     try:
@@ -571,6 +584,11 @@ def _moved_arg(arg: str, moved: Mapping[str, str]) -> str:
     olds = sorted(moved, key=len, reverse=True)
     pattern = r"(?<![\w.\-/])(" + "|".join(map(re.escape, olds)) + r")(?![\w.\-])"
     return re.sub(pattern, lambda mt: moved[mt.group(1)], arg)
+
+
+def _relocated(text: str, old: str, new: str) -> str:
+    """``text`` with the folder ``old`` (as a whole path or a prefix of one) said as ``new``."""
+    return re.sub(re.escape(old) + r"(?=$|/|[^\w.\-])", lambda _m: new, text)
 
 
 def child_report_path(log: str) -> str:

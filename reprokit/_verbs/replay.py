@@ -43,10 +43,12 @@ from reprokit._reexec.execute import (
     moved_outputs,
     plan,
     recorded_param,
+    recorded_root,
     reruns_script,
 )
 from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
 from reprokit._reexec.sandbox import available as sandbox_available
+from reprokit._reexec.sandbox import can_place
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -764,6 +766,19 @@ def replay(
         # Declared outputs named by absolute paths are written in the replay's folders, never
         # over the user's files (in place, the current tree is where they belong).
         moved = {} if in_place else moved_outputs(m, source, os.path.join(scratch, "outside"))
+        # In the sandbox the rebuilt tree appears where the recorded one lay (bubblewrap mounts
+        # it there, in the sandbox only), so paths the program prints or writes are the same.
+        tree_was = recorded_root(m)
+        place_at = None
+        if (
+            writable is not None
+            and not in_place
+            and tree_was
+            and can_place(tree_was, scratch)
+            and not _links_into(source, report.inputs.get("linked") or [], tree_was)
+        ):
+            place_at = tree_was
+            emit("sandbox", f"the rebuilt tree appears at {tree_was} inside the sandbox")
         changed = {
             k: {"recorded": recorded_param(m.params, k), "replayed": v}
             for k, v in replay_params.items()
@@ -798,6 +813,7 @@ def replay(
                 verified=bool(report.source.get("verified")),
                 sandbox=None if writable is None else [*writable, scratch, str(st.root), source],
                 moved=moved,
+                place_at=place_at,
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)
@@ -869,6 +885,19 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def _links_into(source: str, linked: list[str], folder: str) -> bool:
+    """Whether an input linked into the rebuilt tree points into ``folder`` (where the tree
+    would be shown in the sandbox, hiding the data the link points at)."""
+    for rel in linked:
+        try:
+            target = os.readlink(os.path.join(source, *rel.split("/")))
+        except OSError:
+            continue
+        if target == folder or target.startswith(folder.rstrip("/") + "/"):
+            return True
+    return False
 
 
 def redacted_names(m: Manifest) -> set[str]:

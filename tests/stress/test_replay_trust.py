@@ -244,3 +244,37 @@ def test_absolute_declared_outputs_are_written_in_the_replay_folder_not_over_the
     assert outputs["file results/noisy.txt"]["verdict"] == "different"
     assert fixed.read_text() == "the user's own edits"
     assert noisy.read_text() == "the user's own results"
+
+
+SELF_PATH = """
+import os, sys, reprokit
+
+@reprokit.track(seed=0)
+def train(lr=0.1):
+    # as minGPT does: the run's settings, with the script's own absolute path
+    with open("args.txt", "w") as fh:
+        fh.write(f"script={os.path.abspath(__file__)} cwd={os.getcwd()} lr={lr}\\n")
+    reprokit.log_artifact("args.txt")
+    return lr
+
+if __name__ == "__main__":
+    train()
+"""
+
+
+def test_in_the_sandbox_the_rebuilt_tree_is_where_the_recorded_one_was(tmp_path):
+    _bwrap_or_skip()
+    repo = make_repo(tmp_path / "repo", {"train.py": SELF_PATH})
+    res = run_python(repo, SELF_PATH, script="train.py")
+    assert res.returncode == 0, res.stderr
+    recorded = (repo / "args.txt").read_text()
+    assert str(repo) in recorded
+    res = cli(repo, "replay", "latest", "--sandbox")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"the rebuilt tree appears at {repo} inside the sandbox" in res.stderr
+    assert "verdict: identical" in res.stdout
+    assert (repo / "args.txt").read_text() == recorded  # the checkout itself is untouched
+    # without the sandbox the path differs, and the report says why
+    res = cli(repo, "replay", "latest")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "args.txt contains the replay folder's path" in res.stdout
