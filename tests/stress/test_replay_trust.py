@@ -278,3 +278,17 @@ def test_in_the_sandbox_the_rebuilt_tree_is_where_the_recorded_one_was(tmp_path)
     res = cli(repo, "replay", "latest")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "args.txt contains the replay folder's path" in res.stdout
+
+
+def test_the_recorded_tree_path_is_made_in_the_sandbox_when_it_no_longer_exists(tmp_path):
+    _bwrap_or_skip()
+    repo = make_repo(tmp_path / "repo", {"train.py": SELF_PATH})
+    assert run_python(repo, SELF_PATH, script="train.py").returncode == 0
+    recorded = (repo / "args.txt").read_text()
+    moved = tmp_path / "moved"
+    repo.rename(moved)  # the store travels with the checkout; the recorded path is gone
+    res = cli(moved, "replay", "latest", "--sandbox")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"appears at {repo} inside the sandbox" in res.stderr
+    assert not repo.exists()  # made in the sandbox only
+    assert (moved / "args.txt").read_text() == recorded
