@@ -40,11 +40,11 @@ def available() -> tuple[str | None, str]:
     return _status
 
 
-def _base(bwrap: str) -> list[str]:
+def _base(bwrap: str, network: bool = False) -> list[str]:
     return [
         bwrap,
         "--die-with-parent",
-        "--unshare-net",
+        *([] if network else ["--unshare-net"]),
         "--unshare-ipc",
         "--unshare-uts",
         "--ro-bind", "/", "/",
@@ -105,17 +105,22 @@ def _mount_point(dest: str) -> list[str]:
 
 
 def wrap(
-    argv: list[str], cwd: str, writable: list[str], place: tuple[str, str] | None = None
+    argv: list[str],
+    cwd: str,
+    writable: list[str],
+    place: tuple[str, str] | None = None,
+    network: bool = False,
 ) -> list[str]:
     """``argv`` run inside the sandbox, in ``cwd``, able to write only under ``writable``.
 
     ``place`` = (folder, path): ``folder`` (the rebuilt tree) appears at ``path`` (where the
     tree lay when recorded), writable; the Python environment stays visible when it lay there.
+    ``network``: keep the host's network (installing packages from an index needs it).
     """
     bwrap, why = available()
     if bwrap is None:
         raise OSError(why)
-    cmd = _base(bwrap)
+    cmd = _base(bwrap, network)
     if place is not None:
         folder, dest = place
         cmd += _mount_point(dest) + ["--bind", folder, dest]

@@ -50,6 +50,7 @@ from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
 from reprokit._reexec.sandbox import available as sandbox_available
+from reprokit._reexec.sandbox import wrap as sandbox_wrap
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.archive_inputs import (
@@ -1265,7 +1266,7 @@ def verify_archive(
             else:
                 emit("sandbox", f"no sandbox ({why}): running the archive's code as trusted")
         emit("sandbox", "bubblewrap: no network, host read-only" if writable else "none")
-        python = _make_venv(top, scratch, emit) if venv else None
+        python = _make_venv(top, scratch, emit, sandboxed=writable is not None) if venv else None
         roots = [os.path.join(top, INPUTS_DIR)]
         roots.append(os.path.abspath(os.fspath(data_root)) if data_root else os.getcwd())
         if jobs > 1:
@@ -1411,9 +1412,12 @@ def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) ->
                 raise TamperedError(f"{member} does not match the run's record", m.id, member)
 
 
-def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
-    """A fresh virtualenv with requirements.lock and reprokit installed; its python."""
-    import subprocess
+def _make_venv(
+    top: str, scratch: str, emit: Callable[[str, Any], None], sandboxed: bool = True
+) -> str:
+    """A fresh virtualenv with requirements.lock and reprokit installed; its python. With
+    ``sandboxed``, pip runs inside the sandbox (building a package runs its code), with the
+    network (the index) but the host read-only: it writes only in ``scratch``."""
     import venv as venv_mod
 
     home = os.path.join(scratch, "venv")
@@ -1424,12 +1428,30 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
     steps = [[python, "-m", "pip", "install", "-q", "-r", lock]]
     steps.append([python, "-m", "pip", "install", "-q", *_reprokit_requirement(top)])
     for cmd in steps:
-        emit("venv", "running: " + " ".join(os.path.basename(c) if c == python else c for c in cmd))
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = " ".join(os.path.basename(c) if c == python else c for c in cmd)
+        emit("venv", f"running{' in the sandbox (with network)' if sandboxed else ''}: {said}")
+        proc = install_step(cmd, scratch, sandboxed)
         if proc.returncode != 0:
             last = proc.stdout.strip().splitlines()[-1:] or ["pip failed"]
             raise ReprokitError(f"building the virtualenv failed: {last[0]}")
     return python
+
+
+def install_step(cmd: list[str], scratch: str, sandboxed: bool) -> Any:
+    """Run one step of building a replay's virtualenv (a pip install), inside the sandbox
+    when ``sandboxed``: the network kept, the host read-only, writes only under ``scratch``
+    (the virtualenv and pip's temporary files). The finished process, output in ``stdout``."""
+    import subprocess
+
+    env = None
+    if sandboxed:
+        try:
+            cmd = sandbox_wrap(cmd, scratch, [scratch], network=True)
+        except OSError as exc:
+            raise ReprokitError(f"the sandbox is unavailable: {exc}") from None
+        # pip's cache in the home folder is read-only there: it goes without one
+        env = dict(os.environ, PIP_NO_CACHE_DIR="1")
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _reprokit_requirement(top: str) -> list[str]:

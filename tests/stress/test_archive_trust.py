@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -330,3 +331,38 @@ def test_zz_archive_trust_figure(figure):
         "decompression bombs refused / tried (2 MB -> 256 MiB)",
         f"{sum(bombs.values())} / {len(bombs)}",
     )
+
+
+INSTALL_STEP = """
+import socket, sys
+try:
+    open(sys.argv[1], "w").write("escaped")
+    outside = "written"
+except OSError:
+    outside = "refused"
+open(sys.argv[2], "w").write("built")
+print(outside, len(socket.if_nameindex()))
+"""
+
+
+def test_the_virtualenv_of_a_sandboxed_replay_is_built_in_the_sandbox_with_the_network(tmp_path):
+    """pip runs a package's build code: it runs inside the sandbox, the host read-only,
+    writing only in the replay's folder, with the host's network (for the index)."""
+    import socket
+
+    from reprokit._reexec.sandbox import available
+    from reprokit._verbs.archive import install_step
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outside, inside = tmp_path / "outside.txt", scratch / "venv-file"
+    cmd = [sys.executable, "-c", INSTALL_STEP, str(outside), str(inside)]
+    proc = install_step(cmd, str(scratch), sandboxed=True)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.split() == ["refused", str(len(socket.if_nameindex()))]
+    assert not outside.exists() and inside.read_text() == "built"
+    # trusted (no sandbox): the step runs with the user's rights
+    proc = install_step(cmd, str(scratch), sandboxed=False)
+    assert proc.stdout.split()[0] == "written" and outside.read_text() == "escaped"
