@@ -152,7 +152,14 @@ def _split_command(args: argparse.Namespace) -> tuple[str | None, list[str] | No
 def cmd_check(args: argparse.Namespace) -> int:
     ref, command = _split_command(args)
     report = check(
-        ref, command=command, n=args.n, outputs=args.output, seed=args.seed, store=args.store
+        ref,
+        command=command,
+        n=args.n,
+        outputs=args.output,
+        seed=args.seed,
+        store=args.store,
+        sandbox=many.sandbox_choice(args),
+        trust=args.trust,
     )
     code = 0 if report.deterministic else 1
     if args.json:
@@ -177,7 +184,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     seed_list = parse_seeds(args.seeds) if args.seeds else None
-    report = seeds(args.ref, n=args.n, seed_list=seed_list, claims=args.claim, store=args.store)
+    report = seeds(
+        args.ref,
+        n=args.n,
+        seed_list=seed_list,
+        claims=args.claim,
+        store=args.store,
+        sandbox=many.sandbox_choice(args),
+        trust=args.trust,
+    )
     # A sweep in which nothing varied cannot support or refute a claim: exit 2, said loudly.
     code = 2 if report.nothing_varied else 0 if report.robust else 1
     if args.json:
@@ -217,6 +232,28 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return code
 
 
+def add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    """--sandbox, --no-sandbox and --trust: where a recorded run's code runs."""
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run inside bubblewrap: no network, the host read-only, writes only in the "
+        "replay's folders (the default for runs recorded on another machine)",
+    )
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="never use the sandbox, even for a run recorded on another machine: its code "
+        "runs with your rights and can read, change or send anything you can (at your risk)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="a run recorded on another machine, where no sandbox is available: replay it "
+        "anyway, without one (you trust its code)",
+    )
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = parser_for(
         sub, common, "replay",
@@ -245,24 +282,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="check inputs by reading every byte (default: trust the stat cache, like git)",
     )
-    p.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="run inside bubblewrap: no network, the host read-only, writes only in the "
-        "replay's folders (the default for runs recorded on another machine)",
-    )
-    p.add_argument(
-        "--no-sandbox",
-        action="store_true",
-        help="never use the sandbox, even for a run recorded on another machine: its code "
-        "runs with your rights and can read, change or send anything you can (at your risk)",
-    )
-    p.add_argument(
-        "--trust",
-        action="store_true",
-        help="a run recorded on another machine, where no sandbox is available: replay it "
-        "anyway, without one (you trust its code)",
-    )
+    add_sandbox_options(p)
     p.add_argument(
         "--param",
         action="append",
@@ -291,6 +311,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="PATH",
         help="a file or folder the command writes, compared between executions",
     )
+    add_sandbox_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_check, cmd=None)  # the command: what follows "--" (see app.py)
 
@@ -311,5 +332,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="NAME>=VALUE",
         help="a result you claim; exit 1 if the seeds do not support it",
     )
+    add_sandbox_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_seeds)

@@ -292,3 +292,15 @@ def test_the_recorded_tree_path_is_made_in_the_sandbox_when_it_no_longer_exists(
     assert f"appears at {repo} inside the sandbox" in res.stderr
     assert not repo.exists()  # made in the sandbox only
     assert (moved / "args.txt").read_text() == recorded
+
+
+def test_check_and_seeds_of_a_run_from_another_machine_run_in_the_sandbox(tmp_path):
+    _bwrap_or_skip()
+    repo, target = _recorded_elsewhere(tmp_path)
+    for verb in (["check", "latest"], ["seeds", "latest", "-n", "2"]):
+        res = cli(repo, *verb)
+        assert res.returncode in (0, 2), res.stdout + res.stderr
+        assert target.read_text() == "the user's own edits", verb
+    res = cli(repo, "check", "latest", "--no-sandbox")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert target.read_text() == "from the run"
