@@ -304,3 +304,24 @@ def test_check_and_seeds_of_a_run_from_another_machine_run_in_the_sandbox(tmp_pa
     res = cli(repo, "check", "latest", "--no-sandbox")
     assert res.returncode == 0, res.stdout + res.stderr
     assert target.read_text() == "from the run"
+
+
+def test_a_sandboxed_replay_whose_inputs_link_into_the_recorded_tree_runs_in_its_own_folder(
+    tmp_path,
+):
+    """Showing the tree at its recorded path would hide the data its input links point at:
+    the replay runs from its own folder instead, and still finds the data."""
+    _bwrap_or_skip()
+    from tests.e2e.test_inputs import TRAIN
+
+    files = {".gitignore": "data/\n__pycache__/\n", "train.py": TRAIN, "config.txt": "lr=1\n"}
+    repo = make_repo(tmp_path / "repo", files)
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("1,2\n3,4\n")
+    res = run_python(repo, TRAIN, script="train.py")
+    assert res.returncode == 0, res.stderr
+    res = cli(repo, "replay", "latest", "--sandbox")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "data/train.csv" in res.stderr  # checked and linked into the rebuilt tree
+    assert "appears at" not in res.stderr
+    assert "verdict: identical" in res.stdout
