@@ -487,6 +487,7 @@ def _load_claims(path: str | None, runs: list[Manifest]) -> list[dict[str, Any]]
                 "which is not (uniquely) among the archived runs"
             )
         result = item.get("result")
+        result = None if result in (None, "") else str(result)  # as verify reads it back
         value = _claim_value(matches[0], result)
         out.append(
             {"claim": str(item["claim"]), "run": matches[0].id, "result": result, "value": value}
@@ -932,9 +933,9 @@ def archive(
             # Said only when there is no wheel (how a wheel was obtained varies between calls).
             "wheel_note": "" if report.wheel else report.wheel_note,
             "claims": [{k: c[k] for k in ("claim", "run", "result")} for c in claim_rows],
-            "rtol": rtol,
-            "atol": atol,
-            "max_artifact_size": max_artifact_size,
+            "rtol": float(rtol),
+            "atol": float(atol),
+            "max_artifact_size": int(max_artifact_size),
             "inputs_why": [row.get("why") for row in report.inputs],
         }
         text = reproduce_md(
