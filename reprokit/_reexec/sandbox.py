@@ -59,6 +59,9 @@ _SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32
            "/run", "/sbin", "/sys", "/usr", "/var")  # fmt: skip
 
 
+_MAX_REMOUNTED = 2000
+
+
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
@@ -66,7 +69,8 @@ def _under(path: str, folder: str) -> bool:
 def can_place(dest: str, scratch: str) -> bool:
     """Whether a rebuilt tree can be shown at ``dest`` inside the sandbox: an absolute folder
     that is not the root, a system folder, the Python installation or the replay's scratch
-    folder (nor above any of them), and that exists or has an existing parent other than /."""
+    folder (nor above any of them), and that exists or has an existing parent other than /
+    with at most 2,000 entries."""
     dest = os.path.normpath(dest)
     if not os.path.isabs(dest) or dest == "/" or "\0" in dest:
         return False
@@ -75,7 +79,15 @@ def can_place(dest: str, scratch: str) -> bool:
     for kept in (sys.base_prefix, os.path.realpath(sys.base_prefix), scratch):
         if _under(kept, dest):
             return False
-    return os.path.isdir(dest) or _deepest_existing(dest) not in (None, "/")
+    if os.path.isdir(dest):
+        return True
+    parent = _deepest_existing(dest)
+    if parent in (None, "/"):
+        return False
+    try:  # its entries are mounted again one by one: a bounded number of them
+        return len(os.listdir(parent)) <= _MAX_REMOUNTED
+    except OSError:
+        return False
 
 
 def _deepest_existing(path: str) -> str | None:
