@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reprokit._model.version import __version__
 from reprokit._verbs.archive import Limits, UnsafeArchive, safe_extract
 from tests.conftest import cli
 from tests.e2e.test_archive import make_archive, recorded  # noqa: F401 - a fixture
@@ -366,3 +367,21 @@ def test_the_virtualenv_of_a_sandboxed_replay_is_built_in_the_sandbox_with_the_n
     # trusted (no sandbox): the step runs with the user's rights
     proc = install_step(cmd, str(scratch), sandboxed=False)
     assert proc.stdout.split()[0] == "written" and outside.read_text() == "escaped"
+
+
+def test_a_reproduce_md_of_another_reprokit_version_gets_a_note_not_a_false_alarm(
+    recorded,  # noqa: F811
+    tmp_path,
+):
+    repo, _ = recorded
+    good = make_archive(repo, tmp_path / "paper.tar.gz")
+    older = tmp_path / "older.tar.gz"
+    # as an older release would have written it (another template: not derived again here)
+    _repack(
+        good, older, _replace("REPRODUCE.md", f'"version": "{__version__}"', '"version": "0.0.9"')
+    )
+    res = cli(tmp_path, "verify", str(older))
+    assert res.returncode == 0, res.stderr
+    assert "note: REPRODUCE.md was written by reprokit 0.0.9" in res.stderr
+    data = json.loads(cli(tmp_path, "verify", str(older), "--json").stdout)
+    assert data["notes"] and data["intact"] is True
