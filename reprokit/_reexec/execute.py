@@ -482,6 +482,7 @@ def execute(
     sandbox: list[str] | None = None,
     moved: Mapping[str, str] | None = None,
     place_at: str | None = None,
+    relocate: str | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -496,10 +497,16 @@ def execute(
     ``place_at``: inside the sandbox, the rebuilt ``source`` appears at this path (where the
     tree lay when recorded), and the program runs from there: a program that writes its own
     path into an output writes what it wrote when recorded.
+    ``relocate``: the folder the recorded tree lay in; a path into it among a script's or a
+    command's arguments is said as the same path in the rebuilt ``source`` (the user's
+    checkout is not written by a replay run outside the sandbox).
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
-    if moved and (m.run.get("entry") or {}).get("kind") == "command":
+    kind = (m.run.get("entry") or {}).get("kind")
+    if moved and kind == "command":
         argv = [_moved_arg(a, moved) for a in argv]
+    if relocate and (kind in ("command", "script") or reruns_script(m)):
+        argv = [_relocated(a, relocate, source) for a in argv]
     argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)
@@ -588,7 +595,19 @@ def _moved_arg(arg: str, moved: Mapping[str, str]) -> str:
 
 def _relocated(text: str, old: str, new: str) -> str:
     """``text`` with the folder ``old`` (as a whole path or a prefix of one) said as ``new``."""
-    return re.sub(re.escape(old) + r"(?=$|/|[^\w.\-])", lambda _m: new, text)
+    return re.sub(r"(?<![\w.\-/])" + re.escape(old) + r"(?=$|/|[^\w.\-])", lambda _m: new, text)
+
+
+def relocated_values(value: Any, old: str, new: str) -> Any:
+    """``value`` (params: dicts, lists, strings) with every path into folder ``old`` said as
+    the same path under ``new``."""
+    if isinstance(value, str):
+        return _relocated(value, old, new) if old in value else value
+    if isinstance(value, Mapping):
+        return {k: relocated_values(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relocated_values(v, old, new) for v in value]
+    return value
 
 
 def child_report_path(log: str) -> str:

@@ -44,6 +44,7 @@ from reprokit._reexec.execute import (
     plan,
     recorded_param,
     recorded_root,
+    relocated_values,
     reruns_script,
 )
 from reprokit._reexec.inputs import check_inputs, input_causes, inputs_needed, resolve_data_roots
@@ -779,6 +780,14 @@ def replay(
         ):
             place_at = tree_was
             emit("sandbox", f"the rebuilt tree appears at {tree_was} inside the sandbox")
+        # Elsewhere, paths into the recorded tree among the params and arguments are said as
+        # the same paths in the rebuilt tree: the program writes there, not in the checkout.
+        relocate = None
+        run_params = replay_params
+        if place_at is None and not in_place and tree_was and _relocatable(tree_was, source):
+            relocate = tree_was
+            if (m.run.get("entry") or {}).get("kind") == "function":
+                run_params = relocated_values(replay_params, tree_was, source)
         changed = {
             k: {"recorded": recorded_param(m.params, k), "replayed": v}
             for k, v in replay_params.items()
@@ -805,7 +814,7 @@ def replay(
                 m,
                 st,
                 source,
-                replay_params,
+                run_params,
                 os.path.join(scratch, "runs.log"),
                 parent=record.id,
                 stdout=stdout,
@@ -814,6 +823,7 @@ def replay(
                 sandbox=None if writable is None else [*writable, scratch, str(st.root), source],
                 moved=moved,
                 place_at=place_at,
+                relocate=relocate,
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)
@@ -885,6 +895,15 @@ def replay(
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             shutil.rmtree(os.path.join(scratch, "odb"), ignore_errors=True)
+
+
+def _relocatable(tree_was: str, source: str) -> bool:
+    """Whether paths into ``tree_was`` can be said as paths into ``source``: an absolute folder
+    other than /, neither holding nor inside the rebuilt tree."""
+    a, b = os.path.normpath(tree_was), os.path.normpath(source)
+    if not os.path.isabs(a) or a == "/":
+        return False
+    return not (b == a or b.startswith(a + "/") or a.startswith(b + "/"))
 
 
 def _links_into(source: str, linked: list[str], folder: str) -> bool:

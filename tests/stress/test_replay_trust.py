@@ -155,7 +155,7 @@ def _bwrap_or_skip() -> None:
 def _recorded_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
     """A run of WRITER recorded as another machine would record it (another machine id)."""
     repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
-    target = repo / "results.txt"
+    target = tmp_path / "results.txt"  # outside the checkout: only the sandbox protects it
     other = tmp_path / "colleague-machine-id"
     other.write_text("0123456789abcdef0123456789abcdef\n")
     env = clean_env(REPROKIT_MACHINE_ID_FILE=str(other))
@@ -190,7 +190,7 @@ def test_a_run_recorded_on_another_machine_replays_in_the_sandbox_by_default(tmp
 
 def test_a_run_made_here_is_not_sandboxed_unless_asked(tmp_path):
     repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
-    target = repo / "results.txt"
+    target = tmp_path / "results.txt"
     assert run_python(repo, WRITER, str(target), script="train.py").returncode == 0
     target.write_text("the user's own edits")
     res = cli(repo, "replay", "latest")
@@ -325,3 +325,15 @@ def test_a_sandboxed_replay_whose_inputs_link_into_the_recorded_tree_runs_in_its
     assert "data/train.csv" in res.stderr  # checked and linked into the rebuilt tree
     assert "appears at" not in res.stderr
     assert "verdict: identical" in res.stdout
+
+
+def test_without_the_sandbox_a_param_path_into_the_checkout_is_written_in_the_replay_folder(
+    tmp_path,
+):
+    repo = make_repo(tmp_path / "repo", {"train.py": WRITER})
+    target = repo / "results.txt"  # an absolute path into the user's checkout
+    assert run_python(repo, WRITER, str(target), script="train.py").returncode == 0
+    target.write_text("the user's own edits")
+    res = cli(repo, "replay", "latest", "--no-sandbox")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert target.read_text() == "the user's own edits"
