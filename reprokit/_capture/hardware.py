@@ -13,6 +13,7 @@ import re
 import sys
 
 from reprokit._capture import unavailable, which
+from reprokit._model.protocol import ChildProtocol
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -77,10 +78,12 @@ _CUDA_VERSION_RE = re.compile(r"CUDA(?:\s+Driver)?\s+Version\s*:\s*(\d+(?:\.\d+)
 def capture_hardware() -> dict[str, Any]:
     """A YAML-ready description of this machine; parts that cannot be read say ``unavailable``.
 
-    Keys: ``os``, ``cpu``, ``memory_bytes``, ``gpus``, ``gpu_source``; plus ``torch`` when torch
-    is already imported and ``blas``/``blas_source`` when numpy is already imported.
+    Keys: ``host`` (see ``host_identity``), ``os``, ``cpu``, ``memory_bytes``, ``gpus``,
+    ``gpu_source``; plus ``torch`` when torch is already imported and ``blas``/``blas_source``
+    when numpy is already imported.
     """
     result: dict[str, Any] = {
+        "host": host_identity(),
         "os": _guard(_os_info),
         "cpu": _guard(_cpu_info),
         "memory_bytes": _guard(_memory_bytes),
@@ -100,6 +103,37 @@ def capture_hardware() -> dict[str, Any]:
         except Exception as exc:
             result["blas"], result["blas_source"] = unavailable(exc), "none"
     return result
+
+
+_MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+_HOST_SALT = b"reprokit host identity 1\0"
+
+
+def host_identity() -> str:
+    """Which machine this is, without saying it: ``sha256:`` and the SHA-256 of a fixed salt
+    and the machine id (``/etc/machine-id``; the host name where there is none). The raw id
+    is never kept: systemd asks that it not leave the machine. Equal on every run this machine
+    records; a replay compares it to tell runs made here from runs made elsewhere."""
+    override = ChildProtocol.from_env().machine_id_file
+    raw = b""
+    for path in (override,) if override else _MACHINE_ID_FILES:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(256).strip()
+        except OSError:
+            continue
+        if raw:
+            break
+    if not raw:
+        import socket
+
+        try:
+            raw = b"hostname:" + socket.gethostname().encode("utf-8", "replace")
+        except OSError:
+            raw = b"hostname:"
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(_HOST_SALT + raw).hexdigest()
 
 
 # --------------------------------------------------------------------------------------- parsers

@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 
+from reprokit._model.bounded import TimedOut, bounded, timed_out_text
 from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value, redact_text
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -197,13 +198,13 @@ def record_params(values: Mapping[str, Any] | Any) -> Params:
         mapping = None
     if mapping is None:
         out.problems.append(f"params: {_typename(values)} is not a mapping or known config")
-        out.values["params"] = _unrecorded(values)
+        out.values["params"] = _unrecorded(values, out, "params")
         return out
     try:
         items = list(mapping.items())
     except Exception as exc:
         out.problems.append(f"params: reading {_typename(values)} failed ({type(exc).__name__})")
-        out.values["params"] = _unrecorded(values)
+        out.values["params"] = _unrecorded(values, out, "params")
         return out
     for key, value in items:
         name = str(_key(key, "", out))
@@ -225,7 +226,10 @@ def _key(key: Any, path: str, out: Params) -> str | int:
         text = key
     else:
         try:
-            text = str(key)
+            text = bounded(str, key)
+        except TimedOut:
+            out.problems.append(f"{path or 'params'}: str() of a {_typename(key)} key timed out")
+            text = f"<{type(key).__name__} key>"
         except Exception:
             text = f"<{type(key).__name__} key>"
     if is_secret_value(text):
@@ -251,7 +255,7 @@ def _plain_safe(value: Any, path: str, out: Params, seen: set[int], depth: int) 
         out.problems.append(f"{path}: nested too deeply to record")
     except Exception as exc:
         out.problems.append(f"{path}: {_typename(value)} could not be read ({type(exc).__name__})")
-    return _unrecorded(value)
+    return _unrecorded(value, out, path)
 
 
 def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> Any:
@@ -285,7 +289,7 @@ def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> An
         return bytes(value)
     if depth >= _MAX_DEPTH:
         out.problems.append(f"{_short(path)}: nested deeper than {_MAX_DEPTH} levels")
-        return _unrecorded(value)
+        return _unrecorded(value, out, path)
     if id(value) in seen:
         out.problems.append(f"{_short(path)}: refers to itself (a cycle)")
         return {"unrecorded": _typename(value), "repr": "<cycle>"}
@@ -293,7 +297,7 @@ def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> An
     if isinstance(value, (list, tuple)):
         if len(value) > _MAX_ITEMS:
             out.problems.append(f"{path}: {len(value)} items, more than {_MAX_ITEMS}")
-            return _unrecorded(value)
+            return _unrecorded(value, out, path)
         items = []
         hide_next = False
         for i, v in enumerate(value):
@@ -309,15 +313,18 @@ def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> An
     if isinstance(value, (set, frozenset)):
         if len(value) > _MAX_ITEMS:
             out.problems.append(f"{path}: {len(value)} items, more than {_MAX_ITEMS}")
-            return _unrecorded(value)
+            return _unrecorded(value, out, path)
         try:
             ordered = sorted(value)
         except Exception:
             try:
-                ordered = sorted(value, key=repr)
+                ordered = bounded(_sorted_by_repr, value)
+            except TimedOut:
+                out.problems.append(f"{path}: a set whose items' repr timed out")
+                return {"unrecorded": _typename(value), "repr": timed_out_text(value)}
             except Exception:
                 out.problems.append(f"{path}: a set whose items cannot be ordered")
-                return _unrecorded(value)
+                return _unrecorded(value, out, path)
         return [_plain_safe(v, f"{path}[]", out, seen, depth + 1) for v in ordered]
     mapping, _ = config_to_mapping(value)
     if mapping is not None:
@@ -330,7 +337,7 @@ def _plain(value: Any, path: str, out: Params, seen: set[int], depth: int) -> An
             result[key] = _plain_safe(v, f"{path}.{key}", out, seen, depth + 1)
         return result
     out.problems.append(f"{path}: {_typename(value)} cannot be recorded faithfully")
-    return _unrecorded(value)
+    return _unrecorded(value, out, path)
 
 
 def _numpy(value: Any, path: str, out: Params) -> Any:
@@ -338,21 +345,30 @@ def _numpy(value: Any, path: str, out: Params) -> Any:
         if value.size <= _MAX_ARRAY and value.dtype.kind in "biuf":
             return value.tolist()
         out.problems.append(f"{path}: numpy array {value.dtype}{list(value.shape)} not recorded")
-        return _unrecorded(value)
+        return _unrecorded(value, out, path)
     try:
         item = value.item()
     except Exception:
         out.problems.append(f"{path}: {_typename(value)} cannot be recorded faithfully")
-        return _unrecorded(value)
+        return _unrecorded(value, out, path)
     if isinstance(item, float) and math.isnan(item):
         return item
     return _plain(item, path, out, set(), 0)
 
 
-def _unrecorded(value: Any) -> dict[str, str]:
-    """Type and a bounded, redacted repr: what is kept of a value that is not plain data."""
+def _sorted_by_repr(items: Any) -> list[Any]:
+    return sorted(items, key=repr)
+
+
+def _unrecorded(value: Any, out: Params | None = None, path: str = "") -> dict[str, str]:
+    """Type and a bounded, redacted repr: what is kept of a value that is not plain data. A
+    repr that does not return within ``REPR_TIMEOUT`` is given up (the type is kept)."""
     try:
-        text = repr(value)
+        text = bounded(repr, value)
+    except TimedOut:
+        text = timed_out_text(value)
+        if out is not None:
+            out.problems.append(f"{_short(path)}: repr() of a {_typename(value)} timed out")
     except Exception as exc:  # a broken __repr__ (or an int too long to print) must not break
         text = f"<repr failed: {type(exc).__name__}>"
     if not isinstance(text, str):

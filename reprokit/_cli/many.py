@@ -46,6 +46,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def sandbox_choice(args: argparse.Namespace) -> bool | None:
+    """--sandbox: always; --no-sandbox: never; neither: for runs made on another machine."""
+    if args.sandbox and args.no_sandbox:
+        raise ReprokitError("--sandbox and --no-sandbox contradict each other; give one")
+    return True if args.sandbox else False if args.no_sandbox else None
+
+
 def wanted(args: argparse.Namespace) -> bool:
     """Whether this ``replay`` call is a many-run replay (a Namespace made by hand, with one
     ``ref``, is not)."""
@@ -102,6 +109,8 @@ def cmd_replay_many(args: argparse.Namespace) -> int:
             executor=executor,
             on_result=heard,
             on_start=start,
+            sandbox=sandbox_choice(args),
+            trust=args.trust,
         )
     finally:
         bar.close()

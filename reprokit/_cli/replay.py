@@ -63,7 +63,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             on_event=heard,
             data_root=args.data_root,
             full_hash=args.full_hash,
-            sandbox=[] if args.sandbox else None,
+            sandbox=many.sandbox_choice(args),
+            trust=args.trust,
         )
     code = 0 if report.identical else 2 if report.undetermined else 1
     if args.json:
@@ -107,6 +108,8 @@ def narrator(quiet: bool, seen_drift: list[str]) -> Callable[[str, Any], None]:
                     err(f"  not captured (secret files): {absent} (absent from the rebuilt tree)")
                 if data.get("path"):
                     err(f"  kept in {data['path']}")
+        elif kind == "sandbox":
+            err(f"sandbox: {data}")
         elif kind == "inputs":
             print_inputs(data)
         elif kind == "drift":
@@ -190,6 +193,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             seed=args.seed,
             store=args.store,
             on_event=lambda kind, i: step(kind, i + 1),
+            sandbox=many.sandbox_choice(args),
+            trust=args.trust,
         )
     code = 0 if report.deterministic else 1
     if args.json:
@@ -223,6 +228,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
             claims=args.claim,
             store=args.store,
             on_event=executions(bar, "seeds: seed"),
+            sandbox=many.sandbox_choice(args),
+            trust=args.trust,
         )
     # A sweep in which nothing varied, or that did not vary a claimed result, cannot support or
     # refute the claim: exit 2, said loudly.
@@ -274,6 +281,28 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return code
 
 
+def add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    """--sandbox, --no-sandbox and --trust: where a recorded run's code runs."""
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run inside bubblewrap: no network, the host read-only, writes only in the "
+        "replay's folders (the default for runs recorded on another machine)",
+    )
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="never use the sandbox, even for a run recorded on another machine: its code "
+        "runs with your rights and can read, change or send anything you can (at your risk)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="a run recorded on another machine, where no sandbox is available: replay it "
+        "anyway, without one (you trust its code)",
+    )
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = parser_for(
         sub, common, "replay",
@@ -302,12 +331,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="check inputs by reading every byte (default: trust the stat cache, like git)",
     )
-    p.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="run inside bubblewrap: no network, the host read-only, writes only in the "
-        "replay's folders (for a run whose code you do not trust)",
-    )
+    add_sandbox_options(p)
     p.add_argument(
         "--param",
         action="append",
@@ -336,6 +360,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="PATH",
         help="a file or folder the command writes, compared between executions",
     )
+    add_sandbox_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_check, cmd=None)  # the command: what follows "--" (see app.py)
 
@@ -356,5 +381,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="NAME>=VALUE",
         help="a result you claim; exit 1 if the seeds do not support it",
     )
+    add_sandbox_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_seeds)

@@ -434,6 +434,8 @@ def cmd_verify_archive(args: argparse.Namespace) -> int:
             err(f"venv: {data}")
         elif kind == "sandbox":
             err(f"sandbox: {data}")
+        elif kind == "note":
+            err(f"note: {data}")
         elif kind == "replaying":
             err(f"replaying {data} ...")
             if not str(data).endswith("at once"):

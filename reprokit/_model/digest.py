@@ -14,6 +14,8 @@ import hashlib
 import os
 import struct
 
+from reprokit._model.bounded import TimedOut, bounded
+
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -88,7 +90,9 @@ class _Encoder:
             # No faithful encoding: fall back to type and repr, and say so.
             self.exact = False
             try:
-                text = repr(obj)
+                text = bounded(repr, obj)
+            except TimedOut:
+                text = "<repr timed out>"
             except Exception as exc:
                 text = f"<repr raised {type(exc).__name__}>"
             self._blob(b"R", f"{_qualname(obj)}:{text}".encode("utf-8", "backslashreplace"))

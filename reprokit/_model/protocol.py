@@ -35,6 +35,9 @@ VARIABLES = {
     "worker_reports": "REPROKIT_WORKER_REPORTS",
     "test_execution": "REPROKIT_TEST_EXECUTION",  # the pytest node id a child executes as a run
     "cache": "REPROKIT_CACHE",  # the folder holding this machine's copies of remote stores
+    # For tests only: a file read instead of /etc/machine-id, so that a test can record runs as
+    # another machine would (runs "not made here" replay in the sandbox by default).
+    "machine_id_file": "REPROKIT_MACHINE_ID_FILE",
 }
 _INTS = ("seed", "seed_override")
 
@@ -58,6 +61,7 @@ class ChildProtocol:
     worker_reports: str | None
     test_execution: str | None
     cache: str | None
+    machine_id_file: str | None
 
     def __init__(self, **fields: object) -> None:
         unknown = set(fields) - set(VARIABLES)

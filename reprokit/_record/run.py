@@ -603,6 +603,8 @@ class Run:
             "capture_s": round(self._capture_s, 6),
             "entry": self._entry,
             "cwd": rel_cwd,
+            # Where the tree lay when recorded: a sandboxed replay puts the rebuilt tree there.
+            "root": root or cwd,
             "parent": self.parent,
             "pid": os.getpid(),
             "process": STATE.token,

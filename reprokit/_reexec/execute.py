@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -484,6 +485,9 @@ def execute(
     argv_seed: int | None = None,
     sandbox: list[str] | None = None,
     read_only: list[str] | tuple[str, ...] = (),
+    moved: Mapping[str, str] | None = None,
+    place_at: str | None = None,
+    relocate: str | None = None,
 ) -> tuple[int, list[Manifest], str]:
     """Run ``m`` again from ``source``; (exit code, runs its process sealed, cwd).
 
@@ -494,8 +498,21 @@ def execute(
     the recorded code identity instead of a snapshot of a temporary folder.
     ``sandbox``: run inside bubblewrap, able to write only under these folders and never
     under ``read_only`` (the run's inputs).
+    ``moved``: {recorded absolute path: where the replay writes it instead}, applied to a
+    command's arguments (see ``moved_outputs``).
+    ``place_at``: inside the sandbox, the rebuilt ``source`` appears at this path (where the
+    tree lay when recorded), and the program runs from there: a program that writes its own
+    path into an output writes what it wrote when recorded.
+    ``relocate``: the folder the recorded tree lay in; a path into it among a script's or a
+    command's arguments is said as the same path in the rebuilt ``source`` (the user's
+    checkout is not written by a replay run outside the sandbox).
     """
     argv, extra, cwd = plan(m, source, params, argv_seed=argv_seed)
+    kind = (m.run.get("entry") or {}).get("kind")
+    if moved and kind == "command":
+        argv = [_moved_arg(a, moved) for a in argv]
+    if relocate and (kind in ("command", "script") or reruns_script(m)):
+        argv = [_relocated(a, relocate, source) for a in argv]
     argv = group_layout(m) + argv
     if verified:
         extra = dict(extra)
@@ -512,8 +529,17 @@ def execute(
     if protocol is not None:
         protocol.apply(env)
     if sandbox is not None:
+        place = None
+        inner_cwd = cwd
+        if place_at is not None:
+            place = (source, place_at)
+            argv = [_relocated(a, source, place_at) for a in argv]
+            for key, value in list(env.items()):
+                if source in value:
+                    env[key] = _relocated(value, source, place_at)
+            inner_cwd = _relocated(cwd, source, place_at)
         try:
-            argv = sandbox_wrap(argv, cwd, sandbox, read_only)
+            argv = sandbox_wrap(argv, inner_cwd, sandbox, read_only, place)
         except OSError as exc:
             raise NotReplayable(m.id, f"the sandbox is unavailable: {exc}") from None
     try:
@@ -523,6 +549,72 @@ def execute(
     except OSError as exc:
         raise NotReplayable(m.id, f"cannot start {argv[0]!r}: {exc.strerror}") from None
     return proc.returncode, new_runs(store, log), cwd
+
+
+def recorded_root(m: Manifest) -> str | None:
+    """The absolute folder the run's tree lay in when recorded (its repository root), from
+    ``run.root``, else (older manifests) from the entry file's absolute and relative paths."""
+    root = m.run.get("root")
+    if isinstance(root, str) and os.path.isabs(root) and "\0" not in root:
+        return os.path.normpath(root)
+    entry = m.run.get("entry") or {}
+    file, rel = entry.get("file"), entry.get("file_rel")
+    if isinstance(file, str) and isinstance(rel, str) and os.path.isabs(file):
+        suffix = "/" + rel
+        if file.replace(os.sep, "/").endswith(suffix):
+            return os.path.normpath(file[: -len(suffix)] or "/")
+    return None
+
+
+def moved_outputs(m: Manifest, source: str, outside: str) -> dict[str, str]:
+    """Where a replay of command run ``m`` writes each declared output that was named by an
+    absolute path: {recorded absolute path: path in the replay's folders}. Never the user's
+    file: one inside the recorded tree goes to the rebuilt tree (``source``), one outside it
+    under ``outside``. The parent folders are created."""
+    root = recorded_root(m)
+    moved: dict[str, str] = {}
+    for rec in m.outputs.get("declared") or []:
+        path = rec.get("path") if isinstance(rec, Mapping) else None
+        if not isinstance(path, str) or not path or "\0" in path:
+            continue
+        if os.path.isabs(path):
+            norm = os.path.normpath(path)
+            target = os.path.join(outside, *norm.lstrip(os.sep).split(os.sep))
+        elif root is not None:
+            norm = os.path.join(root, *path.split("/"))
+            target = inside(source, path, "output", m.id)
+        else:
+            continue  # a relative output of an old record: argv names it relative to the cwd
+        if norm in (os.sep, root):
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        moved[norm] = target
+    return moved
+
+
+def _moved_arg(arg: str, moved: Mapping[str, str]) -> str:
+    """``arg`` with each recorded path in it (a whole path, or the start of one below it:
+    ``/data/out/model.txt`` for ``/data/out``) replaced in one pass, longest first."""
+    olds = sorted(moved, key=len, reverse=True)
+    pattern = r"(?<![\w.\-/])(" + "|".join(map(re.escape, olds)) + r")(?![\w.\-])"
+    return re.sub(pattern, lambda mt: moved[mt.group(1)], arg)
+
+
+def _relocated(text: str, old: str, new: str) -> str:
+    """``text`` with the folder ``old`` (as a whole path or a prefix of one) said as ``new``."""
+    return re.sub(r"(?<![\w.\-/])" + re.escape(old) + r"(?=$|/|[^\w.\-])", lambda _m: new, text)
+
+
+def relocated_values(value: Any, old: str, new: str) -> Any:
+    """``value`` (params: dicts, lists, strings) with every path into folder ``old`` said as
+    the same path under ``new``."""
+    if isinstance(value, str):
+        return _relocated(value, old, new) if old in value else value
+    if isinstance(value, Mapping):
+        return {k: relocated_values(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relocated_values(v, old, new) for v in value]
+    return value
 
 
 def child_report_path(log: str) -> str:

@@ -51,6 +51,7 @@ from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.report import Report, json_name
 from reprokit._model.version import __version__
 from reprokit._reexec.sandbox import available as sandbox_available
+from reprokit._reexec.sandbox import wrap as sandbox_wrap
 from reprokit._reexec.source import check_source_dir, rebuild_source
 from reprokit._store.store import Store, referenced_objects
 from reprokit._verbs.archive_inputs import (
@@ -144,11 +145,11 @@ class _Hashing(io.RawIOBase):
 class _Writer:
     """Deterministic tar.gz or zip writing, collecting every member's sha256."""
 
-    def __init__(self, path: str, top: str) -> None:
+    def __init__(self, path: str, top: str, as_zip: bool) -> None:
         self.path = path
         self.top = top
         self.digests: dict[str, str] = {}
-        self.zip = path.endswith(".zip")
+        self.zip = as_zip
         self._raw = open(path, "wb")  # noqa: SIM115 - closed in close()
         if self.zip:
             self._zf = zipfile.ZipFile(self._raw, "w", compression=zipfile.ZIP_DEFLATED)
@@ -273,10 +274,11 @@ def _check_report(top: str, runs: list[Manifest]) -> None:
         )
 
 
-def _check_generated(top: str, runs: list[Manifest]) -> None:
-    """The members generated from the sealed runs (requirements.lock, the RO-Crate, the
-    report) are derived again and compared: an edit, even with CHECKSUMS.sha256 recomputed, is
-    caught."""
+def _check_generated(top: str, runs: list[Manifest]) -> list[str]:
+    """The members generated from the sealed runs (requirements.lock, the RO-Crate,
+    REPRODUCE.md, the report) are derived again and compared: an edit, even with CHECKSUMS.sha256
+    recomputed, is caught. Returns notes on what could not be derived again."""
+    notes = _check_reproduce(top, runs)
     _check_report(top, runs)
     for member, expected in (
         ("requirements.lock", _lock_lines(runs)),
@@ -302,6 +304,103 @@ def _check_generated(top: str, runs: list[Manifest]) -> None:
                     path="CITATION.cff",
                 )
             break
+    return notes
+
+
+def _settings_of(text: str, runs: list[Manifest]) -> dict[str, Any]:
+    """The settings REPRODUCE.md's last line carries, checked field by field; TamperedError
+    when the line is missing or does not hold what ``archive`` writes there."""
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    bad = TamperedError(
+        "REPRODUCE.md's last line does not hold the settings archive writes (edited?)",
+        path="REPRODUCE.md",
+    )
+    if not (last.startswith(SETTINGS_LINE) and last.endswith(" -->")):
+        raise bad
+    try:
+        settings = json.loads(last[len(SETTINGS_LINE) : -len(" -->")])
+    except ValueError:
+        raise bad from None
+    keys = {"format", "filename", "version", "wheel_note", "claims", "rtol", "atol",
+            "max_artifact_size", "inputs_why"}  # fmt: skip
+    if not isinstance(settings, dict) or set(settings) != keys or settings["format"] != 1:
+        raise bad
+    ids = {m.id for m in runs}
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    claims = settings["claims"]
+    why = settings["inputs_why"]
+    ok = (
+        all(isinstance(settings[k], str) for k in ("filename", "version", "wheel_note"))
+        and number(settings["rtol"])
+        and number(settings["atol"])
+        and isinstance(settings["max_artifact_size"], int)
+        and not isinstance(settings["max_artifact_size"], bool)
+        and isinstance(claims, list)
+        and all(
+            isinstance(c, dict)
+            and set(c) == {"claim", "run", "result"}
+            and isinstance(c["claim"], str)
+            and c["run"] in ids
+            and (c["result"] is None or isinstance(c["result"], str))
+            for c in claims
+        )
+        and isinstance(why, list)
+        and len(why) == len(input_rows(runs))
+        and all(w is None or isinstance(w, str) for w in why)
+    )
+    if not ok:
+        raise bad
+    return settings
+
+
+def _check_reproduce(top: str, runs: list[Manifest]) -> list[str]:
+    """REPRODUCE.md derived again from the sealed runs, the members present and the settings
+    on its last line, compared byte for byte. An archive written by another reprokit version
+    (another template) is not derived again: a note says so."""
+    try:
+        with open(os.path.join(top, "REPRODUCE.md"), "rb") as fh:
+            data = fh.read()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise TamperedError("REPRODUCE.md is missing or not UTF-8", path="REPRODUCE.md") from None
+    settings = _settings_of(text, runs)
+    if settings["version"] != __version__:
+        return [
+            f"REPRODUCE.md was written by reprokit {settings['version']}, whose template this "
+            f"version ({__version__}) does not have: it is pinned by its checksum and the root "
+            "digest only"
+        ]
+    wheels = os.path.join(top, "wheels")
+    names = sorted(os.listdir(wheels)) if os.path.isdir(wheels) else []
+    packed = set()
+    for m in runs:
+        for rec in _output_files(m):
+            rel = f"outputs/{m.id}/{rec['path']}"
+            if os.path.isfile(os.path.join(top, *rel.split("/"))):
+                packed.add(rel)
+    expected = reproduce_md(
+        os.path.basename(top),
+        runs,
+        settings,
+        wheel=f"wheels/{names[0]}" if names else None,
+        citation=os.path.isfile(os.path.join(top, "CITATION.cff")),
+        history=os.path.isfile(os.path.join(top, "history.bundle")),
+        packed=packed,
+        included=[
+            os.path.lexists(os.path.join(top, INPUTS_DIR, *row["path"].split("/")))
+            and packable(row["path"])
+            for row in input_rows(runs)
+        ],
+    )
+    if expected.encode() != data:
+        raise TamperedError(
+            "REPRODUCE.md does not match what the sealed runs and its settings give (edited?)",
+            path="REPRODUCE.md",
+        )
+    return []
 
 
 def _lock_lines(runs: list[Manifest]) -> str:
@@ -342,14 +441,14 @@ def _lock_lines(runs: list[Manifest]) -> str:
     return "\n".join(header + sorted(set(notes)) + [pins[k] for k in sorted(pins)]) + "\n"
 
 
-def recorded_with(runs: list[Manifest]) -> list[str]:
-    """The reprokit versions that recorded ``runs`` other than the running one."""
+def recorded_with(runs: list[Manifest], writer: str = __version__) -> list[str]:
+    """The reprokit versions that recorded ``runs`` other than ``writer`` (the one archiving)."""
     found = set()
     for m in runs:
         packages = m.environment.get("packages") or {}
         if isinstance(packages, Mapping):
             for name, version in packages.items():
-                if is_reprokit(str(name)) and version and str(version) != __version__:
+                if is_reprokit(str(name)) and version and str(version) != writer:
                     found.add(str(version))
     return sorted(found)
 
@@ -414,13 +513,108 @@ def _load_claims(path: str | None, runs: list[Manifest]) -> list[dict[str, Any]]
                 "which is not (uniquely) among the archived runs"
             )
         result = item.get("result")
-        value = results_of(matches[0]).get(str(result)) if result else None
-        if result and value is None:
-            value = results_of(matches[0]).get(f"return.{result}")
+        result = None if result in (None, "") else str(result)  # as verify reads it back
+        value = _claim_value(matches[0], result)
         out.append(
             {"claim": str(item["claim"]), "run": matches[0].id, "result": result, "value": value}
         )
     return out
+
+
+def _claim_value(m: Manifest, result: Any) -> float | None:
+    """The recorded value of a claim's ``result`` in run ``m``."""
+    if not result:
+        return None
+    value = results_of(m).get(str(result))
+    return results_of(m).get(f"return.{result}") if value is None else value
+
+
+SETTINGS_LINE = "<!-- reprokit archive settings: "
+
+
+def reproduce_md(
+    top: str,
+    runs: list[Manifest],
+    settings: Mapping[str, Any],
+    *,
+    wheel: str | None,
+    citation: bool,
+    history: bool,
+    packed: set[str],
+    included: list[bool],
+) -> str:
+    """REPRODUCE.md for ``runs``: everything in it comes from the sealed runs, from which
+    members the archive holds, and from ``settings`` (what the author chose when archiving:
+    the file name, the claims, the tolerance...), which its last line carries so that
+    ``verify`` can derive the document again and compare it byte for byte."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    max_size = int(settings["max_artifact_size"])
+    large, missing = [], []
+    for m in runs:
+        for rec in _output_files(m):
+            entry = {
+                "run": m.id,
+                "path": rec["path"],
+                "size": rec.get("size"),
+                "sha256": rec.get("sha256"),
+            }
+            if rec.get("size") is not None and rec["size"] > max_size:
+                large.append(entry)
+            elif f"outputs/{m.id}/{rec['path']}" not in packed:
+                missing.append(entry)
+    inputs = input_rows(runs)
+    for row, inc, why in zip(inputs, included, settings["inputs_why"], strict=True):
+        row["included"], row["why"] = inc, why
+    by_id = {m.id: m for m in runs}
+    claims = [dict(c, value=_claim_value(by_id[c["run"]], c["result"])) for c in settings["claims"]]
+    first_py = (runs[0].environment.get("python") or {}).get("version", "?")
+    hw0 = runs[0].hardware if isinstance(runs[0].hardware, Mapping) else {}
+    os0 = as_mapping(hw0.get("os"))
+    total = sum(float(m.run.get("duration_s") or 0) for m in runs)
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - Markdown, not HTML
+    )
+    text = env.get_template("REPRODUCE.md.j2").render(
+        name=top,
+        top=top,
+        version=settings["version"],
+        dist_name=DIST_NAME,
+        wheel=wheel,
+        wheel_note=settings["wheel_note"],
+        recorded_with=recorded_with(runs, str(settings["version"])),
+        filename=settings["filename"],
+        runs=[
+            {
+                "id": m.id,
+                "name": m.run.get("name"),
+                "status": m.run.get("status"),
+                "params": _short_params(m.params),
+                "results": _key_results(m),
+                "hardware": _hardware(m),
+                "duration": _fmt_duration(float(m.run.get("duration_s") or 0)),
+            }
+            for m in runs
+        ],
+        claims=claims,
+        tolerance={"rtol": settings["rtol"], "atol": settings["atol"]},
+        total_duration=_fmt_duration(total),
+        max_artifact_size=f"{max_size / 1024 / 1024:g} MB",
+        large=large,
+        missing=missing,
+        inputs=inputs,
+        inputs_included=any(included),
+        citation=citation,
+        history=history,
+        python=first_py,
+        platform=f"{os0.get('system', '?')} {os0.get('machine', '?')}",
+    )
+    # JSON inside an HTML comment: ">" is escaped so that no value can close the comment.
+    block = json.dumps(dict(settings), sort_keys=True, ensure_ascii=True).replace(">", "\\u003e")
+    return text.rstrip("\n") + "\n\n" + SETTINGS_LINE + block + " -->\n"
 
 
 def _crate(
@@ -618,8 +812,6 @@ def archive(
     ``sign`` (an SSH private key file) writes ``FILE.sig`` beside the archive with
     ``ssh-keygen -Y sign``.
     """
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
     out_path = os.fspath(path)
     if not out_path.endswith((".tar.gz", ".tgz", ".zip")):
         raise ReprokitError(f"archive name must end in .tar.gz, .tgz or .zip: {out_path!r}")
@@ -644,7 +836,7 @@ def archive(
     repo_root = str(st.root.parent)
     scratch = tempfile.mkdtemp(prefix="reprokit-archive-")
     tmp_out = out_path + f".{os.getpid()}.partial"
-    writer = _Writer(tmp_out, top)
+    writer = _Writer(tmp_out, top, as_zip=out_path.endswith(".zip"))
     try:
         # store/: sealed folders byte for byte, the objects they use, the ledger.
         objects: set[str] = set()
@@ -739,6 +931,7 @@ def archive(
         has_citation = os.path.isfile(citation)
         if has_citation:
             writer.add_file("CITATION.cff", citation)
+        has_history = False
         if with_history:
             commits = sorted({m.code["commit"] for m in runs if m.code.get("commit")})
             if commits:
@@ -756,52 +949,30 @@ def archive(
                         except Exception:
                             pass
                 writer.add_file("history.bundle", bundle)
+                has_history = True
 
         claim_rows = _load_claims(claims, runs)
-        first_py = (runs[0].environment.get("python") or {}).get("version", "?")
-        hw0 = runs[0].hardware if isinstance(runs[0].hardware, Mapping) else {}
-        os0 = as_mapping(hw0.get("os"))
-        total = sum(float(m.run.get("duration_s") or 0) for m in runs)
-
-        env = Environment(
-            loader=FileSystemLoader(str(templates_dir())),
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,  # noqa: S701 - Markdown, not HTML
-        )
-        text = env.get_template("REPRODUCE.md.j2").render(
-            name=top,
-            top=top,
-            version=__version__,
-            dist_name=DIST_NAME,
+        settings = {
+            "format": 1,
+            "filename": os.path.basename(out_path),
+            "version": __version__,
+            # Said only when there is no wheel (how a wheel was obtained varies between calls).
+            "wheel_note": "" if report.wheel else report.wheel_note,
+            "claims": [{k: c[k] for k in ("claim", "run", "result")} for c in claim_rows],
+            "rtol": float(rtol),
+            "atol": float(atol),
+            "max_artifact_size": int(max_artifact_size),
+            "inputs_why": [row.get("why") for row in report.inputs],
+        }
+        text = reproduce_md(
+            top,
+            runs,
+            settings,
             wheel=report.wheel,
-            wheel_note=report.wheel_note,
-            recorded_with=recorded_with(runs),
-            filename=os.path.basename(out_path),
-            runs=[
-                {
-                    "id": m.id,
-                    "name": m.run.get("name"),
-                    "status": m.run.get("status"),
-                    "params": _short_params(m.params),
-                    "results": _key_results(m),
-                    "hardware": _hardware(m),
-                    "duration": _fmt_duration(float(m.run.get("duration_s") or 0)),
-                }
-                for m in runs
-            ],
-            claims=claim_rows,
-            tolerance={"rtol": rtol, "atol": atol},
-            total_duration=_fmt_duration(total),
-            max_artifact_size=f"{max_artifact_size / 1024 / 1024:g} MB",
-            large=report.large,
-            missing=report.missing,
-            inputs=report.inputs,
-            inputs_included=any(r["included"] for r in report.inputs),
             citation=has_citation,
-            history=with_history,
-            python=first_py,
-            platform=f"{os0.get('system', '?')} {os0.get('machine', '?')}",
+            history=has_history,
+            packed={o["path"] for outs in crate_outputs.values() for o in outs},
+            included=[bool(row["included"]) for row in report.inputs],
         )
         writer.add_bytes("REPRODUCE.md", text.encode())
         writer.add_bytes("report.html", _archive_report(runs, st))
@@ -1014,6 +1185,8 @@ class ArchiveVerifyReport(Report):
     signed_by: str | None = None  # the principal whose signature verified, when asked
     runs: list[str] = field(default_factory=list)
     replays: list[dict[str, Any]] = field(default_factory=list)
+    # What could not be checked as fully as usual (a REPRODUCE.md by another reprokit version).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -1031,6 +1204,7 @@ class _ArchiveVerifyDraft:
         self.intact = True
         self.sha256 = ""
         self.signed_by: str | None = None
+        self.notes: list[str] = []
 
     def freeze(self) -> ArchiveVerifyReport:
         return ArchiveVerifyReport(**vars(self))
@@ -1095,7 +1269,9 @@ def verify_archive(
         # members are also checked against the sealed manifests, which the ledger vouches for.
         # Where each run's source lies comes from its manifest, never from the crate's paths.
         sealed = [store.load(rid) for rid in report.runs]
-        _check_generated(top, sealed)
+        report.notes = _check_generated(top, sealed)
+        for note in report.notes:
+            emit("note", note)
         crate_sources = {m.id: os.path.join(top, "source", _source_key(m)) for m in sealed}
         for m in sealed:
             _check_run_files(m, top, crate_sources.get(m.id), scratch)
@@ -1118,7 +1294,7 @@ def verify_archive(
             else:
                 emit("sandbox", f"no sandbox ({why}): running the archive's code as trusted")
         emit("sandbox", "bubblewrap: no network, host read-only" if writable else "none")
-        python = _make_venv(top, scratch, emit) if venv else None
+        python = _make_venv(top, scratch, emit, sandboxed=writable is not None) if venv else None
         roots = [os.path.join(top, INPUTS_DIR)]
         roots.append(os.path.abspath(os.fspath(data_root)) if data_root else os.getcwd())
         if jobs > 1:
@@ -1142,7 +1318,7 @@ def verify_archive(
                     python=python,
                     stdout=stdout,
                     data_root=roots,
-                    sandbox=writable,
+                    sandbox=writable if writable is not None else False,
                 )
                 # The whole report, as ``replay`` gives it: drift, per-output verdicts, first
                 # divergence and causes travel with the verdict.
@@ -1184,7 +1360,7 @@ def _replay_in_parallel(
                 "source_dir": sources.get(rid),
                 "python": python,
                 "data_root": roots,
-                "sandbox": sandbox,
+                "sandbox": sandbox if sandbox is not None else False,
             }
         )
     emit("replaying", f"{len(todo)} runs, {jobs} at once")
@@ -1264,9 +1440,12 @@ def _check_run_files(m: Manifest, top: str, source: str | None, scratch: str) ->
                 raise TamperedError(f"{member} does not match the run's record", m.id, member)
 
 
-def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
-    """A fresh virtualenv with requirements.lock and reprokit installed; its python."""
-    import subprocess
+def _make_venv(
+    top: str, scratch: str, emit: Callable[[str, Any], None], sandboxed: bool = True
+) -> str:
+    """A fresh virtualenv with requirements.lock and reprokit installed; its python. With
+    ``sandboxed``, pip runs inside the sandbox (building a package runs its code), with the
+    network (the index) but the host read-only: it writes only in ``scratch``."""
     import venv as venv_mod
 
     home = os.path.join(scratch, "venv")
@@ -1277,12 +1456,30 @@ def _make_venv(top: str, scratch: str, emit: Callable[[str, Any], None]) -> str:
     steps = [[python, "-m", "pip", "install", "-q", "-r", lock]]
     steps.append([python, "-m", "pip", "install", "-q", *_reprokit_requirement(top)])
     for cmd in steps:
-        emit("venv", "running: " + " ".join(os.path.basename(c) if c == python else c for c in cmd))
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = " ".join(os.path.basename(c) if c == python else c for c in cmd)
+        emit("venv", f"running{' in the sandbox (with network)' if sandboxed else ''}: {said}")
+        proc = install_step(cmd, scratch, sandboxed)
         if proc.returncode != 0:
             last = proc.stdout.strip().splitlines()[-1:] or ["pip failed"]
             raise ReprokitError(f"building the virtualenv failed: {last[0]}")
     return python
+
+
+def install_step(cmd: list[str], scratch: str, sandboxed: bool) -> Any:
+    """Run one step of building a replay's virtualenv (a pip install), inside the sandbox
+    when ``sandboxed``: the network kept, the host read-only, writes only under ``scratch``
+    (the virtualenv and pip's temporary files). The finished process, output in ``stdout``."""
+    import subprocess
+
+    env = None
+    if sandboxed:
+        try:
+            cmd = sandbox_wrap(cmd, scratch, [scratch], network=True)
+        except OSError as exc:
+            raise ReprokitError(f"the sandbox is unavailable: {exc}") from None
+        # pip's cache in the home folder is read-only there: it goes without one
+        env = dict(os.environ, PIP_NO_CACHE_DIR="1")
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _reprokit_requirement(top: str) -> list[str]:

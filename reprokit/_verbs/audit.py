@@ -46,6 +46,7 @@ from reprokit._verbs.replay import (
     counterpart,
     explain,
     pair_runs,
+    sandbox_for,
 )
 
 # Two-sided 95 % quantiles of Student's t, t(0.975, df); between rows interpolated in 1/df.
@@ -308,12 +309,16 @@ def check(
     store: Store | Path | str | None = None,
     stdout: Any = None,
     on_event: Callable[[str, Any], None] | None = None,
+    sandbox: bool | None = None,
+    trust: bool = False,
 ) -> CheckReport:
     """Execute a run (``ref``) or a ``command`` ``n`` times with identical seeds and compare.
 
     The executions are recorded as runs of one group; nothing is compared with the original
     record (that is ``replay``): only the executions with each other. ``on_event(kind, i)``
     hears ``"executing"`` before and ``"executed"`` after execution ``i`` (from 0).
+    ``sandbox`` and ``trust`` as ``replay`` takes them (a run made on another machine runs in
+    the sandbox).
     """
     emit = on_event or (lambda kind, data: None)
     if n < 2:
@@ -335,6 +340,7 @@ def check(
             report = _CheckDraft(m.id, n)
             params = check_replayable(m, {})
             check_all_ranks(st, m)
+            writable = sandbox_for(m, sandbox, trust)[0]
             source = os.path.join(scratch, "source")
             rebuild_source(m, st, source, scratch)
             make_inputs_available(m, st, source)
@@ -350,6 +356,7 @@ def check(
                     parent=None,
                     protocol=ChildProtocol(group=group),
                     stdout=stdout,
+                    sandbox=None if writable is None else [*writable, scratch, str(st.root)],
                 )
                 codes.append(code)
                 everything.append(new)
@@ -581,11 +588,14 @@ def seeds(
     store: Store | Path | str | None = None,
     stdout: Any = None,
     on_event: Callable[[str, Any], None] | None = None,
+    sandbox: bool | None = None,
+    trust: bool = False,
 ) -> SeedReport:
     """Re-execute run ``ref`` under N different seeds (0..N-1 unless ``seed_list``) and summarise.
 
     Each execution is recorded as a run; the runs share a ``group``. ``on_event(kind, seed)``
-    hears ``"executing"`` before and ``"executed"`` after each seed's execution.
+    hears ``"executing"`` before and ``"executed"`` after each seed's execution. ``sandbox``
+    and ``trust`` as ``replay`` takes them (a run made on another machine runs in the sandbox).
     """
     emit = on_event or (lambda kind, data: None)
     chosen = list(seed_list) if seed_list else list(range(n if n is not None else 10))
@@ -599,6 +609,7 @@ def seeds(
     m = st.load(ref)
     base_params = check_replayable(m, {})
     check_all_ranks(st, m)
+    writable = sandbox_for(m, sandbox, trust)[0]
     command = (m.run.get("entry") or {}).get("kind") == "command"
     # A command's results are those of the tracked runs it made (its exit code is no number).
     known = results_of_children(child_runs(st, m.id)) if command else results_of(m)
@@ -637,6 +648,7 @@ def seeds(
                 protocol=told,
                 stdout=stdout,
                 argv_seed=s,
+                sandbox=None if writable is None else [*writable, scratch, str(st.root)],
             )
             emit("executed", s)
             grouped = [r for r in new if r.run.get("group") == report.group]

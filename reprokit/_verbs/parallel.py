@@ -48,6 +48,7 @@ def replay_job(job: dict[str, Any]) -> dict[str, Any]:
             python=job.get("python"),
             data_root=job.get("data_root"),
             sandbox=job.get("sandbox"),
+            trust=bool(job.get("trust")),
         )
         out.update(verdict=report.verdict, replay=report.replay_id, causes=report.causes)
         if report.inputs_problem:
@@ -188,9 +189,12 @@ def replay_runs(
     executor: Executor | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    sandbox: bool | None = None,
+    trust: bool = False,
 ) -> ManyReplayReport:
     """Replay the runs ``refs`` names (or ``all_runs``, or every run called ``name``) with
-    ``executor``; one report with a verdict per run."""
+    ``executor``; one report with a verdict per run. ``sandbox`` and ``trust`` as ``replay``
+    takes them (by default, runs made on another machine replay in the sandbox)."""
     if rtol < 0 or atol < 0:
         raise ReprokitError("rtol and atol must not be negative")
     st = Store.at(store)
@@ -198,7 +202,15 @@ def replay_runs(
     if on_start is not None:
         on_start(len(ids))
     jobs = [
-        {"run": rid, "store": st.address, "rtol": rtol, "atol": atol, "cwd": os.getcwd()}
+        {
+            "run": rid,
+            "store": st.address,
+            "rtol": rtol,
+            "atol": atol,
+            "cwd": os.getcwd(),
+            "sandbox": sandbox,
+            "trust": trust,
+        }
         for rid in ids
     ]
     return replay_many(jobs, executor, on_result)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._capture.environment import SET_AT_IMPORT, capture_environment, numerics_variables
-from reprokit._capture.hardware import capture_hardware
+from reprokit._capture.hardware import capture_hardware, host_identity
 from reprokit._model import compare as cmp
 from reprokit._model.compare import diff_mappings
 from reprokit._model.digest import fingerprint
@@ -40,8 +40,11 @@ from reprokit._reexec.execute import (
     check_replayable,
     child_env,
     execute,
+    moved_outputs,
     plan,
     recorded_param,
+    recorded_root,
+    relocated_values,
     reruns_script,
 )
 from reprokit._reexec.inputs import (
@@ -53,6 +56,8 @@ from reprokit._reexec.inputs import (
     read_only_paths,
     resolve_data_roots,
 )
+from reprokit._reexec.sandbox import available as sandbox_available
+from reprokit._reexec.sandbox import can_place
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
 from reprokit._store.store import Store
 
@@ -623,8 +628,11 @@ def short_value(value: Any, limit: int = 40) -> str:
 _EMBED_SCAN_BYTES = 16 * 1024 * 1024
 
 
-def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str]:
-    """Differing output files (found under ``source``) that contain ``source``'s own path."""
+def embedding_replay_folder(
+    runs: list[dict[str, Any]], source: str, moved: Mapping[str, str] | None = None
+) -> list[str]:
+    """Differing output files (found under ``source``, or where ``moved`` put them) that
+    contain ``source``'s own path."""
     needles = {os.fsencode(source), os.fsencode(os.path.realpath(source))}
     found = []
     for run in runs:
@@ -633,6 +641,7 @@ def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str
                 continue
             rel = name[len("file ") :]
             path = rel if os.path.isabs(rel) else os.path.join(source, *rel.split("/"))
+            path = (moved or {}).get(os.path.normpath(path), path)
             try:
                 if os.path.getsize(path) > _EMBED_SCAN_BYTES:
                     continue
@@ -646,6 +655,47 @@ def embedding_replay_folder(runs: list[dict[str, Any]], source: str) -> list[str
 
 
 # -- the verb ------------------------------------------------------------------------------------
+
+
+def made_elsewhere(m: Manifest) -> str | None:
+    """Why run ``m`` counts as not made on this machine (its code may be someone else's), or
+    None when this machine recorded it. A run that records no host (an older reprokit's)
+    counts as made elsewhere: nothing says it was not."""
+    hw = m.hardware if isinstance(m.hardware, Mapping) else {}
+    host = hw.get("host")
+    if not isinstance(host, str):
+        return "it records no host (made by an older reprokit, or elsewhere)"
+    if host != host_identity():
+        return "it was recorded on another machine"
+    return None
+
+
+def sandbox_for(
+    m: Manifest, sandbox: list[str] | bool | None, trust: bool
+) -> tuple[list[str] | None, str]:
+    """(the extra writable folders of a sandboxed replay, or None to run without one; what to
+    tell the user). ``sandbox``: True or a list asks for one, False opts out, None decides: a
+    run made elsewhere is sandboxed. Without a sandbox here, such a replay needs ``trust``."""
+    if sandbox is False:
+        return None, ""
+    why_foreign = made_elsewhere(m) if sandbox is None else None
+    if sandbox is None and why_foreign is None:
+        return None, ""
+    bwrap, why_not = sandbox_available()
+    if bwrap is not None:
+        extra = sandbox if isinstance(sandbox, list) else []
+        said = f" ({why_foreign})" if why_foreign else ""
+        return extra, f"bubblewrap: no network, host read-only{said}"
+    if why_foreign is None:  # asked for explicitly
+        raise NotReplayable(m.id, f"the sandbox is unavailable: {why_not}")
+    if not trust:
+        raise NotReplayable(
+            m.id,
+            f"{why_foreign}, so its replay runs in a sandbox, and there is no sandbox here "
+            f"({why_not}): replay it with --trust (trust=True) if you trust its code, or "
+            "install bubblewrap",
+        )
+    return None, f"none ({why_not}); {why_foreign}: running its code as trusted"
 
 
 def replay(
@@ -663,7 +713,8 @@ def replay(
     python: str | None = None,
     data_root: str | os.PathLike[str] | list[str] | None = None,
     full_hash: bool = False,
-    sandbox: list[str] | None = None,
+    sandbox: list[str] | bool | None = None,
+    trust: bool = False,
 ) -> ReplayReport:
     """Re-execute run ``ref`` from its recorded source and compare every output.
 
@@ -673,9 +724,10 @@ def replay(
     program's output goes (default: stderr). Inputs outside the recorded source tree are looked
     up below ``data_root`` (default: the repository the replay runs in) and checked against
     their digests (through the store's stat cache; ``full_hash=True`` reads every byte); a list
-    of folders is searched in order. ``sandbox`` (a list of extra writable folders, maybe empty)
+    of folders is searched in order. ``sandbox`` (True, or a list of extra writable folders)
     runs the program inside bubblewrap: no network, the host read-only, writes only in the
-    replay's folders.
+    replay's folders; False runs it without; None (the default) sandboxes a run not recorded
+    on this machine, and where there is no sandbox replays it only with ``trust=True``.
     """
     if rtol < 0 or atol < 0:
         raise ArgumentError("rtol" if rtol < 0 else "atol", "must not be negative")
@@ -693,6 +745,9 @@ def replay(
     replay_params = check_replayable(m, params or {})
     check_all_ranks(st, m)
     emit = on_event or (lambda kind, data: None)
+    writable, said = sandbox_for(m, sandbox, trust)
+    if said:
+        emit("sandbox", said)
 
     scratch = tempfile.mkdtemp(prefix="reprokit-replay-")
     source = os.path.join(scratch, "source")
@@ -723,6 +778,30 @@ def replay(
 
         # Planned before the replay's own run starts: a run that cannot start leaves no record.
         cwd_planned = plan(m, source, replay_params)[2]
+        # Declared outputs named by absolute paths are written in the replay's folders, never
+        # over the user's files (in place, the current tree is where they belong).
+        moved = {} if in_place else moved_outputs(m, source, os.path.join(scratch, "outside"))
+        # In the sandbox the rebuilt tree appears where the recorded one lay (bubblewrap mounts
+        # it there, in the sandbox only), so paths the program prints or writes are the same.
+        tree_was = recorded_root(m)
+        place_at = None
+        if (
+            writable is not None
+            and not in_place
+            and tree_was
+            and can_place(tree_was, scratch)
+            and not _links_into(source, report.inputs.get("linked") or [], tree_was)
+        ):
+            place_at = tree_was
+            emit("sandbox", f"the rebuilt tree appears at {tree_was} inside the sandbox")
+        # Elsewhere, paths into the recorded tree among the params and arguments are said as
+        # the same paths in the rebuilt tree: the program writes there, not in the checkout.
+        relocate = None
+        run_params = replay_params
+        if place_at is None and not in_place and tree_was and _relocatable(tree_was, source):
+            relocate = tree_was
+            if (m.run.get("entry") or {}).get("kind") == "function":
+                run_params = relocated_values(replay_params, tree_was, source)
         changed = {
             k: {"recorded": recorded_param(m.params, k), "replayed": v}
             for k, v in replay_params.items()
@@ -749,14 +828,17 @@ def replay(
                 m,
                 st,
                 source,
-                replay_params,
+                run_params,
                 os.path.join(scratch, "runs.log"),
                 parent=record.id,
                 stdout=stdout,
                 python=python,
                 verified=bool(report.source.get("verified")),
-                sandbox=None if sandbox is None else [*sandbox, scratch, str(st.root), source],
+                sandbox=None if writable is None else [*writable, scratch, str(st.root), source],
                 read_only=read_only_paths(report.inputs),
+                moved=moved,
+                place_at=place_at,
+                relocate=relocate,
             )
         except NotReplayable as exc:
             record.finish("failed", error=exc)
@@ -767,7 +849,7 @@ def replay(
         explained: list[dict[str, Any]] = []
         children_new: list[Manifest] = []
         if kind == "command":
-            replayed_m = _command_result(m, record, cwd, source, code)
+            replayed_m = _command_result(m, record, moved, source, code)
             report.runs = [dict(_compare_command(m, replayed_m, rtol, atol), replayed=record.id)]
             # The tracked runs the command made (its training functions, their pool workers'
             # calls) are its results too: compared one by one.
@@ -799,7 +881,7 @@ def replay(
                 report.drift.setdefault("hardware", []).extend(late)
         report.verdict = cmp.worst([r["verdict"] for r in report.runs])
         if report.verdict == cmp.DIFFERENT:
-            embedded = embedding_replay_folder(report.runs, source)
+            embedded = embedding_replay_folder(report.runs, source, moved)
             if kind == "command":
                 purpose, fallback = _command_causes(m, changed)
                 found = explain(recorded, children_new, explained, report.drift, embedded)
@@ -865,6 +947,28 @@ def _check_inputs_after(
             break
 
 
+def _relocatable(tree_was: str, source: str) -> bool:
+    """Whether paths into ``tree_was`` can be said as paths into ``source``: an absolute folder
+    other than /, neither holding nor inside the rebuilt tree."""
+    a, b = os.path.normpath(tree_was), os.path.normpath(source)
+    if not os.path.isabs(a) or a == "/":
+        return False
+    return not (b == a or b.startswith(a + "/") or a.startswith(b + "/"))
+
+
+def _links_into(source: str, linked: list[str], folder: str) -> bool:
+    """Whether an input linked into the rebuilt tree points into ``folder`` (where the tree
+    would be shown in the sandbox, hiding the data the link points at)."""
+    for rel in linked:
+        try:
+            target = os.readlink(os.path.join(source, *rel.split("/")))
+        except OSError:
+            continue
+        if target == folder or target.startswith(folder.rstrip("/") + "/"):
+            return True
+    return False
+
+
 def redacted_names(m: Manifest) -> set[str]:
     return set(m.run.get("redacted_params") or [])
 
@@ -896,11 +1000,16 @@ def _command_causes(m: Manifest, changed: Mapping[str, Any]) -> tuple[list[str],
 
 
 def _command_result(
-    m: Manifest, record: Any, cwd: str, source: str, exit_code: int
+    m: Manifest, record: Any, moved: Mapping[str, str], source: str, exit_code: int
 ) -> dict[str, Any]:
-    declared = describe_declared(
-        [o.get("path") or "" for o in m.outputs.get("declared") or []], source
-    )
+    declared = []
+    for o in m.outputs.get("declared") or []:
+        path = str(o.get("path") or "")
+        where = moved.get(os.path.normpath(path)) if os.path.isabs(path) else None
+        found = describe_declared([where or path], source)
+        for rec in found:  # named as recorded, wherever the replay wrote it
+            rec["path"] = path
+        declared.extend(found)
     record.set_output("declared", declared)
     return {"exit_code": exit_code, "declared": declared}
 

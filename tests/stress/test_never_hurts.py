@@ -25,6 +25,10 @@ VALUES = {
     "set whose items raise in __repr__": "{BadRepr(), BadRepr()}",
     "object whose __repr__ raises": "BadRepr()",
     "object whose __repr__ is 10 MB": "HugeRepr()",
+    "object whose __repr__ never returns (a loop)": "LoopRepr()",
+    "object whose __repr__ never returns (a lock)": "LockRepr()",
+    "set whose items' __repr__ never returns": "{LoopRepr(), LoopRepr()}",
+    "key whose __str__ never returns": "{LoopRepr(): 1}",
     "object whose __str__ raises, as a key": "{BadRepr(): 1}",
     "huge int": "10**5000",
     "huge negative int": "-(2**70000)",
@@ -51,6 +55,16 @@ class BadRepr:
     def __hash__(self): return id(self)
 class HugeRepr:
     def __repr__(self): return "x" * 10_000_000
+class LoopRepr:
+    def __repr__(self):
+        while True:
+            pass
+    __str__ = __repr__
+    def __hash__(self): return id(self)
+class LockRepr:
+    def __repr__(self):
+        import threading
+        threading.Event().wait()
 class BadStr(str):
     def __str__(self): raise RuntimeError("str")
     def __repr__(self): raise RuntimeError("repr")
@@ -235,3 +249,30 @@ def test_secret_text_in_the_repr_of_an_unrecordable_param_is_redacted(tmp_path):
     assert res.returncode == 0, res.stderr
     data = b"".join(p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file())
     assert b"QQQQQQQQQQQQQQQQQQQQ" not in data
+
+
+def test_a_repr_that_never_returns_is_given_up_with_a_warning_and_the_type_kept(tmp_path):
+    code = (
+        PRELUDE
+        + """
+@reprokit.track(name="stuck", seed=0)
+def train(model):
+    return 3
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(json.dumps({"back": train(LoopRepr()), "warned": [str(w.message) for w in caught]}))
+"""
+    )
+    env = clean_env(REPROKIT_STORE=str(tmp_path / "store"))
+    res = run_python(tmp_path, code, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert result["back"] == 3
+    assert any("repr() of a __main__.LoopRepr timed out" in w for w in result["warned"])
+    shown = cli(tmp_path, "--store", str(tmp_path / "store"), "show", "latest", "--json")
+    model = json.loads(shown.stdout)["params"]["model"]
+    assert model == {
+        "unrecorded": "__main__.LoopRepr",
+        "repr": "<LoopRepr object (repr timed out)>",
+    }
