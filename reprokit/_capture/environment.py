@@ -156,8 +156,54 @@ class _Dist:
 
 
 # The last scan, kept so module_distributions() describes the same distributions that
-# capture_environment() listed without walking sys.path again.
+# capture_environment() listed without walking sys.path again, and what it was made of: a new
+# scan is made only when sys.path or the listing of one of its folders changed (installing or
+# removing a distribution adds or removes its metadata folder, which changes the folder's mtime).
 _SCAN: list[_Dist] | None = None
+_SCAN_KEY: tuple | None = None
+_ENV_SEEN: dict | None = None
+_ENV_GENERATION = 0
+
+
+def paths_key() -> tuple:
+    """sys.path with each entry's mtime: changes when an entry is added or removed and when a
+    distribution is installed into or removed from one of its folders."""
+    out: list[tuple[str, int | None]] = []
+    for entry in sys.path:
+        try:
+            out.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except (OSError, TypeError, ValueError):
+            out.append((entry, None))
+    return tuple(out)
+
+
+def environ_generation() -> int:
+    """A number that changes whenever ``os.environ`` changed since the last call."""
+    global _ENV_SEEN, _ENV_GENERATION
+    # os.environ's own dict: comparing it is a few microseconds, reading every variable through
+    # the mapping's decoding is tens.
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):
+        data = dict(os.environ)
+    if data != _ENV_SEEN:
+        _ENV_SEEN = dict(data)
+        _ENV_GENERATION += 1
+    return _ENV_GENERATION
+
+
+def environment_key() -> tuple:
+    """What :func:`capture_environment`'s answer depends on that can change inside a process."""
+    return paths_key(), environ_generation()
+
+
+def _distributions() -> list[_Dist]:
+    """The distributions on sys.path: the last scan while sys.path and its folders are as they
+    were, else a new one (and a new module resolver)."""
+    global _SCAN, _SCAN_KEY, _RESOLVER
+    key = paths_key()
+    if _SCAN is None or key != _SCAN_KEY:
+        _SCAN, _SCAN_KEY, _RESOLVER = _scan_distributions(), key, None
+    return _SCAN
 
 
 def _read_headers(path: str) -> tuple[str | None, str | None]:
@@ -301,7 +347,6 @@ def capture_environment() -> dict[str, Any]:
     commit}}), ``variables`` and, only when something was hidden, ``redacted_variables``. Any part
     that fails is recorded as ``unavailable(reason)``; the function itself never raises.
     """
-    global _SCAN
     result: dict[str, Any] = {}
     try:
         result["python"] = _python()
@@ -310,8 +355,7 @@ def capture_environment() -> dict[str, Any]:
 
     dists: list[_Dist] | None = None
     try:
-        dists = _scan_distributions()
-        _SCAN = dists
+        dists = _distributions()
         result["packages"] = {d.name: d.version for d in dists}
     except Exception as exc:
         result["packages"] = unavailable(exc)
@@ -461,8 +505,8 @@ _RESOLVER: _Resolver | None = None
 
 def _resolver() -> _Resolver:
     global _RESOLVER
+    dists = _distributions()  # drops the resolver when the distributions changed
     if _RESOLVER is None:
-        dists = _SCAN if _SCAN is not None else _scan_distributions()
         _RESOLVER = _Resolver(dists)
     return _RESOLVER
 
@@ -508,35 +552,51 @@ def _shared_children(top: str, providers: tuple[str, ...]) -> dict[str, str]:
 
 def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
     """Sorted names of the distributions whose modules are imported (or among ``modules``)."""
+    global _IMPORTED
     try:
         res = _resolver()
         if modules is None:
-            names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
-            present: Mapping[str, object] | set[str] = sys.modules
-        else:
-            given = [m for m in modules if isinstance(m, str)]
-            present = {".".join(m.split(".", 2)[:2]) for m in given}
-            names = {m.partition(".")[0] for m in given}
-        found: set[str] = set()
-        for name in names:
-            if "." in name or name.startswith("_") or name in _BUILTIN_NAMES:
-                continue  # submodules, private helpers and the standard library: no distribution
-            if modules is None and not _from_site(sys.modules.get(name)):
-                continue
-            module = sys.modules.get(name) if modules is None else None
-            namespace = module is None or getattr(module, "__file__", None) is None
-            providers = res.providers(name, every=namespace)
-            if len(providers) == 1:
-                found.add(providers[0])
-            elif providers:
-                # A shared namespace: credit the providers of the imported children; if none
-                # match, the name itself was provided twice, so list every provider.
-                children = _shared_children(name, providers)
-                matched = {d for child, d in children.items() if f"{name}.{child}" in present}
-                found.update(matched or providers)
-        return sorted(found, key=str.lower)
+            # Asked once per run: the same modules and distributions give the same answer.
+            if _IMPORTED is not None and _IMPORTED[0] is res and sys.modules.keys() == _IMPORTED[1]:
+                return list(_IMPORTED[2])
+            keys = frozenset(sys.modules)
+            found_now = _imported(res, None)
+            _IMPORTED = (res, keys, tuple(found_now))
+            return found_now
+        return _imported(res, modules)
     except Exception:
         return []
+
+
+_IMPORTED: tuple[_Resolver, frozenset[str], tuple[str, ...]] | None = None
+
+
+def _imported(res: _Resolver, modules: Iterable[str] | None) -> list[str]:
+    if modules is None:
+        names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
+        present: Mapping[str, object] | set[str] = sys.modules
+    else:
+        given = [m for m in modules if isinstance(m, str)]
+        present = {".".join(m.split(".", 2)[:2]) for m in given}
+        names = {m.partition(".")[0] for m in given}
+    found: set[str] = set()
+    for name in names:
+        if "." in name or name.startswith("_") or name in _BUILTIN_NAMES:
+            continue  # submodules, private helpers and the standard library: no distribution
+        if modules is None and not _from_site(sys.modules.get(name)):
+            continue
+        module = sys.modules.get(name) if modules is None else None
+        namespace = module is None or getattr(module, "__file__", None) is None
+        providers = res.providers(name, every=namespace)
+        if len(providers) == 1:
+            found.add(providers[0])
+        elif providers:
+            # A shared namespace: credit the providers of the imported children; if none
+            # match, the name itself was provided twice, so list every provider.
+            children = _shared_children(name, providers)
+            matched = {d for child, d in children.items() if f"{name}.{child}" in present}
+            found.update(matched or providers)
+    return sorted(found, key=str.lower)
 
 
 _BUILTIN_NAMES = frozenset(sys.builtin_module_names) | frozenset(

@@ -80,6 +80,15 @@ def capture_hardware() -> dict[str, Any]:
     Keys: ``os``, ``cpu``, ``memory_bytes``, ``gpus``, ``gpu_source``; plus ``torch`` when torch
     is already imported and ``blas``/``blas_source`` when numpy is already imported.
     """
+    result = machine_hardware()
+    result.update(torch_numerics())
+    result.update(blas_numerics())
+    return result
+
+
+def machine_hardware() -> dict[str, Any]:
+    """The part of :func:`capture_hardware` that a process cannot change: ``os``, ``cpu``,
+    ``memory_bytes``, ``gpus``, ``gpu_source``."""
     result: dict[str, Any] = {
         "os": _guard(_os_info),
         "cpu": _guard(_cpu_info),
@@ -91,15 +100,26 @@ def capture_hardware() -> dict[str, Any]:
         gpus, source = unavailable(exc), "none"
     result["gpus"] = gpus
     result["gpu_source"] = source
-    # Only describe libraries the program already loaded: importing torch costs seconds.
-    if "torch" in sys.modules:
-        result["torch"] = _guard(_torch_info)
-    if "numpy" in sys.modules:
-        try:
-            result["blas"], result["blas_source"] = _blas_info()
-        except Exception as exc:
-            result["blas"], result["blas_source"] = unavailable(exc), "none"
     return result
+
+
+def torch_numerics() -> dict[str, Any]:
+    """``{"torch": settings}`` when torch is already imported (its flags can change at any
+    moment: read on every call), else {}. Importing torch costs seconds: never done here."""
+    if "torch" not in sys.modules:
+        return {}
+    return {"torch": _guard(_torch_info)}
+
+
+def blas_numerics() -> dict[str, Any]:
+    """``{"blas", "blas_source"}`` when numpy is already imported, else {}."""
+    if "numpy" not in sys.modules:
+        return {}
+    try:
+        blas, source = _blas_info()
+    except Exception as exc:
+        blas, source = unavailable(exc), "none"
+    return {"blas": blas, "blas_source": source}
 
 
 # --------------------------------------------------------------------------------------- parsers
