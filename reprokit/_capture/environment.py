@@ -470,12 +470,18 @@ class _Resolver:
     def provided_by(self, dist: _Dist) -> set[str]:
         tops = self.tops.get(dist)
         if tops is None:
-            try:
-                tops = _top_level_txt(dist) or _record_tops(dist)
-            except Exception:
-                tops = set()
-            if not tops:
-                tops = {_NORMALIZE.sub("_", dist.name).lower()}
+            key = _dist_key(dist)
+            known = DISK_CACHE.get(dist.path, key)
+            if known is not None:
+                tops = set(known)
+            else:
+                try:
+                    tops = _top_level_txt(dist) or _record_tops(dist)
+                except Exception:
+                    tops = set()
+                if not tops:
+                    tops = {_NORMALIZE.sub("_", dist.name).lower()}
+                DISK_CACHE.put(dist.path, key, sorted(tops))
             self.tops[dist] = tops
         return tops
 
@@ -500,6 +506,97 @@ class _Resolver:
         return found
 
 
+def _dist_key(dist: _Dist) -> list[int] | None:
+    """What changes when a distribution is installed again over the same folder name: the
+    folder's inode and mtime, RECORD's mtime and size (None where they cannot be read)."""
+    try:
+        folder = os.stat(dist.path)
+        record = os.stat(os.path.join(dist.path, "RECORD")) if dist.kind == "dist-info" else None
+    except OSError:
+        return None
+    out = [folder.st_ino, folder.st_mtime_ns]
+    if record is not None:
+        out += [record.st_mtime_ns, record.st_size]
+    return out
+
+
+class _DiskCache:
+    """What each distribution provides, kept across processes (reading RECORD files is most of
+    the scan's cost: tens of milliseconds with PyTorch installed). An entry counts only while
+    its distribution's folder and RECORD are the ones it was read from; the file is rewritten
+    (atomically) by a process that learned something new. Best effort: any error means no
+    cache. The file lives in ``$XDG_CACHE_HOME/reprokit`` (default ``~/.cache/reprokit``)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] | None = None
+        self.dirty = False
+
+    def path(self) -> str | None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        if not os.path.isabs(base):
+            return None
+        tag = f"{sys.implementation.cache_tag}-{_prefix_tag()}"
+        return os.path.join(base, "reprokit", f"distributions-{tag}.json")
+
+    def _load(self) -> dict[str, Any]:
+        if self.entries is None:
+            self.entries = {}
+            path = self.path()
+            if path is not None:
+                try:
+                    import json
+
+                    with open(path, encoding="utf-8") as fh:
+                        data = json.load(fh)
+                    if isinstance(data, dict):
+                        self.entries = data
+                except (OSError, ValueError):
+                    pass
+        return self.entries
+
+    def get(self, dist_path: str, key: list[int] | None) -> list[str] | None:
+        if key is None:
+            return None
+        entry = self._load().get(dist_path)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == key:
+            tops = entry[1]
+            if isinstance(tops, list) and all(isinstance(t, str) for t in tops):
+                return tops
+        return None
+
+    def put(self, dist_path: str, key: list[int] | None, tops: list[str]) -> None:
+        if key is not None:
+            self._load()[dist_path] = [key, tops]
+            self.dirty = True
+
+    def save(self) -> None:
+        """Write the cache if this process added to it."""
+        if not self.dirty:
+            return
+        self.dirty = False
+        path = self.path()
+        if path is None:
+            return
+        try:
+            import json
+
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self._load(), fh, separators=(",", ":"))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+
+def _prefix_tag() -> str:
+    """A short stable name for this interpreter's environment (one cache file each)."""
+    import hashlib
+
+    return hashlib.sha256(sys.prefix.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+DISK_CACHE = _DiskCache()
 _RESOLVER: _Resolver | None = None
 
 
@@ -524,6 +621,7 @@ def module_distributions() -> dict[str, str]:
     for dist in res.dists:
         for top in res.provided_by(dist):
             owners.setdefault(top, []).append(dist)
+    DISK_CACHE.save()
     mapping = {top: providers[0].name for top, providers in owners.items()}
     for top, providers in owners.items():
         if len(providers) > 1:
@@ -562,6 +660,7 @@ def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
             keys = frozenset(sys.modules)
             found_now = _imported(res, None)
             _IMPORTED = (res, keys, tuple(found_now))
+            DISK_CACHE.save()
             return found_now
         return _imported(res, modules)
     except Exception:

@@ -8,6 +8,8 @@ import base64
 import hashlib
 import importlib.util
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -163,3 +165,66 @@ ids["b"] = record("b")
     assert ms["a"].hardware["torch"]["cudnn_benchmark"] is False
     assert ms["b"].hardware["torch"]["cudnn_benchmark"] is True
     assert ms["b"].hardware["torch"]["num_threads"] == 1
+
+
+# -- what each distribution provides, cached across processes ----------------------------------
+
+IMPORTED = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import shared
+from reprokit._capture.environment import imported_distributions
+print(json.dumps(imported_distributions()))
+"""
+
+
+def wheel_of(folder: Path, dist: str, module: str) -> Path:
+    """A wheel of distribution ``dist`` 1.0 providing top-level module ``module`` (no
+    top_level.txt: what it provides is read from RECORD)."""
+    files = {
+        f"{module}/__init__.py": b"",
+        f"{dist}-1.0.dist-info/METADATA": f"Name: {dist}\nVersion: 1.0\n".encode(),
+        f"{dist}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n",
+    }
+    lines = "".join(f"{name},,\n" for name in files) + f"{dist}-1.0.dist-info/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr(f"{dist}-1.0.dist-info/RECORD", lines)
+    return wheel
+
+
+def pip_install(site: Path, wheel: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                    "--target", str(site), str(wheel)], check=True)  # fmt: skip
+
+
+def imported_in_new_process(tmp_path: Path, site: Path) -> list[str]:
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", IMPORTED, str(site)], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pip") is None, reason="pip is not installed")
+def test_the_cross_process_cache_is_dropped_when_a_distribution_is_reinstalled(tmp_path):
+    import shutil
+
+    site = tmp_path / "site"
+    # alpha 1.0 provides `shared`; the next process learns that from RECORD and caches it.
+    pip_install(site, wheel_of(tmp_path / "w1", "alpha", "shared"))
+    assert "alpha" in imported_in_new_process(tmp_path, site)
+    (cache,) = (tmp_path / "cache" / "reprokit").glob("distributions-*.json")
+    assert any("alpha-1.0.dist-info" in k for k in json.loads(cache.read_text()))
+    # Uninstall; then alpha 1.0 comes back in a folder of the same name providing `other`, and
+    # beta provides `shared`: a cache keyed on names alone would still credit alpha.
+    for name in ("alpha-1.0.dist-info", "shared"):
+        shutil.rmtree(site / name)
+    pip_install(site, wheel_of(tmp_path / "w2", "alpha", "other"))
+    pip_install(site, wheel_of(tmp_path / "w3", "beta", "shared"))
+    found = imported_in_new_process(tmp_path, site)
+    assert "beta" in found
+    assert "alpha" not in found
