@@ -60,6 +60,13 @@ class Flusher:
         self._pid = 0
         self._wake = threading.Event()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: no thread, and a lock the parent's thread cannot be holding."""
+        self._runs = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._wake = threading.Event()
+
     def watch(self, run: Any) -> None:
         """Make sure ``run``'s buffer is written within ``FLUSH_S``."""
         with self._lock:
@@ -83,3 +90,5 @@ class Flusher:
 
 
 FLUSHER = Flusher()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=FLUSHER.forget_after_fork)
