@@ -411,3 +411,17 @@ def test_torch_tensor_requiring_grad_equals_detached() -> None:
     torch = pytest.importorskip("torch")
     t = torch.ones(3, requires_grad=True)
     assert fingerprint(t) == fingerprint(t.detach())
+
+
+def test_a_list_of_plain_floats_hashes_as_its_items_one_by_one():
+    """The fast path for weights as a list of floats writes the bytes the item-by-item path
+    writes (a float subclass takes the item-by-item path)."""
+    from reprokit._model.digest import fingerprint_exact
+
+    class F(float):
+        pass
+
+    weights = [0.01 * i - 0.3 for i in range(64)] + [-0.0, float("inf"), float("nan")]
+    assert fingerprint_exact(weights) == fingerprint_exact([F(x) for x in weights])
+    assert fingerprint_exact(tuple(weights)) == fingerprint_exact(tuple(F(x) for x in weights))
+    assert fingerprint_exact(weights) != fingerprint_exact(tuple(weights))

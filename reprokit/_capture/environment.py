@@ -156,8 +156,54 @@ class _Dist:
 
 
 # The last scan, kept so module_distributions() describes the same distributions that
-# capture_environment() listed without walking sys.path again.
+# capture_environment() listed without walking sys.path again, and what it was made of: a new
+# scan is made only when sys.path or the listing of one of its folders changed (installing or
+# removing a distribution adds or removes its metadata folder, which changes the folder's mtime).
 _SCAN: list[_Dist] | None = None
+_SCAN_KEY: tuple | None = None
+_ENV_SEEN: dict | None = None
+_ENV_GENERATION = 0
+
+
+def paths_key() -> tuple:
+    """sys.path with each entry's mtime: changes when an entry is added or removed and when a
+    distribution is installed into or removed from one of its folders."""
+    out: list[tuple[str, int | None]] = []
+    for entry in sys.path:
+        try:
+            out.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except (OSError, TypeError, ValueError):
+            out.append((entry, None))
+    return tuple(out)
+
+
+def environ_generation() -> int:
+    """A number that changes whenever ``os.environ`` changed since the last call."""
+    global _ENV_SEEN, _ENV_GENERATION
+    # os.environ's own dict: comparing it is a few microseconds, reading every variable through
+    # the mapping's decoding is tens.
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):
+        data = dict(os.environ)
+    if data != _ENV_SEEN:
+        _ENV_SEEN = dict(data)
+        _ENV_GENERATION += 1
+    return _ENV_GENERATION
+
+
+def environment_key() -> tuple:
+    """What :func:`capture_environment`'s answer depends on that can change inside a process."""
+    return paths_key(), environ_generation()
+
+
+def _distributions() -> list[_Dist]:
+    """The distributions on sys.path: the last scan while sys.path and its folders are as they
+    were, else a new one (and a new module resolver)."""
+    global _SCAN, _SCAN_KEY, _RESOLVER
+    key = paths_key()
+    if _SCAN is None or key != _SCAN_KEY:
+        _SCAN, _SCAN_KEY, _RESOLVER = _scan_distributions(), key, None
+    return _SCAN
 
 
 def _read_headers(path: str) -> tuple[str | None, str | None]:
@@ -301,7 +347,6 @@ def capture_environment() -> dict[str, Any]:
     commit}}), ``variables`` and, only when something was hidden, ``redacted_variables``. Any part
     that fails is recorded as ``unavailable(reason)``; the function itself never raises.
     """
-    global _SCAN
     result: dict[str, Any] = {}
     try:
         result["python"] = _python()
@@ -310,8 +355,7 @@ def capture_environment() -> dict[str, Any]:
 
     dists: list[_Dist] | None = None
     try:
-        dists = _scan_distributions()
-        _SCAN = dists
+        dists = _distributions()
         result["packages"] = {d.name: d.version for d in dists}
     except Exception as exc:
         result["packages"] = unavailable(exc)
@@ -426,12 +470,18 @@ class _Resolver:
     def provided_by(self, dist: _Dist) -> set[str]:
         tops = self.tops.get(dist)
         if tops is None:
-            try:
-                tops = _top_level_txt(dist) or _record_tops(dist)
-            except Exception:
-                tops = set()
-            if not tops:
-                tops = {_NORMALIZE.sub("_", dist.name).lower()}
+            key = _dist_key(dist)
+            known = DISK_CACHE.get(dist.path, key)
+            if known is not None:
+                tops = set(known)
+            else:
+                try:
+                    tops = _top_level_txt(dist) or _record_tops(dist)
+                except Exception:
+                    tops = set()
+                if not tops:
+                    tops = {_NORMALIZE.sub("_", dist.name).lower()}
+                DISK_CACHE.put(dist.path, key, sorted(tops))
             self.tops[dist] = tops
         return tops
 
@@ -456,13 +506,104 @@ class _Resolver:
         return found
 
 
+def _dist_key(dist: _Dist) -> list[int] | None:
+    """What changes when a distribution is installed again over the same folder name: the
+    folder's inode and mtime, RECORD's mtime and size (None where they cannot be read)."""
+    try:
+        folder = os.stat(dist.path)
+        record = os.stat(os.path.join(dist.path, "RECORD")) if dist.kind == "dist-info" else None
+    except OSError:
+        return None
+    out = [folder.st_ino, folder.st_mtime_ns]
+    if record is not None:
+        out += [record.st_mtime_ns, record.st_size]
+    return out
+
+
+class _DiskCache:
+    """What each distribution provides, kept across processes (reading RECORD files is most of
+    the scan's cost: tens of milliseconds with PyTorch installed). An entry counts only while
+    its distribution's folder and RECORD are the ones it was read from; the file is rewritten
+    (atomically) by a process that learned something new. Best effort: any error means no
+    cache. The file lives in ``$XDG_CACHE_HOME/reprokit`` (default ``~/.cache/reprokit``)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] | None = None
+        self.dirty = False
+
+    def path(self) -> str | None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        if not os.path.isabs(base):
+            return None
+        tag = f"{sys.implementation.cache_tag}-{_prefix_tag()}"
+        return os.path.join(base, "reprokit", f"distributions-{tag}.json")
+
+    def _load(self) -> dict[str, Any]:
+        if self.entries is None:
+            self.entries = {}
+            path = self.path()
+            if path is not None:
+                try:
+                    import json
+
+                    with open(path, encoding="utf-8") as fh:
+                        data = json.load(fh)
+                    if isinstance(data, dict):
+                        self.entries = data
+                except (OSError, ValueError):
+                    pass
+        return self.entries
+
+    def get(self, dist_path: str, key: list[int] | None) -> list[str] | None:
+        if key is None:
+            return None
+        entry = self._load().get(dist_path)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == key:
+            tops = entry[1]
+            if isinstance(tops, list) and all(isinstance(t, str) for t in tops):
+                return tops
+        return None
+
+    def put(self, dist_path: str, key: list[int] | None, tops: list[str]) -> None:
+        if key is not None:
+            self._load()[dist_path] = [key, tops]
+            self.dirty = True
+
+    def save(self) -> None:
+        """Write the cache if this process added to it."""
+        if not self.dirty:
+            return
+        self.dirty = False
+        path = self.path()
+        if path is None:
+            return
+        try:
+            import json
+
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self._load(), fh, separators=(",", ":"))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+
+def _prefix_tag() -> str:
+    """A short stable name for this interpreter's environment (one cache file each)."""
+    import hashlib
+
+    return hashlib.sha256(sys.prefix.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+DISK_CACHE = _DiskCache()
 _RESOLVER: _Resolver | None = None
 
 
 def _resolver() -> _Resolver:
     global _RESOLVER
+    dists = _distributions()  # drops the resolver when the distributions changed
     if _RESOLVER is None:
-        dists = _SCAN if _SCAN is not None else _scan_distributions()
         _RESOLVER = _Resolver(dists)
     return _RESOLVER
 
@@ -480,6 +621,7 @@ def module_distributions() -> dict[str, str]:
     for dist in res.dists:
         for top in res.provided_by(dist):
             owners.setdefault(top, []).append(dist)
+    DISK_CACHE.save()
     mapping = {top: providers[0].name for top, providers in owners.items()}
     for top, providers in owners.items():
         if len(providers) > 1:
@@ -508,35 +650,52 @@ def _shared_children(top: str, providers: tuple[str, ...]) -> dict[str, str]:
 
 def imported_distributions(modules: Iterable[str] | None = None) -> list[str]:
     """Sorted names of the distributions whose modules are imported (or among ``modules``)."""
+    global _IMPORTED
     try:
         res = _resolver()
         if modules is None:
-            names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
-            present: Mapping[str, object] | set[str] = sys.modules
-        else:
-            given = [m for m in modules if isinstance(m, str)]
-            present = {".".join(m.split(".", 2)[:2]) for m in given}
-            names = {m.partition(".")[0] for m in given}
-        found: set[str] = set()
-        for name in names:
-            if "." in name or name.startswith("_") or name in _BUILTIN_NAMES:
-                continue  # submodules, private helpers and the standard library: no distribution
-            if modules is None and not _from_site(sys.modules.get(name)):
-                continue
-            module = sys.modules.get(name) if modules is None else None
-            namespace = module is None or getattr(module, "__file__", None) is None
-            providers = res.providers(name, every=namespace)
-            if len(providers) == 1:
-                found.add(providers[0])
-            elif providers:
-                # A shared namespace: credit the providers of the imported children; if none
-                # match, the name itself was provided twice, so list every provider.
-                children = _shared_children(name, providers)
-                matched = {d for child, d in children.items() if f"{name}.{child}" in present}
-                found.update(matched or providers)
-        return sorted(found, key=str.lower)
+            # Asked once per run: the same modules and distributions give the same answer.
+            if _IMPORTED is not None and _IMPORTED[0] is res and sys.modules.keys() == _IMPORTED[1]:
+                return list(_IMPORTED[2])
+            keys = frozenset(sys.modules)
+            found_now = _imported(res, None)
+            _IMPORTED = (res, keys, tuple(found_now))
+            DISK_CACHE.save()
+            return found_now
+        return _imported(res, modules)
     except Exception:
         return []
+
+
+_IMPORTED: tuple[_Resolver, frozenset[str], tuple[str, ...]] | None = None
+
+
+def _imported(res: _Resolver, modules: Iterable[str] | None) -> list[str]:
+    if modules is None:
+        names: Iterable[str] = tuple(sys.modules)  # a copy: other threads may import meanwhile
+        present: Mapping[str, object] | set[str] = sys.modules
+    else:
+        given = [m for m in modules if isinstance(m, str)]
+        present = {".".join(m.split(".", 2)[:2]) for m in given}
+        names = {m.partition(".")[0] for m in given}
+    found: set[str] = set()
+    for name in names:
+        if "." in name or name.startswith("_") or name in _BUILTIN_NAMES:
+            continue  # submodules, private helpers and the standard library: no distribution
+        if modules is None and not _from_site(sys.modules.get(name)):
+            continue
+        module = sys.modules.get(name) if modules is None else None
+        namespace = module is None or getattr(module, "__file__", None) is None
+        providers = res.providers(name, every=namespace)
+        if len(providers) == 1:
+            found.add(providers[0])
+        elif providers:
+            # A shared namespace: credit the providers of the imported children; if none
+            # match, the name itself was provided twice, so list every provider.
+            children = _shared_children(name, providers)
+            matched = {d for child, d in children.items() if f"{name}.{child}" in present}
+            found.update(matched or providers)
+    return sorted(found, key=str.lower)
 
 
 _BUILTIN_NAMES = frozenset(sys.builtin_module_names) | frozenset(

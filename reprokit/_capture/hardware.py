@@ -1,9 +1,10 @@
 """Describe the machine a run used: OS, CPU, memory, NVIDIA GPUs, and torch/BLAS numerics settings.
 
-Everything here is cheap and read-only. Heavy or optional modules (psutil, pynvml, xml, numpy,
-torch) are imported inside the functions that need them so ``import reprokit`` stays light, and
-torch/numpy are only *looked at* when the user's program already imported them. GPU serial
-numbers and UUIDs identify a physical board, so they are never copied into the output.
+Everything here is cheap and read-only. NVML is called through ctypes (no pynvml import).
+Optional modules (psutil, xml, numpy, torch) are imported inside the functions that need them so
+``import reprokit`` stays light, and torch/numpy are only *looked at* when the user's program
+already imported them. GPU serial numbers and UUIDs identify a physical board, so they are never
+copied into the output.
 """
 
 from __future__ import annotations
@@ -82,6 +83,15 @@ def capture_hardware() -> dict[str, Any]:
     ``gpu_source``; plus ``torch`` when torch is already imported and ``blas``/``blas_source``
     when numpy is already imported.
     """
+    result = machine_hardware()
+    result.update(torch_numerics())
+    result.update(blas_numerics())
+    return result
+
+
+def machine_hardware() -> dict[str, Any]:
+    """The part of :func:`capture_hardware` that a process cannot change: ``os``, ``cpu``,
+    ``memory_bytes``, ``gpus``, ``gpu_source``."""
     result: dict[str, Any] = {
         "host": host_identity(),
         "os": _guard(_os_info),
@@ -94,14 +104,6 @@ def capture_hardware() -> dict[str, Any]:
         gpus, source = unavailable(exc), "none"
     result["gpus"] = gpus
     result["gpu_source"] = source
-    # Only describe libraries the program already loaded: importing torch costs seconds.
-    if "torch" in sys.modules:
-        result["torch"] = _guard(_torch_info)
-    if "numpy" in sys.modules:
-        try:
-            result["blas"], result["blas_source"] = _blas_info()
-        except Exception as exc:
-            result["blas"], result["blas_source"] = unavailable(exc), "none"
     return result
 
 
@@ -134,6 +136,25 @@ def host_identity() -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(_HOST_SALT + raw).hexdigest()
+
+
+def torch_numerics() -> dict[str, Any]:
+    """``{"torch": settings}`` when torch is already imported (its flags can change at any
+    moment: read on every call), else {}. Importing torch costs seconds: never done here."""
+    if "torch" not in sys.modules:
+        return {}
+    return {"torch": _guard(_torch_info)}
+
+
+def blas_numerics() -> dict[str, Any]:
+    """``{"blas", "blas_source"}`` when numpy is already imported, else {}."""
+    if "numpy" not in sys.modules:
+        return {}
+    try:
+        blas, source = _blas_info()
+    except Exception as exc:
+        blas, source = unavailable(exc), "none"
+    return {"blas": blas, "blas_source": source}
 
 
 # --------------------------------------------------------------------------------------- parsers
@@ -337,12 +358,18 @@ def _linux_core_count() -> int | None:
     return None
 
 
-def _gpu_info() -> tuple[list[dict[str, Any]] | str, str]:
-    """(gpus, source): NVML when pynvml works, else nvidia-smi when on PATH, else none."""
+# NVML, the driver's own library, called through ctypes: importing pynvml costs ~60 ms (a
+# 5,000-line module compiled wherever no bytecode was cached) for the ten calls made here.
+NVML_LIBRARY = "nvml.dll" if sys.platform == "win32" else "libnvidia-ml.so.1"
+_NVML_BUFFER = 96  # NVML_DEVICE_NAME_V2_BUFFER_SIZE; the driver version needs 80
+
+
+def _gpu_info(library: str = NVML_LIBRARY) -> tuple[list[dict[str, Any]] | str, str]:
+    """(gpus, source): NVML when its library loads, else nvidia-smi when on PATH, else none."""
     try:
-        return _gpus_from_nvml(), "nvml"
+        return _gpus_from_nvml(library), "nvml"
     except Exception:
-        # No pynvml, or no driver behind it: nvidia-smi may still answer.
+        # No NVML library, or no driver behind it: nvidia-smi may still answer.
         pass
     smi = which("nvidia-smi")
     if smi is None:
@@ -371,47 +398,86 @@ def _gpus_from_smi(smi: str) -> list[dict[str, Any]] | str:
     return gpus
 
 
-def _gpus_from_nvml() -> list[dict[str, Any]]:
-    import warnings
+def _gpus_from_nvml(library: str = NVML_LIBRARY) -> list[dict[str, Any]]:
+    """GPU dicts from NVML; raises (OSError, RuntimeError) when there is no library or driver."""
+    import ctypes
 
-    with warnings.catch_warnings():
-        # The legacy "pynvml" distribution warns on import that it is deprecated.
-        warnings.simplefilter("ignore")
-        import pynvml
+    nvml = ctypes.CDLL(library)
 
-    pynvml.nvmlInit()
+    def call(name: str, *args: Any) -> None:
+        fn = getattr(nvml, name + "_v2", None) or getattr(nvml, name)
+        rc = fn(*args)
+        if rc != 0:
+            raise RuntimeError(f"{name}: {_nvml_error(nvml, rc)}")
+
+    def text(name: str, *head: Any) -> str:
+        buf = ctypes.create_string_buffer(_NVML_BUFFER)
+        call(name, *head, buf, ctypes.c_uint(_NVML_BUFFER))
+        return buf.value.decode("utf-8", "replace")
+
+    def number(name: str, *head: Any, kind: Any = ctypes.c_int) -> int:
+        out = kind()
+        call(name, *head, ctypes.byref(out))
+        return int(out.value)
+
+    class Memory(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_ulonglong) for f in ("total", "free", "used")]
+
+    def memory(handle: Any) -> int:
+        info = Memory()
+        # The v1 call: its struct is the same on every driver (v2 adds a version field).
+        rc = nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(info))
+        if rc != 0:
+            raise RuntimeError(f"nvmlDeviceGetMemoryInfo: {_nvml_error(nvml, rc)}")
+        return int(info.total)
+
+    def capability(handle: Any) -> str:
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        call("nvmlDeviceGetCudaComputeCapability", handle, ctypes.byref(major), ctypes.byref(minor))
+        return f"{major.value}.{minor.value}"
+
+    # nvmlInit_v2 where the driver has it; the v1 names of the calls below are what old drivers
+    # export (call() tries "<name>_v2" first).
+    call("nvmlInit")
     try:
-        driver = _guard(lambda: _text(pynvml.nvmlSystemGetDriverVersion()))
-        cuda = _guard(lambda: _cuda_int_to_str(pynvml.nvmlSystemGetCudaDriverVersion()))
+        driver = _guard(lambda: text("nvmlSystemGetDriverVersion"))
+        cuda = _guard(lambda: _cuda_int_to_str(number("nvmlSystemGetCudaDriverVersion")))
         gpus: list[dict[str, Any]] = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
+        for index in range(number("nvmlDeviceGetCount", kind=ctypes.c_uint)):
+            handle = ctypes.c_void_p()
             try:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                call("nvmlDeviceGetHandleByIndex", ctypes.c_uint(index), ctypes.byref(handle))
             except Exception as exc:
                 gpus.append(_gpu_dict(index, *([unavailable(exc)] * 5)))
                 continue
-            # Each _guard calls its lambda at once, inside this iteration.
-            name = _guard(lambda: _text(pynvml.nvmlDeviceGetName(handle)))  # noqa: B023
-            memory = _guard(lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).total))  # noqa: B023
-            cc = _guard(
-                lambda: "{}.{}".format(*pynvml.nvmlDeviceGetCudaComputeCapability(handle))  # noqa: B023
-            )
             gpus.append(
                 _gpu_dict(
                     index=index,
-                    name=name,
-                    memory_bytes=memory,
+                    name=_guard(lambda: text("nvmlDeviceGetName", handle)),  # noqa: B023
+                    memory_bytes=_guard(lambda: memory(handle)),  # noqa: B023
                     driver=driver,
                     cuda=cuda,
-                    compute_capability=cc,
+                    compute_capability=_guard(lambda: capability(handle)),  # noqa: B023
                 )
             )
         return gpus
     finally:
         try:
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def _nvml_error(nvml: Any, rc: int) -> str:
+    """NVML's text for return code ``rc`` ("Not Supported"), or the number."""
+    import ctypes
+
+    try:
+        fn = nvml.nvmlErrorString
+        fn.restype = ctypes.c_char_p
+        return f"{fn(rc).decode('utf-8', 'replace')} (NVML error {rc})"
+    except Exception:
+        return f"NVML error {rc}"
 
 
 def _torch_info() -> dict[str, Any]:
@@ -557,8 +623,3 @@ def _memory_to_bytes(value: str | None, default_unit: str = "b") -> int | None:
 def _cuda_int_to_str(version: int) -> str:
     """NVML's 13000 -> "13.0" (major * 1000 + minor * 10)."""
     return f"{version // 1000}.{(version % 1000) // 10}"
-
-
-def _text(value: str | bytes) -> str:
-    # Old pynvml releases return bytes.
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

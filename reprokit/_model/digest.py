@@ -25,6 +25,9 @@ _VERSION = b"reprokit-fp-1\0"
 _CHUNK = 1 << 20
 
 
+_DOUBLE = struct.Struct(">d").pack
+
+
 class _Encoder:
     """Streams the canonical encoding of a value into ``sink``; notes lossy fallbacks."""
 
@@ -107,6 +110,10 @@ class _Encoder:
         try:
             if isinstance(obj, (list, tuple)):
                 self._len(b"l" if isinstance(obj, list) else b"t", len(obj))
+                if all(type(item) is float for item in obj):
+                    # Weights as a list of floats: the bytes encode() writes item by item, at once.
+                    self.sink.update(b"".join([b"f" + _DOUBLE(item) for item in obj]))
+                    return
                 for item in obj:
                     self.encode(item)
             elif isinstance(obj, dict):

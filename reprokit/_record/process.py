@@ -13,9 +13,9 @@ import threading
 import time
 
 from reprokit._capture import unavailable
-from reprokit._capture.environment import capture_environment
+from reprokit._capture.environment import capture_environment, environ_generation, environment_key
 from reprokit._capture.git import CodeCapture, capture_code
-from reprokit._capture.hardware import capture_hardware
+from reprokit._capture.hardware import blas_numerics, machine_hardware, torch_numerics
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.yaml import dump as dump_yaml
 from reprokit._model.yaml import dump_section
@@ -33,7 +33,12 @@ class ProcessCapture:
         self.code: dict[str, CodeCache] = {}  # start folder -> capture
         self.env: dict[str, Any] | None = None
         self.env_text: str | None = None
+        self._env_key: tuple | None = None
+        self._imported: tuple[list[str], str] | None = None
+        self.machine: Any = None  # a dict, or the unavailable marker
         self.hardware_text: str | None = None
+        self._libraries: dict[str, Any] | None = None
+        self._blas: tuple[tuple, dict[str, Any]] | None = None
         self._module_count = -1
         self._modules_under: dict[str, list[str]] = {}
         self._replay_code: tuple[Any, CodeCache] | None = None
@@ -44,28 +49,54 @@ class ProcessCapture:
         self.lock = threading.Lock()
         self.code = {}
 
+    # Environment and hardware are captured and rendered once, and again exactly when what they
+    # describe can have changed: sys.path or the folders on it (an install, an uninstall),
+    # os.environ (the numerics variables), the imported modules (which distributions are
+    # used; whether torch and numpy are loaded), torch's settings (read on every run).
+
     def environment(self) -> dict[str, Any]:
-        if self.env is None:
+        key = environment_key()
+        if self.env is None or key != self._env_key:
             try:
                 self.env = capture_environment()
             except Exception as exc:
                 self.env = {"error": unavailable(exc)}
+            self._env_key = key
+            self.env_text = None
         return self.env
 
     def environment_text(self, imported: list[str]) -> str:
+        env = self.environment()
         if self.env_text is None:
-            self.env_text = dump_section("environment", self.environment())
-        extra = dump_yaml({"imported": imported}) if imported else "imported: []\n"
-        return self.env_text + "".join(f"  {line}\n" for line in extra.splitlines())
+            self.env_text = dump_section("environment", env)
+        if self._imported is None or self._imported[0] != imported:
+            extra = dump_yaml({"imported": imported}) if imported else "imported: []\n"
+            self._imported = (imported, "".join(f"  {line}\n" for line in extra.splitlines()))
+        return self.env_text + self._imported[1]
 
     def hardware(self) -> str:
-        if self.hardware_text is None:
+        if self.machine is None:
             try:
-                hw: Any = capture_hardware()
+                self.machine = machine_hardware()
             except Exception as exc:
-                hw = unavailable(exc)
+                self.machine = unavailable(exc)
+        libraries = {**torch_numerics(), **self._blas_numerics()}
+        if self.hardware_text is None or libraries != self._libraries:
+            hw = {**self.machine, **libraries} if isinstance(self.machine, dict) else self.machine
             self.hardware_text = dump_section("hardware", hw)
+            self._libraries = libraries
         return self.hardware_text
+
+    def _blas_numerics(self) -> dict[str, Any]:
+        """BLAS pools (milliseconds to read): again when modules were imported or removed or
+        os.environ changed (thread-count variables), else the last answer. (A thread count
+        changed through threadpoolctl's limits inside the process is not seen until then.)"""
+        if "numpy" not in sys.modules:
+            return {}
+        key = (len(sys.modules), environ_generation())
+        if self._blas is None or self._blas[0] != key:
+            self._blas = (key, blas_numerics())
+        return self._blas[1]
 
     def _module_files(self, root: str) -> list[str]:
         """Files of imported modules under ``root``; recomputed only when more were imported."""

@@ -19,7 +19,7 @@ from reprokit._model.numbers import KEPT
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
-from reprokit._record import group, lineage, signals
+from reprokit._record import group, lineage, metrics, signals
 from reprokit._record.inputs import InputLog
 from reprokit._record.outputs import (
     INLINE_CHECKPOINT,
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from reprokit._record.group import RankInfo
 
+_I63 = 1 << 63  # ints kept exact in metrics: those JSON readers take as 64-bit
 KEPT_PER_RUN = 20_000_000  # numbers a run keeps across its checkpoints (~160 MB before zlib)
 
 CURRENT: contextvars.ContextVar[Run | None] = contextvars.ContextVar("reprokit_run", default=None)
@@ -125,7 +126,8 @@ class Run:
         self.store: Any = None
         self._lock = threading.Lock()
         self._metrics_fh: Any = None
-        self._metrics: dict[str, dict[str, Any]] = {}
+        self._metrics: dict[str, list[Any]] = {}
+        self._pending: list[tuple[Any, Any, Any, float]] = []  # metric points not yet written
         self._ckpt_fh: Any = None
         self._ckpt_count = 0
         self._numbers_kept = 0
@@ -175,39 +177,69 @@ class Run:
             self._params.update(record_params(more))
 
     def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
-        """Append ``value`` to the series ``name`` (kept in order, streamed to disk)."""
-        try:
-            number = (
-                float(value)
-                if not isinstance(value, int) or isinstance(value, bool) or value.bit_length() > 63
-                else value
-            )
-        except (TypeError, ValueError, OverflowError):
-            warn(f"metric {name!r}: {type(value).__name__} is not a float-sized number; not logged")
-            return
-        except Exception as exc:  # a number-like object whose __float__ raises
-            warn(f"metric {name!r}: reading the value failed ({type(exc).__name__}); not logged")
-            return
+        """Append ``value`` to the series ``name`` (kept in order, streamed to disk in batches:
+        see ``metrics.py`` for what a killed process can lose)."""
+        kind = type(value)
+        if kind is float or (kind is int and -_I63 < value < _I63):
+            number = value
+        else:
+            try:
+                number = (
+                    float(value)
+                    if not isinstance(value, int)
+                    or isinstance(value, bool)
+                    or value.bit_length() > 63
+                    else value
+                )
+            except (TypeError, ValueError, OverflowError):
+                warn(
+                    f"metric {name!r}: {type(value).__name__} is not a float-sized number; "
+                    "not logged"
+                )
+                return
+            except Exception as exc:  # a number-like object whose __float__ raises
+                warn(
+                    f"metric {name!r}: reading the value failed ({type(exc).__name__}); not logged"
+                )
+                return
         if self._rank is not None:
             self._note_backend()
         with self._lock:
-            series = self._metrics.setdefault(name, {"count": 0, "last": None, "last_step": None})
+            series = self._metrics.get(name)
+            if series is None:
+                series = self._metrics[name] = [0, None, None]  # count, last, last step
             if step is None:
-                step = series["count"]
-            series["count"] += 1
-            series["last"] = number
-            series["last_step"] = step
+                step = series[0]
+            series[0] += 1
+            series[1] = number
+            series[2] = step
             if self._recording:
-                try:
-                    if self._metrics_fh is None:
-                        import json
+                pending = self._pending
+                pending.append((name, step, number, time.time()))
+                if len(pending) >= metrics.FLUSH_POINTS:
+                    self._write_metrics()
+                elif len(pending) == 1:
+                    metrics.FLUSHER.watch(self)
 
-                        self._json = json
-                        self._metrics_fh = self.store.open_stream(self._dir, "metrics.jsonl")
-                    point = {"name": name, "step": step, "value": number, "ts": time.time()}
-                    self._metrics_fh.write(self._json.dumps(point) + "\n")
-                except OSError as exc:
-                    self._lose(exc)
+    def flush_metrics(self, older_than: float = 0.0) -> None:
+        """Write the buffered metric points to the run folder (only if the oldest is at least
+        ``older_than`` seconds old)."""
+        with self._lock:
+            if self._pending and time.time() - self._pending[0][3] >= older_than:
+                self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """(Lock held.) The buffered points to ``metrics.jsonl``, handed to the kernel."""
+        pending, self._pending = self._pending, []
+        if self._lost is not None or self._forked_away or self.store is None:
+            return  # recording stopped (full disk, abandoned), or the run is another process's
+        try:
+            if self._metrics_fh is None:
+                self._metrics_fh = self.store.open_stream(self._dir, "metrics.jsonl")
+            self._metrics_fh.write(metrics.lines(pending))
+            self._metrics_fh.flush()
+        except OSError as exc:
+            self._lose(exc)
 
     def _note_backend(self) -> None:
         """A rank's ``torch.distributed`` backend, read while the process group exists (a
@@ -552,6 +584,8 @@ class Run:
     def hold_for_fork(self) -> None:
         """Before a fork: no half-written line in a buffer the child would copy and flush."""
         self._lock.acquire()
+        if self._pending:
+            self._write_metrics()
         for fh in (self._metrics_fh, self._ckpt_fh):
             if fh is not None:
                 try:
@@ -567,6 +601,7 @@ class Run:
         self._forked_away = True
         self._recording = False
         self._metrics_fh = self._ckpt_fh = None  # empty buffers (flushed before the fork)
+        self._pending = []
         self._lock = threading.Lock()
 
     def _seal(
@@ -579,6 +614,15 @@ class Run:
     ) -> None:
         ended = time.time()
         duration = time.perf_counter() - self._t0
+        # The SIGTERM handler may seal while this thread holds the lock in log_metric: wait a
+        # moment for the lock (the flusher thread's write), never forever.
+        held = self._lock.acquire(timeout=0.5)
+        try:
+            if self._pending:
+                self._write_metrics()
+        finally:
+            if held:
+                self._lock.release()
         for fh in (self._metrics_fh, self._ckpt_fh):
             if fh is not None:
                 fh.close()
@@ -647,7 +691,8 @@ class Run:
             outputs["exit_code"] = exit_code
         if self._metrics:
             outputs["metrics"] = {
-                name: dict(series) for name, series in sorted(self._metrics.items())
+                name: {"count": count, "last": last, "last_step": last_step}
+                for name, (count, last, last_step) in sorted(self._metrics.items())
             }
         if self._ckpt_count:
             outputs["checkpoints"] = {"count": self._ckpt_count, "file": "checkpoints.jsonl"}

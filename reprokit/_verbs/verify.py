@@ -61,6 +61,7 @@ def verify_store(
     Folders that were never sealed (running, or killed before sealing) are listed, not errors.
     """
     st = Store.at(store)
+    st.heal_quietly()  # lines that processes killed mid-seal did not write
     entries = st.ledger_entries()
     ids = set(st.run_ids())
     heads: dict[str, int] = {}
@@ -102,6 +103,9 @@ def verify_store(
                     "manifest.yaml",
                 )
             unsealed.append(rid)
+            continue
+        if rid not in vouched and st.running(rid):
+            unsealed.append(rid)  # being sealed now: its ledger line follows the manifest
             continue
         if rid not in vouched:
             raise TamperedError(f"run {rid} is not in the store's ledger (added?)", rid, "ledger")

@@ -230,3 +230,71 @@ def test_zz_store_trust_figure(figure):
         "hostile manifests shown corrupt by ls (show/verify exit 1-2)",
         f"{sum(hostile.values())} / {len(hostile)}",
     )
+
+
+# -- a crash between a seal's manifest and its ledger line (one fsync per run) ------------------
+
+KILLED_MID_SEAL = """
+import os, signal, sys
+import reprokit
+from reprokit._store.store import Store
+
+# The crash window: the manifest is written (and fsync'd), the ledger line not yet.
+Store._append_ledger = lambda self, lines, sync=True: os.kill(os.getpid(), signal.SIGKILL)
+
+with reprokit.run("killed", params={"i": 9}) as run:
+    run.log_metric("loss", 0.5)
+"""
+
+
+def kill_mid_seal(work: Path, env: dict[str, str]) -> str:
+    before = set(Store(work / "store").run_ids())
+    (work / "killed.py").write_text(KILLED_MID_SEAL)
+    res = subprocess.run([sys.executable, "killed.py"], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == -9, res.stderr
+    (rid,) = set(Store(work / "store").run_ids()) - before
+    assert (work / "store" / "runs" / rid / "manifest.yaml").exists()
+    assert rid not in (work / "store" / "ledger").read_text()
+    return rid
+
+
+def test_a_run_killed_between_its_manifest_and_its_ledger_line_is_healed_by_verify(tmp_path):
+    work, env, ids = make_store(tmp_path, 2)
+    rid = kill_mid_seal(work, env)
+    res = verify_all(work, env)
+    DETECTED["killed mid-seal: healed by verify --all"] = res.returncode == 0
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "3 sealed run(s), all present and verified" in res.stdout
+    ledger = (work / "store" / "ledger").read_text().splitlines()
+    assert [line.split()[1] for line in ledger] == [*ids, rid]
+    assert cli(work, "verify", rid, env=env).returncode == 0
+    assert Store(work / "store").load(rid).run["status"] == "completed"
+
+
+def test_a_run_killed_between_its_manifest_and_its_ledger_line_is_healed_by_the_next_run(
+    tmp_path,
+):
+    work, env, ids = make_store(tmp_path, 1)
+    rid = kill_mid_seal(work, env)
+    _, _, after = make_store(tmp_path, 1)  # the next recording process heals first
+    ledger = (work / "store" / "ledger").read_text().splitlines()
+    assert [line.split()[1] for line in ledger] == [ids[0], rid, after[-1]]
+    assert verify_all(work, env).returncode == 0
+
+
+def test_healing_never_vouches_for_a_run_no_dead_process_sealed(tmp_path):
+    work, env, ids = make_store(tmp_path, 2)
+    kill_mid_seal(work, env)
+    # A sealed folder added by hand under a fresh id (its manifest names that id) is in no
+    # journal: the heal leaves it out and verify --all says so.
+    store = work / "store"
+    forged = "20991231-000000-000-ffffff"
+    shutil.copytree(store / "runs" / ids[0], store / "runs" / forged)
+    manifest = store / "runs" / forged / "manifest.yaml"
+    writable(manifest)
+    manifest.write_text(manifest.read_text().replace(ids[0], forged))
+    res = verify_all(work, env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"run {forged} is not in the store's ledger" in res.stderr
+    assert forged not in (store / "ledger").read_text()
