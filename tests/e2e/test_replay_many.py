@@ -5,6 +5,7 @@ identical."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,9 @@ def test_slurm_executor_runs_a_job_array_with_submitits_local_executor(project, 
 @pytest.fixture
 def dask_scheduler():
     distributed = pytest.importorskip("distributed")
+    # A LocalCluster sets MKL_NUM_THREADS, OMP_NUM_THREADS, ... in this process's environment
+    # (for its workers): put it back, or later tests inherit the variables.
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -148,6 +152,8 @@ def dask_scheduler():
         yield cluster.scheduler_address
     finally:
         cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_dask_executor_sends_the_replays_to_a_running_cluster(project, dask_scheduler):
