@@ -690,7 +690,7 @@ class Store:
         for name in sorted(names):
             head, started = _read_journal(os.path.join(self._active, name))
             if len(head) >= 2 and head[1] == host and not _journal_alive(head):
-                out.extend(started)
+                out.extend(rid for rid, _parent in started)
         return out
 
     # -- reading -------------------------------------------------------------------------------
@@ -754,24 +754,12 @@ class Store:
             names = [n for n in os.listdir(self._active) if n.startswith(prefix)]
         except OSError:
             return []
-        started: dict[str, str | None] = {}
+        started: list[tuple[str, str | None]] = []
         for name in names:
-            try:
-                with open(os.path.join(self._active, name), encoding="utf-8") as fh:
-                    head = fh.readline().split()
-                    if len(head) < 2 or head[0] != str(pid):
-                        continue
-                    for line in fh:
-                        parts = line.split()
-                        if len(parts) != 2:
-                            continue  # a line still being written
-                        if parts[1] == "end":
-                            started.pop(parts[0], None)
-                        else:
-                            started[parts[0]] = None if parts[1] == "-" else parts[1]
-            except OSError:
-                continue
-        return list(started.items())
+            head, runs = _read_journal(os.path.join(self._active, name))
+            if len(head) >= 2 and head[0] == str(pid):
+                started += runs
+        return started
 
     def _clean_journals(self) -> None:
         """Remove the journals of this host's processes that are gone (killed, never at exit):
@@ -1092,10 +1080,10 @@ def _append_locked(fd: int, lines: list[tuple[str, str]], sync: bool) -> None:
         raise
 
 
-def _read_journal(path: str) -> tuple[list[str], list[str]]:
+def _read_journal(path: str) -> tuple[list[str], list[tuple[str, str | None]]]:
     """A journal's first line (pid, host[, start time]) and the runs it started and did not
-    finish, in order."""
-    started: dict[str, None] = {}
+    finish, as (id, parent id or None), in order."""
+    started: dict[str, str | None] = {}
     try:
         with open(path, encoding="utf-8") as fh:
             head = fh.readline().split()
@@ -1106,10 +1094,10 @@ def _read_journal(path: str) -> tuple[list[str], list[str]]:
                 if parts[1] == "end":
                     started.pop(parts[0], None)
                 else:
-                    started[parts[0]] = None
+                    started[parts[0]] = None if parts[1] == "-" else parts[1]
     except (OSError, UnicodeDecodeError):
         return [], []
-    return head, list(started)
+    return head, list(started.items())
 
 
 def _lock(fd: int) -> None:

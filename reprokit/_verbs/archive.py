@@ -553,12 +553,7 @@ def reproduce_md(
     large, missing = [], []
     for m in runs:
         for rec in _output_files(m):
-            entry = {
-                "run": m.id,
-                "path": rec["path"],
-                "size": rec.get("size"),
-                "sha256": rec.get("sha256"),
-            }
+            entry = _output_entry(m, rec)
             if rec.get("size") is not None and rec["size"] > max_size:
                 large.append(entry)
             elif f"outputs/{m.id}/{rec['path']}" not in packed:
@@ -879,12 +874,7 @@ def archive(
         crate_outputs: dict[str, list[dict[str, Any]]] = {}
         for m in runs:
             for rec in _output_files(m):
-                entry = {
-                    "run": m.id,
-                    "path": rec["path"],
-                    "size": rec.get("size"),
-                    "sha256": rec.get("sha256"),
-                }
+                entry = _output_entry(m, rec)
                 if rec.get("size") is not None and rec["size"] > max_artifact_size:
                     report.large.append(entry)
                     continue
@@ -1005,6 +995,11 @@ def archive(
 def _sha(path: str) -> str:
 
     return sha256_file(path)[0]
+
+
+def _output_entry(m: Manifest, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """How REPRODUCE.md and the archive's report name one output file of run ``m``."""
+    return {"run": m.id, "path": rec["path"], "size": rec.get("size"), "sha256": rec.get("sha256")}
 
 
 def _output_files(m: Manifest) -> list[dict[str, Any]]:
