@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reprokit._store.store import Store
-from tests.conftest import KNOWN_FORK_HANG, clean_env, cli, make_repo, run_pools, run_python
+from tests.conftest import clean_env, cli, make_repo, run_pools, run_python
 
 JOB = r"""
 import concurrent.futures as cf
@@ -328,16 +328,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "loky",
-        pytest.param(
-            "multiprocessing",
-            marks=pytest.mark.skip(reason=KNOWN_FORK_HANG),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 def test_joblib_sweep_is_one_parent_with_its_children(tmp_path, backend):
     pytest.importorskip("joblib")
     repo = make_repo(tmp_path / "repo")
