@@ -678,8 +678,9 @@ _inherited: list[Any] = []  # in a forked child: the parent's runs' file objects
 
 
 def _before_fork() -> None:
-    signals.block_for_fork()
+    # The lock first: two threads forking at once would otherwise interleave the saved masks.
     signals.LOCK.acquire()
+    signals.block_for_fork()
     _held[:] = list(signals.ACTIVE)
     for r in _held:
         r.hold_for_fork()
@@ -689,8 +690,8 @@ def _after_fork_in_parent() -> None:
     for r in _held:
         r.release_after_fork()
     _held.clear()
-    signals.LOCK.release()
     signals.unblock_after_fork()
+    signals.LOCK.release()
 
 
 def _after_fork_in_child() -> None:
