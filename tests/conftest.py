@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -75,29 +74,46 @@ def run_python(
     )
 
 
-# A known rare deadlock (issue #10, left open): a child forked with os.fork() after
-# forkserver/spawn pools in the same process can hang in reprokit's at-fork handlers (seen 3
-# times in ~60 runs on a loaded 2-core machine). The tests that meet it skip, so CI cannot hang.
-KNOWN_FORK_HANG = (
-    "known rare deadlock of a forked child after forkserver/spawn pools (issue #10, left open)"
-)
+def run_pools(
+    cwd: Path, code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """``run_python`` for a program that starts process pools and forks, guarded against a hang:
+    one still running after ``timeout`` s has every thread of every process it started dump its
+    stack, is killed with all of them, and fails the test with the stacks in the message.
 
+    The guard is a signal handler (``faulthandler.register``, inherited by forks and installed
+    by ``__main__`` in spawned workers), not ``faulthandler.dump_traceback_later``: the latter's
+    watchdog thread does not exist in a forked child, and a child leaving through
+    ``sys.exit()`` waits for that thread forever while Python finalizes (issue #10)."""
+    import signal
+    import time
 
-def run_pools(cwd: Path, code: str, *args: str, env: dict[str, str] | None = None) -> Any:
-    """``run_python`` for a program that starts many process pools: a rare stall of Python's
-    multiprocessing machinery (its resource tracker dying and being relaunched, seen on a loaded
-    machine with forkserver/spawn pools) dumps every thread's stack after 150 s and the program
-    is run once more in a fresh store; the dump is kept as a warning for the test report."""
-    import shutil
-    import warnings
-
-    guarded = "import faulthandler\nfaulthandler.dump_traceback_later(150, exit=True)\n" + code
-    proc = run_python(cwd, guarded, *args, env=env, timeout=300)
-    if proc.returncode != 0 and "Timeout (0:02:30)!" in proc.stderr:
-        warnings.warn(f"a pool program stalled; stacks:\n{proc.stderr[-6000:]}", stacklevel=2)
-        shutil.rmtree(cwd / ".reprokit", ignore_errors=True)
-        proc = run_python(cwd, guarded, *args, env=env, timeout=300)
-    return proc
+    guarded = (
+        "import faulthandler, signal\n"
+        "faulthandler.register(signal.SIGUSR1, all_threads=True)\n" + code
+    )
+    (cwd / "job.py").write_text(guarded)
+    proc = subprocess.Popen(
+        [sys.executable, "job.py", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its pools, forks and helpers: one group to signal
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig in (signal.SIGUSR1, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(2)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"the pool program hung for {timeout:.0f} s; stacks:\n{err[-12000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def cli(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reprokit._store.store import Store
-from tests.conftest import KNOWN_FORK_HANG, clean_env, cli, make_repo, run_pools, run_python
+from tests.conftest import clean_env, cli, make_repo, run_pools, run_python
 
 JOB = r"""
 import concurrent.futures as cf
@@ -328,16 +328,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "loky",
-        pytest.param(
-            "multiprocessing",
-            marks=pytest.mark.skip(reason=KNOWN_FORK_HANG),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 def test_joblib_sweep_is_one_parent_with_its_children(tmp_path, backend):
     pytest.importorskip("joblib")
     repo = make_repo(tmp_path / "repo")
@@ -350,3 +341,124 @@ def test_joblib_sweep_is_one_parent_with_its_children(tmp_path, backend):
     assert sorted(c.outputs["return"]["value"] for c in runs["train"]) == [0.2, 0.4, 0.6]
     assert {c.run["parent"] for c in runs["train"]} == {parent.id}
     assert sorted(line[1] for line in store.ledger_entries()) == sorted(store.run_ids())
+
+
+# -- issue #10: pool workers that ran tracked calls, and forks beside busy threads --------------
+
+IDLE_WORKER = r"""
+import multiprocessing as mp
+import signal
+import sys
+
+import reprokit
+
+
+@reprokit.track
+def train(lr=0.1):
+    reprokit.log_metric("loss", lr)
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def disposition(_):
+    return "default" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "handler"
+
+
+@reprokit.track
+def sweep(method="fork"):
+    with mp.get_context(method).Pool(1) as pool:
+        during = pool.map(train, [0.1, 0.2])
+        after = pool.map(disposition, [0])
+    return during, after
+
+
+if __name__ == "__main__":
+    during, after = sweep(sys.argv[1])
+    mine = "default" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "handler"
+    print(during, after, mine)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_worker_whose_runs_ended_dies_of_sigterm_as_usual(tmp_path, method):
+    """While a tracked call runs, SIGTERM seals it; once the worker's runs have ended, SIGTERM
+    has its default disposition again. A worker left with the Python-level handler could take
+    ``Pool.terminate()``'s SIGTERM into the handler's flag just before blocking on the task
+    queue's lock and never act on it: the parent then waited for it forever (issue #10)."""
+    repo = make_repo(tmp_path / "repo")
+    proc = run_pools(repo, IDLE_WORKER, method, env=clean_env(PYTHONHASHSEED="0"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    # In the run: reprokit's handler; after it, in the worker and in the parent: the default.
+    assert proc.stdout.split("\n")[0] == "[False, False] ['default'] default", proc.stdout
+    runs = runs_by_name(Store(repo / ".reprokit"))
+    assert len(runs["train"]) == 2 and len(runs["sweep"]) == 1
+
+
+BUSY_FORKS = r"""
+import os
+import sys
+import threading
+
+import reprokit
+
+
+@reprokit.track
+def step(i=0):
+    reprokit.log_metric("x", i)
+    return i
+
+
+@reprokit.track
+def child(i=0):
+    reprokit.log_metric("c", i)
+    return i
+
+
+def busy(k, stop):
+    j = 0
+    while not stop.is_set():
+        step(k * 100000 + j)
+        j += 1
+
+
+@reprokit.track
+def forks(n=60):
+    stop = threading.Event()
+    threads = [threading.Thread(target=busy, args=(k, stop)) for k in range(3)]
+    for t in threads:
+        t.start()
+    codes = []
+    for i in range(n):
+        pid = os.fork()
+        if pid == 0:
+            child(i)
+            sys.exit(0)  # through Python's exit path: atexit, finalizers
+        codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    stop.set()
+    for t in threads:
+        t.join()
+    return codes
+
+
+if __name__ == "__main__":
+    print(sorted(set(forks(int(sys.argv[1])))))
+"""
+
+
+def test_forks_beside_threads_busy_recording_runs_all_exit(tmp_path):
+    """Three threads keep starting and sealing runs (journal lines, metric files, ledger
+    appends) while the main thread forks again and again; each child records a run of its own
+    and leaves through ``sys.exit``. No child may hang in an at-fork handler or at exit on a
+    lock or a file object a thread of the parent held at the fork."""
+    repo = make_repo(tmp_path / "repo")
+    proc = run_pools(repo, BUSY_FORKS, "60", env=clean_env(PYTHONHASHSEED="0"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip() == "[0]", proc.stdout
+    store = Store(repo / ".reprokit")
+    runs = runs_by_name(store)
+    (parent,) = runs["forks"]
+    assert len(runs["child"]) == 60
+    assert {m.run["parent"] for m in runs["child"]} == {parent.id}
+    assert sorted(line[1] for line in store.ledger_entries()) == sorted(store.run_ids())
+    assert not list((repo / ".reprokit" / "active").iterdir())

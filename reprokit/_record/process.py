@@ -42,11 +42,15 @@ class ProcessCapture:
         self._module_count = -1
         self._modules_under: dict[str, list[str]] = {}
         self._replay_code: tuple[Any, CodeCache] | None = None
+        self._inherited: list[dict[str, CodeCache]] = []  # a forked child's parent's captures
 
     def forget_after_fork(self) -> None:
         """In a forked child: fresh locks, and no code capture shared with the parent (a patch
-        still being written belongs to the parent's git process and pipe)."""
+        still being written belongs to the parent's git process and pipe). The parent's captures
+        are parked, not released: releasing one here could close its pipe (I/O, and a lock
+        another thread of the parent may have held at the fork)."""
         self.lock = threading.Lock()
+        self._inherited.append(self.code)
         self.code = {}
 
     # Environment and hardware are captured and rendered once, and again exactly when what they

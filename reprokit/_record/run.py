@@ -597,11 +597,15 @@ class Run:
         self._lock.release()
 
     def leave_to_parent(self) -> None:
-        """In a forked child: this run belongs to the parent; drop the child's handles to it."""
+        """In a forked child: this run belongs to the parent; let go of the child's handles to
+        it without closing them here (closing flushes; the at-fork handler does no I/O)."""
         self._forked_away = True
         self._recording = False
-        self._metrics_fh = self._ckpt_fh = None  # empty buffers (flushed before the fork)
-        self._pending = []
+        for fh in (self._metrics_fh, self._ckpt_fh):
+            if fh is not None:
+                _inherited.append(fh)  # flushed before the fork, under the run's lock
+        self._metrics_fh = self._ckpt_fh = None
+        self._pending = []  # (empty: buffered points are written before the fork)
         self._lock = threading.Lock()
 
     def _seal(
@@ -760,11 +764,13 @@ class Run:
 
 
 _held: list[Run] = []
+_inherited: list[Any] = []  # in a forked child: the parent's runs' file objects, left alone
 
 
 def _before_fork() -> None:
-    signals.block_for_fork()
+    # The lock first: two threads forking at once would otherwise interleave the saved masks.
     signals.LOCK.acquire()
+    signals.block_for_fork()
     _held[:] = list(signals.ACTIVE)
     for r in _held:
         r.hold_for_fork()
@@ -774,15 +780,17 @@ def _after_fork_in_parent() -> None:
     for r in _held:
         r.release_after_fork()
     _held.clear()
-    signals.LOCK.release()
     signals.unblock_after_fork()
+    signals.LOCK.release()
 
 
 def _after_fork_in_child() -> None:
+    # Lock-free, without I/O or imports: other threads of the parent do not exist here, and
+    # whatever they held at the fork (locks, a module being imported) stays held.
     current = CURRENT.get()
     run_id = store_root = None
-    if current is not None and current in _held and current.store is not None:
-        run_id, store_root = current.id, str(current.store.root)
+    if current is not None and any(r is current for r in _held) and current.store is not None:
+        run_id, store_root = current.id, current.store.folder
     for r in _held:
         r.leave_to_parent()
     _held.clear()

@@ -2,6 +2,13 @@
 
 The runs that are started and not yet finished in this process are listed in ``ACTIVE``; the
 SIGTERM handler seals them as ``interrupted`` before the process dies of the signal as usual.
+
+The handler is installed only while runs are going and taken down when the last one ends. A
+Python-level handler runs only when the main thread next executes Python code: a process left
+idle with it, blocked in C (a pool worker waiting on its task queue's lock), could take a
+SIGTERM into the handler's flag just before blocking and never act on it, so that
+``Pool.terminate()`` waited for that worker forever. With the default disposition back, the
+kernel ends the process at once.
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ def add_active(run: Any) -> None:
 
 
 def remove_active(run: Any) -> None:
+    """Forget a finished run; after the last one, give SIGTERM its default disposition back."""
     with LOCK:
         if run in ACTIVE:
             ACTIVE.remove(run)
+        if not ACTIVE:
+            unwatch_sigterm()
 
 
 def watch_sigterm() -> None:
@@ -51,6 +61,19 @@ def watch_sigterm() -> None:
     except (ValueError, OSError, AttributeError):  # no SIGTERM here (Windows) or not allowed
         return
     _watched.append(True)
+
+
+def unwatch_sigterm() -> None:
+    """Put the default SIGTERM disposition back, if the handler is still ours (from the main
+    thread only: elsewhere it stays, and does what the default would with no run going)."""
+    if not _watched or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError, AttributeError):
+        return
+    _watched.clear()
 
 
 _mask_before_fork: list[Any] = []

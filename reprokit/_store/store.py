@@ -133,34 +133,57 @@ _journal_pid: dict[str, int] = {}
 # Held while this process appends to a ledger: a fork in the middle would hand the child a copy
 # of the locked descriptor, and the lock would outlive the append for as long as the child lives.
 _LEDGER_LOCK = threading.Lock()
+# Held while a thread writes (or closes) a journal: a fork taken in the middle of a write would
+# leave the child a copy of the file object whose buffer lock belongs to a thread that does not
+# exist there, and the child would wait on it forever the first time the object is flushed.
+_JOURNAL_LOCK = threading.Lock()
+# In a forked child: the file objects it inherited, kept (never flushed or closed by us; they
+# are the parent's) rather than released inside the at-fork handler.
+_inherited: list[Any] = []
+
+
+def _before_fork() -> None:
+    _JOURNAL_LOCK.acquire()
+    _LEDGER_LOCK.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _LEDGER_LOCK.release()
+    _JOURNAL_LOCK.release()
 
 
 def _forget_after_fork() -> None:
-    """In a forked child: the parent's journals are not this process's; its lock is free."""
-    global _LEDGER_LOCK
+    """In a forked child: the parent's journals are not this process's; its locks are free.
+
+    Lock-free and without I/O: the locks are replaced, not taken, and the inherited journal
+    objects are parked, not released (releasing one would close, so flush, it here)."""
+    global _LEDGER_LOCK, _JOURNAL_LOCK
+    _LEDGER_LOCK = threading.Lock()
+    _JOURNAL_LOCK = threading.Lock()
+    _inherited.extend(_journals.values())
     _journals.clear()
     _journal_pid.clear()
-    _LEDGER_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
-        before=lambda: _LEDGER_LOCK.acquire(),
-        after_in_parent=lambda: _LEDGER_LOCK.release(),
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
         after_in_child=_forget_after_fork,
     )
 
 
 def _close_journals() -> None:
     """At exit: a finished process leaves no journal behind."""
-    for root, fh in list(_journals.items()):
-        try:
-            fh.close()
-            if _journal_pid.get(root) == os.getpid():
-                os.unlink(fh.name)
-        except OSError:
-            pass
-    _journals.clear()
+    with _JOURNAL_LOCK:
+        for root, fh in list(_journals.items()):
+            try:
+                fh.close()
+                if _journal_pid.get(root) == os.getpid():
+                    os.unlink(fh.name)
+            except OSError:
+                pass
+        _journals.clear()
 
 
 class Store:
@@ -213,6 +236,11 @@ class Store:
     @property
     def root(self) -> Path:
         return _path(self._root)
+
+    @property
+    def folder(self) -> str:
+        """The store's folder as a plain string (``root`` imports pathlib)."""
+        return self._root
 
     @property
     def runs(self) -> Path:
@@ -527,14 +555,15 @@ class Store:
         if not last:
             self._journal(f"{run_id} end")
             return
-        fh = _journals.pop(self._root, None)
-        _journal_pid.pop(self._root, None)
-        if fh is not None:
-            try:
-                fh.close()
-                os.unlink(fh.name)
-            except OSError:
-                pass
+        with _JOURNAL_LOCK:
+            fh = _journals.pop(self._root, None)
+            _journal_pid.pop(self._root, None)
+            if fh is not None:
+                try:
+                    fh.close()
+                    os.unlink(fh.name)
+                except OSError:
+                    pass
 
     def _send(self, run_id: str) -> None:
         """Send a run just sealed here to the remote; if that fails it stays here, with a
@@ -598,22 +627,37 @@ class Store:
         fh = _journals.get(self._root)
         try:
             if fh is None or fh.closed or _journal_pid.get(self._root) != os.getpid():
-                # (a forked child keeps its parent's handle: it gets a journal of its own)
                 self._clean_journals()
-                name = f"{_hostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-                fh = open(os.path.join(self._active, name), "a", encoding="utf-8")  # noqa: SIM115
-                started = _start_time(os.getpid())
-                fh.write(f"{os.getpid()} {_hostname()} {started}\n".replace(" None", ""))
-                _journals[self._root] = fh
-                _journal_pid[self._root] = os.getpid()
-                if len(_journals) == 1:
-                    import atexit
-
-                    atexit.register(_close_journals)
-            fh.write(line + "\n")
-            fh.flush()
-        except OSError:
+                self._open_journal()
+            with _JOURNAL_LOCK:  # a fork waits for the line to be written and flushed
+                fh = _journals.get(self._root)
+                if fh is not None and not fh.closed:
+                    fh.write(line + "\n")
+                    fh.flush()
+        except (OSError, ValueError):
             pass  # the journal only tells running from dead; recording goes on without it
+
+    def _open_journal(self) -> None:
+        """Open this process's journal in ``active/`` (once per process and store; threads
+        that race here keep the first)."""
+        name = f"{_hostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        path = os.path.join(self._active, name)
+        started = _start_time(os.getpid())
+        head = f"{os.getpid()} {_hostname()} {started}\n".replace(" None", "")
+        with _JOURNAL_LOCK:
+            fh = _journals.get(self._root)
+            if fh is not None and not fh.closed and _journal_pid.get(self._root) == os.getpid():
+                return
+            fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            fh.write(head)
+            fh.flush()
+            _journals[self._root] = fh
+            _journal_pid[self._root] = os.getpid()
+            first = len(_journals) == 1
+        if first:
+            import atexit
+
+            atexit.register(_close_journals)
 
     def discard(self, run_id: str) -> None:
         """Remove an unsealed run's folder (used when sealing failed half-way)."""

@@ -14,7 +14,7 @@ import pytest
 
 from reprokit._reexec.source import rebuild_source
 from reprokit._store.store import Store
-from tests.conftest import KNOWN_FORK_HANG, clean_env, git, make_repo, run_pools, run_python
+from tests.conftest import clean_env, git, make_repo, run_pools, run_python
 
 pytestmark = pytest.mark.stress
 
@@ -63,7 +63,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.skip(reason=KNOWN_FORK_HANG)
 def test_pool_sweeps_and_forks_record_one_parent_with_its_children(tmp_path, figure):
     repo = make_repo(tmp_path / "repo")
     proc = run_pools(repo, SWEEP, env=clean_env(PYTHONHASHSEED="0"))
