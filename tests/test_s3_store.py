@@ -72,13 +72,34 @@ class Server:
             return []
 
 
+# moto's server, with one change: requests are handled one at a time. moto checks
+# ``If-None-Match: *`` and then writes, without a lock, so under its threaded server two racing
+# create-only puts of one key can both succeed (seen: 16 writers, one ledger slot taken twice).
+# S3 itself makes a conditional put atomic; the race tests test our protocol against that.
+ATOMIC_MOTO = """
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app,
+)
+app = DomainDispatcherApplication(create_backend_app)
+one_at_a_time = threading.Lock()
+
+def atomic(environ, start_response):
+    with one_at_a_time:
+        return list(app(environ, start_response))
+
+run_simple(sys.argv[1], int(sys.argv[2]), atomic, threaded=True, request_handler=MotoRequestHandler)
+"""
+
+
 @pytest.fixture(scope="module")
 def s3():
     pytest.importorskip("s3fs")
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", ATOMIC_MOTO, "127.0.0.1", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

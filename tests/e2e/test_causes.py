@@ -62,8 +62,7 @@ open("result.txt", "w").write(repr(train()))
     )
     rec = cli(repo, "run", "--output", "result.txt", "--", sys.executable, "job.py")
     assert rec.returncode == 0, rec.stderr
-    child = reprokit.load("latest", store=repo / ".reprokit")  # started last
-    m = reprokit.load(child.run["parent"], store=repo / ".reprokit")
+    m = reprokit.load("latest", store=repo / ".reprokit")  # the command, not its train() call
     assert (m.run.get("entry") or {}).get("kind") == "command"
     rep = cli(repo, "replay", m.id, "--json")
     assert rep.returncode == 1, rep.stderr
