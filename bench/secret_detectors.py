@@ -1,7 +1,7 @@
 """Our secret regexes vs detect-secrets' plugins: what each catches of a corpus of credential
 forms and harmless values, and what each costs per value (the recording budget).
 
-    pip install detect-secrets && python bench/secrets.py
+    pip install detect-secrets && python bench/secret_detectors.py
 """
 
 from __future__ import annotations
