@@ -46,6 +46,10 @@ OBSERVED_LIST_FILES = 1000
 BACKGROUND_HASH_FILES = 100_000
 BACKGROUND_HASH_BYTES = 64 * 1024**3
 BACKGROUND_EVERY = 0.25
+# Of each BACKGROUND_EVERY, the background hasher works at most this long, then rests: it runs
+# beside the program's own loop (sharing the GIL and, on small machines, the cores), so it may
+# take a small share of the run's time and never a burst of it.
+BACKGROUND_BUSY = 0.005
 _I63 = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the signature packs signed ones
 
 
@@ -417,6 +421,7 @@ class _Hasher:
         self._index = 0
         self._reader = observe.LogReader()
         self._stop = threading.Event()
+        self._burst = 0.0
         self._thread = threading.Thread(target=self._run, name="reprokit-input-hash", daemon=True)
 
     def start(self) -> None:
@@ -432,14 +437,19 @@ class _Hasher:
         except (AttributeError, OSError):
             pass
         try:
-            with observe.paused():  # reprokit's own reads, not the run's
-                while not self._stop.wait(BACKGROUND_EVERY):
-                    entries, self._index = observe.entries_since(self.token, self._index)
-                    pending.extend(self._reader.feed(entries))
-                    while pending and not self._stop.is_set():
-                        if self.files >= BACKGROUND_HASH_FILES:
-                            return
+            while not self._stop.wait(BACKGROUND_EVERY):
+                self._burst = time.monotonic()
+                entries, self._index = observe.entries_since(self.token, self._index)
+                pending.extend(self._reader.feed(entries))
+                while pending and not self._stop.is_set():
+                    if self.files >= BACKGROUND_HASH_FILES:
+                        return
+                    # Paused only while it reads (reprokit's own reads, not the run's): while
+                    # any thread is paused, the audit hook asks every open which thread it is.
+                    with observe.paused():
                         self._one(pending.popleft(), stat_mod.S_ISREG)
+                    if self._rest():
+                        return
         except Exception:
             return  # what is not hashed here is hashed or listed at seal
 
@@ -476,6 +486,18 @@ class _Hasher:
                 if not n:
                     return h.hexdigest()
                 h.update(view[:n])
+                if self._rest():
+                    return None
+
+    def _rest(self) -> bool:
+        """After a burst of ``BACKGROUND_BUSY`` s of work, wait ``BACKGROUND_EVERY`` s; True
+        when the run is being sealed meanwhile (stop)."""
+        if time.monotonic() - self._burst < BACKGROUND_BUSY:
+            return False
+        if self._stop.wait(BACKGROUND_EVERY):
+            return True
+        self._burst = time.monotonic()
+        return False
 
     def finish(self) -> dict[str, tuple[list[int], str, int]]:
         self._stop.set()
