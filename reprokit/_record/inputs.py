@@ -422,10 +422,16 @@ class _Hasher:
         self._reader = observe.LogReader()
         self._stop = threading.Event()
         self._burst = 0.0
-        self._thread = threading.Thread(target=self._run, name="reprokit-input-hash", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        """Start hashing (called at the run's first file read: a run that reads nothing never
+        has the thread, whose mere existence slows a program's I/O a little)."""
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(
+                target=self._run, name="reprokit-input-hash", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         import stat as stat_mod
@@ -501,7 +507,8 @@ class _Hasher:
 
     def finish(self) -> dict[str, tuple[list[int], str, int]]:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         return self.digests
 
 
@@ -610,7 +617,7 @@ class InputLog:
             if background and BACKGROUND_HASH_FILES > 0:
                 skip = _excluded_prefixes([store_root] if store_root else [])
                 self._hasher = _Hasher(self._token, self.cache, skip)
-                self._hasher.start()
+                observe.when_read(self._token, self._hasher.start)
 
     def stop(self) -> None:
         if self._token is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from _thread import get_ident
+from typing import Any
 
 MAX_LOG = 200_000  # open events kept while runs observe; more are counted, not kept
 
@@ -27,6 +28,7 @@ _lost = 0
 _installed = False
 _observers: dict[int, int] = {}  # token -> where in the log its run began
 _paused: set[int] = set()  # threads whose opens are reprokit's own (hashing outputs)
+_wakers: dict[int, Any] = {}  # token -> called once, at its run's first file read
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -37,8 +39,36 @@ def _hook(event: str, args: tuple) -> None:
                 _log.append(args)
             else:
                 _count_lost()
+            if _wakers:
+                _wake(args)
     elif event == "os.chdir" and _on:
         _log.append((_CHDIR, args[0], None))
+
+
+def _wake(args: tuple) -> None:
+    """At the first read of a file: call what the observing runs asked for (once each)."""
+    try:
+        _path, mode, flags = args
+        if mode is not None and ("r" not in mode or "+" in mode):
+            return
+        if mode is None and (flags or 0) & 3:
+            return
+    except (TypeError, ValueError):
+        return
+    for token in list(_wakers):
+        fn = _wakers.pop(token, None)  # (threads opening at once: one of them calls it)
+        if fn is not None:
+            try:
+                fn()
+            except Exception:  # noqa: S110 - never raise into the program's open()
+                pass
+
+
+def when_read(token: int, fn: Any) -> None:
+    """Call ``fn`` (no arguments) once, at the first file the run of ``token`` reads: so work
+    that only matters to runs that read files (a hashing thread) costs the others nothing."""
+    if token in _observers:
+        _wakers[token] = fn
 
 
 def _count_lost() -> None:
@@ -72,6 +102,7 @@ def stop(token: int) -> tuple[list[str], int]:
     """End observing for the run of ``token``: (absolute paths it read and did not write, in
     the order first opened; open events that did not fit in the log)."""
     global _on, _log, _lost
+    _wakers.pop(token, None)
     begin = _observers.pop(token, None)
     if begin is None:
         return [], 0
@@ -148,6 +179,7 @@ def forget_after_fork() -> None:
     """In a forked child the parent's observing runs are not this process's."""
     global _on, _log, _lost
     _observers.clear()
+    _wakers.clear()
     _on = False
     _log = []
     _lost = 0

@@ -114,7 +114,10 @@ class Run:
             self._params.update(record_params(params))
         self._seed_given = seed
         self.seed: int = 0
-        self.deterministic = deterministic or ChildProtocol.from_env().deterministic
+        # What a parent process told this one: read once per run (the environment does not
+        # change between a run's creation, start and seal).
+        self._told = ChildProtocol.from_env()
+        self.deterministic = deterministic or self._told.deterministic
         self._store_arg = store
         self._entry = dict(entry or {})
         self._start_dir = start_dir or os.getcwd()
@@ -135,7 +138,6 @@ class Run:
         self._outputs: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
         self._seed_token: contextvars.Token[int | None] | None = None
-        self._told = ChildProtocol()
         self._recording = False
         self._cached: dict[str, str] = {}
         self._extra_run: dict[str, Any] = {}
@@ -436,8 +438,7 @@ class Run:
         self._t0 = time.perf_counter()
         self._capture_s = 0.0
         parent = CURRENT.get()
-        told = ChildProtocol.from_env()
-        self._told = told
+        told = self._told
         self.parent = parent.id if parent is not None else told.parent
         # In a worker process, a run outside any other run of its own is nested in the run that
         # started the worker (found once the store is known).
@@ -742,7 +743,7 @@ class Run:
         STATE.last_store_root = self.store.address
         if self._group is not None and "sealed" in STATE.sweep:
             STATE.sweep["sealed"].append(self.id)
-        log = ChildProtocol.from_env().run_log
+        log = self._told.run_log
         if log:
             # A replay reads back which runs its child process sealed, in order.
             with open(log, "a", encoding="utf-8") as fh:
