@@ -46,6 +46,7 @@ from reprokit._verbs.replay import (
     counterpart,
     explain,
     pair_runs,
+    replayed_run,
     sandbox_for,
 )
 
@@ -658,7 +659,10 @@ def seeds(
                 # The command run itself stands for the execution when judging variation.
                 tops.append(grouped[0] if grouped else None)
                 continue
-            top = grouped[0] if grouped else None
+            # The execution of the swept run itself: a script that calls the tracked function
+            # several times makes several runs per seed; the one summarised is the same call
+            # (name and order in its process) as the run named.
+            top = replayed_run(m, [r for r in grouped if not r.run.get("parent")])
             report.runs.append(top.id if top else None)
             tops.append(top)
             per_seed.append(results_of(top) if top else {})

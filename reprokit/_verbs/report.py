@@ -30,6 +30,7 @@ from reprokit._model.errors import ArgumentError, ReprokitError, RunNotFound
 from reprokit._model.manifest import Manifest, as_mapping
 from reprokit._model.report import Report
 from reprokit._model.version import __version__
+from reprokit._reexec.execute import reruns_script
 from reprokit._store.store import Store
 from reprokit._verbs.audit import results_of, summarize
 from reprokit._verbs.replay import compare_runs
@@ -346,7 +347,7 @@ def _verdicts(
     out = []
     for m in runs:
         rows: list[dict[str, Any]] = []
-        about = [r for r in known if r.run.get("replay_of") == m.id]
+        about = [r for r in known if r.run.get("replay_of") == m.id and _reexecutes(r, m)]
         for r in about:
             if (r.run.get("entry") or {}).get("kind") == "replay":
                 causes = r.outputs.get("causes") or []
@@ -392,6 +393,18 @@ def _tolerance(r: Manifest) -> str:
     p = r.params
     rtol, atol = p.get("rtol") or 0, p.get("atol") or 0
     return f"rtol {rtol}, atol {atol}" if rtol or atol else "exact comparison"
+
+
+def _reexecutes(r: Manifest, m: Manifest) -> bool:
+    """Whether ``r`` (a run saying ``replay_of: m``) is a replay's record or the re-execution of
+    ``m`` itself: a re-run script makes every tracked call again, and each says whose
+    re-execution its process was; only the same call (name, and order in a re-run script)
+    stands for ``m``."""
+    if (r.run.get("entry") or {}).get("kind") == "replay":
+        return True
+    if r.run.get("name") != m.run.get("name"):
+        return False
+    return not reruns_script(m) or r.run.get("ordinal") == m.run.get("ordinal")
 
 
 def _check_row(group: str, members: list[Manifest], store: Store) -> dict[str, Any]:
@@ -638,11 +651,23 @@ def _ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[tup
 def _sweeps(runs: Sequence[Manifest]) -> dict[str, list[Manifest]]:
     """The seed sweeps among ``runs``: groups named by ``seeds``/``across_seeds`` with at least
     two of the reported runs, each sorted by seed."""
-    groups: dict[str, list[Manifest]] = {}
+    found: dict[str, list[Manifest]] = {}
     for m in runs:
         group = m.run.get("group")
         if isinstance(group, str) and group.startswith("seeds-") and not m.run.get("parent"):
-            groups.setdefault(group, []).append(m)
+            found.setdefault(group, []).append(m)
+    groups: dict[str, list[Manifest]] = {}
+    for group, members in found.items():
+        seeds = [json.dumps(m.seeds.get("seed")) for m in members]
+        if len(set(seeds)) == len(seeds):
+            groups[group] = members
+            continue
+        # Several runs under one seed: a re-run script made several tracked calls per
+        # execution. One sweep per call (name, and order in its process), never a summary
+        # that mixes them.
+        for m in members:
+            call = f"{group} ({m.run.get('name')} #{m.run.get('ordinal')})"
+            groups.setdefault(call, []).append(m)
 
     def seed_order(m: Manifest) -> tuple[int, str]:
         s = m.seeds.get("seed")

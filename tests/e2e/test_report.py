@@ -503,3 +503,49 @@ def test_long_and_non_finite_series_are_thinned_and_drawn_with_gaps(tmp_path):
     assert min(peaks) == pytest.approx(top, abs=0.01)  # each bucket's maximum, 96, is kept
     assert max(peaks) == pytest.approx(at[0], abs=0.01)  # and its minimum, 0
     assert out.metrics == ["loss"] and out.size == len(text.encode())
+
+
+SEVERAL_CALLS = """
+import random, reprokit
+
+@reprokit.track
+def train(lr=0.1, epochs=5):
+    loss = 1.0
+    for step in range(epochs):
+        loss = loss * (1 - lr) + 0.01 * random.random()
+        reprokit.log_metric("loss", loss, step=step)
+    return {"loss": loss}
+
+if __name__ == "__main__":
+    for lr in (0.1, 0.2, 0.3):
+        train(lr=lr)
+"""
+
+
+def test_a_sweep_a_check_and_their_report_of_one_call_among_several_are_about_that_call(tmp_path):
+    """A script that calls its tracked function three times is re-run whole by ``seeds`` and
+    ``check``: the sweep summarises the same call as the run named (its lr), and the report
+    neither judges a check by the other calls' results nor mixes the calls in one sweep."""
+    repo = make_repo(tmp_path / "repo", {"train.py": SEVERAL_CALLS})
+    env = clean_env()
+    proc = subprocess.run(
+        [sys.executable, "train.py"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    store = repo / ".reprokit"
+    target = reprokit.load("train@latest", store=store)
+    assert target.params["lr"] == 0.3
+    sweep = cli(repo, "seeds", "train@latest", "--seeds", "1-3", "--json")
+    assert sweep.returncode in (0, 1), sweep.stderr
+    doc = json.loads(sweep.stdout)
+    assert [reprokit.load(r, store=store).params["lr"] for r in doc["runs"]] == [0.3, 0.3, 0.3]
+    check = cli(repo, "check", "train@latest")
+    assert check.returncode == 0, check.stdout + check.stderr
+    one = cli(repo, "report", "train@latest", "-o", "one.html")
+    assert one.returncode == 0, one.stderr
+    text = (repo / "one.html").read_text()
+    assert "determinism check" in text and "not deterministic" not in text
+    many = cli(repo, "report", doc["group"], "-o", "sweep.html")
+    assert many.returncode == 0, many.stderr
+    page = (repo / "sweep.html").read_text()
+    assert f"{doc['group']} (train #2)" in page and f"{doc['group']} (train #0)" in page
