@@ -34,6 +34,7 @@ _FLAGS = {
     "metrics": "--metric",
     "since": "--since",
     "until": "--until",
+    "status": "--status",
 }
 
 # Subcommands that take a command line after ``--`` (everything after it is theirs).

@@ -148,6 +148,15 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def change(a: Any, b: Any) -> str:
+    """``a -> b`` for a value that changed; when both read the same (the text "0.2" and the
+    number 0.2), both are shown as JSON so the difference can be seen."""
+    left, right = short(a), short(b)
+    if left == right:
+        left, right = (json.dumps(v, default=str)[:60] for v in (a, b))
+    return f"{left} -> {right}"
+
+
 def fmt_num(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 

@@ -12,6 +12,7 @@ from reprokit._cli import verifyall
 from reprokit._cli.output import (
     Bar,
     FileProgress,
+    change,
     duration,
     emit_json,
     err,
@@ -174,7 +175,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         emit_json({"schema": 1, "runs": rows})
         return 0
     if not rows:
-        what = "no runs" if not hidden else "no runs match"
+        filtered = query != RunQuery(everything=query.everything)
+        what = "no runs match the filters" if filtered or hidden else "no runs"
         err(f"{what} in {store_of(args).root}")
     else:
         _print_runs(rows)
@@ -350,7 +352,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         out(f"{section}:")
         if isinstance(content, list):
             for item in content:
-                out(f"  {item['key']}: {short(item['a'])} -> {short(item['b'])}")
+                out(f"  {item['key']}: {change(item['a'], item['b'])}")
         elif section == "packages":
             for item in content.get("added", []):
                 out(f"  + {item['name']} {item['version']}")

@@ -23,6 +23,10 @@ _AGO = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# What ``ls`` can show as a run's status: the sealed ones, and a folder's state.
+STATUSES = ("completed", "failed", "interrupted", "running", "incomplete", "corrupt")
+
+
 @dataclass(frozen=True)
 class RunQuery:
     """Which runs to show. Every filter given must hold; ``everything`` also shows the runs
@@ -59,6 +63,8 @@ class RunQuery:
         unless they say otherwise) or ``30m``/``2h``/``3d``/``1w`` ago."""
         if limit is not None and limit < 1:
             raise ArgumentError("n", f"must be at least 1, got {limit}")
+        if status is not None and status not in STATUSES:
+            raise ArgumentError("status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
         return cls(
             name=name,
             status=status,

@@ -68,6 +68,21 @@ def test_diff_shows_params_code_files_and_outputs(repo):
     assert {"key": "lr", "a": 0.1, "b": 0.2} in data["sections"]["params"]
 
 
+def test_diff_shows_a_text_param_that_reads_like_a_number_as_text(repo):
+    code = (
+        "import sys, reprokit\n"
+        "lr = sys.argv[1] if sys.argv[2] == 'text' else float(sys.argv[1])\n"
+        "with reprokit.run('t', params={'lr': lr}):\n"
+        "    pass\n"
+    )
+    run_python(repo, code, "0.2", "text")
+    run_python(repo, code, "0.2", "number")
+    ids = [r["id"] for r in json.loads(cli(repo, "ls", "--json").stdout)["runs"]]
+    proc = cli(repo, "diff", ids[1], ids[0])
+    assert proc.returncode == 0, proc.stderr
+    assert 'lr: "0.2" -> 0.2' in proc.stdout, proc.stdout
+
+
 def test_verify_exit_codes(repo):
     run_python(repo, TRAIN)
     ok = cli(repo, "verify", "latest")

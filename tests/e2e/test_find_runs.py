@@ -389,3 +389,13 @@ def test_a_secret_cut_in_half_by_the_size_cap_is_not_kept(repo):
     kept = (repo / ".reprokit" / "runs" / rid / "console.log").read_text()
     assert kept.endswith("]\ntail\n")  # the note, then the whole lines after the cut
     assert TOKEN[-12:] not in kept
+
+
+def test_an_unknown_status_is_refused_and_an_empty_filtered_listing_says_so(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    proc = run_python(repo, "import reprokit\nwith reprokit.run('one'):\n    pass\n")
+    assert proc.returncode == 0, proc.stderr
+    bad = cli(repo, "ls", "--status", "bogus")
+    assert bad.returncode == 2 and "--status must be one of completed" in bad.stderr, bad.stderr
+    none = cli(repo, "ls", "--name", "nope")
+    assert none.returncode == 0 and none.stderr.startswith("no runs match the filters"), none
