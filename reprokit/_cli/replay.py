@@ -147,6 +147,13 @@ def print_replay(report: ReplayReport, seen_drift: list[str], quiet: bool) -> No
             out(f" {who} {run['recorded']} -> {run['replayed']}: {run['verdict']}")
         for name, result in run.get("outputs", {}).items():
             out(output_line(name, result))
+    compared = {name for run in report.runs for name in run.get("outputs", {})}
+    if compared == {"exit_code"} and len(report.runs) == 1:
+        # "identical" then vouches for the exit code alone: say so where it is read.
+        err(
+            "note: only the exit code was compared: the command declared no outputs (--output) "
+            "and made no tracked runs, and its console output is not compared"
+        )
     div = report.first_divergence
     if div and not report.identical:
         out(f"first divergence: {div['where']}, checkpoint #{div['index']} ({div.get('name')})")

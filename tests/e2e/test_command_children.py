@@ -4,6 +4,7 @@ them (matched by name, params and order) and name the child that differed."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -153,3 +154,13 @@ def test_child_runs_of_a_command_are_recorded_under_it(project):
     store = Store(repo / ".reprokit")
     parents = {e.manifest.run.get("parent") for e in store.entries() if e.manifest}
     assert ids["seeded.py"] in parents
+
+
+def test_a_command_replay_that_could_compare_only_the_exit_code_says_so(repo):
+    (repo / "t.py").write_text("import random\nprint('result', random.random())\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "t")
+    assert cli(repo, "run", "--", sys.executable, "t.py").returncode == 0
+    proc = cli(repo, "replay", "latest")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: only the exit code was compared" in proc.stderr
