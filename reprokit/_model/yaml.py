@@ -59,6 +59,8 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0
 
 
 def _quoted(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'  # the common case (ids, times, digests): nothing to escape
     out = []
     for ch in text:
         esc = _ESCAPES.get(ch)
@@ -112,7 +114,17 @@ def _literal_ok(text: str) -> bool:
     )
 
 
+_KEYS: dict[str, str] = {}  # str key -> its YAML text: the same keys recur in every manifest
+
+
 def _key(key: Any) -> str:
+    if type(key) is str:
+        text = _KEYS.get(key)
+        if text is None:
+            text = scalar(key)
+            if len(_KEYS) < 4096:
+                _KEYS[key] = text
+        return text
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         raise TypeError(f"cannot write a {type(key).__name__} key as YAML")
     return scalar(key)
