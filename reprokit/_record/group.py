@@ -94,7 +94,21 @@ def detect(environ: Mapping[str, str] | None = None) -> RankInfo | None:
     """This process's rank, world size and job from its launcher's variables; None when no
     launcher started it as one rank of several."""
     env = os.environ if environ is None else environ
-    host = _hostname()
+
+    def info(
+        launcher: str, rank: int, size: int, job: str, local: str, local_size: str
+    ) -> RankInfo:
+        here = _int(env, local)
+        return RankInfo(
+            launcher,
+            rank,
+            here if here is not None else rank,
+            size,
+            _int(env, local_size),
+            job,
+            _hostname(),
+        )
+
     rank, size = _int(env, "RANK"), _int(env, "WORLD_SIZE")
     if rank is not None and size and ("TORCHELASTIC_RUN_ID" in env or "MASTER_ADDR" in env):
         launcher = "accelerate" if any(k.startswith("ACCELERATE_") for k in env) else "torchrun"
@@ -102,42 +116,16 @@ def detect(environ: Mapping[str, str] | None = None) -> RankInfo | None:
         # Without --rdzv-id the agent's id is "none": the local agent process tells jobs apart.
         job = run_id if run_id and run_id != "none" else _launcher_process()
         job += f"#{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-        local = _int(env, "LOCAL_RANK")
-        return RankInfo(
-            launcher,
-            rank,
-            local if local is not None else rank,
-            size,
-            _int(env, "LOCAL_WORLD_SIZE"),
-            job,
-            host,
-        )
+        return info(launcher, rank, size, job, "LOCAL_RANK", "LOCAL_WORLD_SIZE")
     rank, size = _int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_SIZE")
     if rank is not None and size and size > 1:
         job = env.get("PMIX_NAMESPACE") or env.get("OMPI_MCA_ess_base_jobid") or _launcher_process()
-        local = _int(env, "OMPI_COMM_WORLD_LOCAL_RANK")
-        return RankInfo(
-            "openmpi",
-            rank,
-            local if local is not None else rank,
-            size,
-            _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE"),
-            job,
-            host,
-        )
+        local = ("OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")
+        return info("openmpi", rank, size, job, *local)
     rank, size = _int(env, "PMI_RANK"), _int(env, "PMI_SIZE")
     if rank is not None and size and size > 1:
         job = env.get("PMI_KVSNAME") or _launcher_process()
-        local = _int(env, "MPI_LOCALRANKID")
-        return RankInfo(
-            "mpich",
-            rank,
-            local if local is not None else rank,
-            size,
-            _int(env, "MPI_LOCALNRANKS"),
-            job,
-            host,
-        )
+        return info("mpich", rank, size, job, "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
     # Only a job step (srun) is a group: a batch script sees SLURM_NTASKS and SLURM_PROCID=0
     # too, yet runs once.
     step = env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID")
@@ -145,16 +133,7 @@ def detect(environ: Mapping[str, str] | None = None) -> RankInfo | None:
     size = _int(env, "SLURM_STEP_NUM_TASKS") or _int(env, "SLURM_NTASKS")
     if rank is not None and size and size > 1 and env.get("SLURM_JOB_ID") and step:
         job = f"{env['SLURM_JOB_ID']}.{step}"
-        local = _int(env, "SLURM_LOCALID")
-        return RankInfo(
-            "slurm",
-            rank,
-            local if local is not None else rank,
-            size,
-            _int(env, "SLURM_NTASKS_PER_NODE"),
-            job,
-            host,
-        )
+        return info("slurm", rank, size, job, "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE")
     return None
 
 
