@@ -9,6 +9,7 @@ import sys
 from _thread import get_ident
 
 from reprokit._model.errors import ReprokitError, warn
+from reprokit._model.loader import WrappedLoader
 from reprokit._model.protocol import ChildProtocol
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -378,33 +379,12 @@ def _deterministic_on_import(lib: str, module: Any) -> bool | None:
     return _tf_determinism_state()
 
 
-class _SeedingLoader:
-    """Wraps a loader: runs the module, then seeds it. Anything else goes to the real loader."""
+class _SeedingLoader(WrappedLoader):
+    """Runs the module, then seeds it."""
 
-    def __init__(self, loader: Any, name: str) -> None:
-        self.loader = loader
-        self.name = name
-
-    def create_module(self, spec: Any) -> Any:
-        create = getattr(self.loader, "create_module", None)
-        return create(spec) if create is not None else None
-
-    def exec_module(self, module: Any) -> None:
-        # Hand the real loader back before the module runs: code that inspects __loader__ or
-        # __spec__.loader (importlib.resources, inspect, isinstance checks) sees the real one.
-        try:
-            if module.__dict__.get("__loader__") is self:
-                module.__loader__ = self.loader
-            spec = module.__dict__.get("__spec__")
-            if spec is not None and spec.loader is self:
-                spec.loader = self.loader
-        except Exception:
-            pass
+    def execute(self, module: Any) -> None:
         self.loader.exec_module(module)
         _seed_on_import(self.name)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.loader, attr)
 
 
 class _SeedOnImport:

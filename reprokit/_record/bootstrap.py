@@ -31,6 +31,7 @@ import os
 import sys
 
 from reprokit._capture.modules import own_module_files
+from reprokit._model.loader import WrappedLoader
 from reprokit._model.protocol import ChildProtocol, variable
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
@@ -297,23 +298,10 @@ class _AfterImport:
         return None
 
 
-class _ActingLoader:
-    def __init__(self, loader: Any, name: str) -> None:
-        self.loader = loader
-        self.name = name
+class _ActingLoader(WrappedLoader):
+    """Runs the module, then the action waiting for it (seeding, watching a parser)."""
 
-    def create_module(self, spec: Any) -> Any:
-        create = getattr(self.loader, "create_module", None)
-        return create(spec) if create is not None else None
-
-    def exec_module(self, module: Any) -> None:
-        # The real loader goes back before the module runs: code that inspects __loader__ or
-        # __spec__.loader sees the one it expects.
-        if module.__dict__.get("__loader__") is self:
-            module.__loader__ = self.loader
-        spec = module.__dict__.get("__spec__")
-        if spec is not None and spec.loader is self:
-            spec.loader = self.loader
+    def execute(self, module: Any) -> None:
         _importing.add(self.name)
         try:
             self.loader.exec_module(module)
@@ -327,9 +315,6 @@ class _ActingLoader:
                 _report.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
         if not _after_import:
             sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.loader, attr)
 
 
 _depth = [0]
