@@ -317,6 +317,16 @@ class _ActingLoader(WrappedLoader):
             sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
 
 
+def _stand_in(wrapper: Any, original: Any) -> None:
+    """Let ``wrapper`` pass for ``original`` (name, doc, ``__wrapped__``), marked as ours so it
+    is never wrapped twice."""
+    wrapper.__wrapped__ = original
+    wrapper.__name__ = original.__name__
+    wrapper.__qualname__ = original.__qualname__
+    wrapper.__doc__ = original.__doc__
+    wrapper.__reprokit__ = True
+
+
 _depth = [0]
 
 
@@ -341,11 +351,7 @@ def _patch_argparse(argparse: Any) -> None:
                 pass
         return result
 
-    parse_known_args.__wrapped__ = original  # type: ignore[attr-defined]
-    parse_known_args.__name__ = original.__name__
-    parse_known_args.__qualname__ = original.__qualname__
-    parse_known_args.__doc__ = original.__doc__
-    parse_known_args.__reprokit__ = True  # type: ignore[attr-defined]
+    _stand_in(parse_known_args, original)
     cls.parse_known_args = parse_known_args
 
 
@@ -427,11 +433,7 @@ def _patch_click(click: Any) -> None:
             pass
         return ctx
 
-    make_context.__wrapped__ = original  # type: ignore[attr-defined]
-    make_context.__name__ = original.__name__
-    make_context.__qualname__ = original.__qualname__
-    make_context.__doc__ = original.__doc__
-    make_context.__reprokit__ = True  # type: ignore[attr-defined]
+    _stand_in(make_context, original)
     cls.make_context = make_context
 
 
@@ -490,10 +492,7 @@ def _patch_hydra(hydra: Any) -> None:
             pass
         return result
 
-    set_config.__wrapped__ = original  # type: ignore[attr-defined]
-    set_config.__name__ = original.__name__
-    set_config.__qualname__ = original.__qualname__
-    set_config.__reprokit__ = True  # type: ignore[attr-defined]
+    _stand_in(set_config, original)
     cls.set_config = set_config
 
 
@@ -553,8 +552,7 @@ def _patch_fire(fire: Any) -> None:
 
         return parse_fn
 
-    make_parse_fn.__wrapped__ = original  # type: ignore[attr-defined]
-    make_parse_fn.__reprokit__ = True  # type: ignore[attr-defined]
+    _stand_in(make_parse_fn, original)
     core._MakeParseFn = make_parse_fn  # noqa: SLF001  (fire's one place where a call's args parse)
 
 
