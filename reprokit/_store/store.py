@@ -1030,16 +1030,7 @@ class Store:
             raise TamperedError(str(exc), rid, MANIFEST) from None
         if manifest.id != rid:
             raise TamperedError(f"manifest id {manifest.id} does not match folder {rid}", rid)
-        expected = dict(manifest.digests)
-        present = {_rel(p, folder): p for p in _files_under(folder)}
-        present.pop(MANIFEST, None)
-        for rel in sorted(set(present) | set(expected)):
-            if rel not in expected:
-                raise TamperedError(f"{rid}/{rel} was added after sealing", rid, rel)
-            if rel not in present:
-                raise TamperedError(f"{rid}/{rel} is missing", rid, rel)
-            if sha256_file(present[rel])[0] != expected[rel]:
-                raise TamperedError(f"{rid}/{rel} was modified after sealing", rid, rel)
+        _verify_folder(rid, folder, MANIFEST, manifest.digests)
         objects = referenced_objects(manifest)
         for digest in objects:
             path = self.object_path(digest)
@@ -1052,7 +1043,7 @@ class Store:
             "run": rid,
             "shards": shards,
             "manifest_sha256": actual,
-            "files": len(expected) + 1,
+            "files": len(manifest.digests) + 1,
             "objects": len(objects),
             "ledger_head": head,
         }
