@@ -398,6 +398,15 @@ class _Check:
         return record
 
 
+def _threads() -> int:
+    """Threads in this process, native ones included where the system says (Linux)."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, ValueError, IndexError):
+        return threading.active_count()
+
+
 class _Hasher:
     """Hashes the files a run opens while it runs, off the caller's path (a daemon thread
     reading the observation log every ``BACKGROUND_EVERY`` s, within ``BACKGROUND_HASH_*``).
@@ -410,6 +419,7 @@ class _Hasher:
     """
 
     CHUNK = 1 << 20
+    SLICE = 256  # log entries read at a time (~0.5 ms)
 
     def __init__(self, token: int, cache: StatCache, skip: tuple[str, ...]) -> None:
         self.token = token
@@ -425,9 +435,15 @@ class _Hasher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start hashing (called at the run's first file read: a run that reads nothing never
-        has the thread, whose mere existence slows a program's I/O a little)."""
-        if self._thread is None and not self._stop.is_set():
+        """Start hashing, called at the run's first file read, in a process that already runs
+        other threads (PyTorch, a BLAS pool, a DataLoader's). A single-threaded process is left
+        alone, its files hashed or listed at the seal: there a second thread's mere existence
+        slows file I/O by 4-6 % (Linux's file table loses its single-owner fast path)."""
+        if self._thread is not None or self._stop.is_set():
+            return
+        with observe.paused():  # reprokit's own read, not the run's
+            alone = _threads() <= 1
+        if not alone:
             self._thread = threading.Thread(
                 target=self._run, name="reprokit-input-hash", daemon=True
             )
@@ -445,9 +461,20 @@ class _Hasher:
         try:
             while not self._stop.wait(BACKGROUND_EVERY):
                 self._burst = time.monotonic()
-                entries, self._index = observe.entries_since(self.token, self._index)
-                pending.extend(self._reader.feed(entries))
-                while pending and not self._stop.is_set():
+                while not self._stop.is_set():
+                    if not pending:
+                        # The log in slices: reading it holds the GIL, so it keeps to the
+                        # burst like hashing does (an open-heavy loop logs faster than this
+                        # reads: what is left is the seal's, within its own budget).
+                        entries, self._index = observe.entries_since(
+                            self.token, self._index, self.SLICE
+                        )
+                        if not entries:
+                            break
+                        pending.extend(self._reader.feed(entries))
+                        if self._rest():
+                            return
+                        continue
                     if self.files >= BACKGROUND_HASH_FILES:
                         return
                     # Paused only while it reads (reprokit's own reads, not the run's): while

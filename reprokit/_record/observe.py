@@ -3,11 +3,12 @@
 ``open`` audit events are raised by ``open()``, ``io.open``, ``os.open`` and ``io.open_code``:
 ``numpy.load``, ``torch.load``, pandas' readers and ``json.load(open(...))`` all go through
 them. The hook is installed the first time a run starts (an audit hook cannot be removed). While
-no run observes, it costs one comparison per audit event. While one does, an ``open`` costs one
-``list.append`` of the event's arguments into a log shared by the observing runs: no stat, no
-path handling, no hashing there. Each run reads its part of the log when it stops, resolving
-relative paths against the working folder of the moment (``os.chdir`` events are logged too);
-filtering and hashing happen when the run seals (``reprokit._record.inputs``).
+no run observes, it costs one comparison per audit event. While one does, a plain read costs one
+``list.append`` of its path into a log shared by the observing runs (other opens: of the event's
+arguments): no stat, no path handling, no hashing there. Each run reads its part of the log
+when it stops, resolving relative paths against the working folder of the moment (``os.chdir``
+events are logged too); filtering and hashing happen when the run seals
+(``reprokit._record.inputs``).
 """
 
 from __future__ import annotations
@@ -32,17 +33,30 @@ _wakers: dict[int, Any] = {}  # token -> called once, at its run's first file re
 
 
 def _hook(event: str, args: tuple) -> None:
-    # Runs on every audit event of the process: keep the common cases to a few operations.
+    # Runs on every audit event of the process: keep the common cases to a few operations. A
+    # plain read (``open(path)``, ``open(path, "rb")``: mode "r") logs its path alone, a str,
+    # the cheapest entry there is (no tuple kept alive); anything else takes ``_other``.
     if event == "open":
-        if _on and not (_paused and get_ident() in _paused):
-            if len(_log) < MAX_LOG:
-                _log.append(args)
+        if _on:
+            if args[1] == "r" and not (_paused or _wakers) and len(_log) < MAX_LOG:
+                _log.append(args[0])
             else:
-                _count_lost()
-            if _wakers:
-                _wake(args)
+                _other(args)
     elif event == "os.chdir" and _on:
         _log.append((_CHDIR, args[0], None))
+
+
+def _other(args: tuple) -> None:
+    """An open that is not a plain read while nobody waits (writes, ``os.open``, a full log, a
+    paused thread, a run waiting for its first read)."""
+    if _paused and get_ident() in _paused:
+        return
+    if len(_log) >= MAX_LOG:
+        _count_lost()
+        return
+    _log.append(args[0] if args[1] == "r" else args)
+    if _wakers:
+        _wake(args)
 
 
 def _wake(args: tuple) -> None:
@@ -117,14 +131,14 @@ def stop(token: int) -> tuple[list[str], int]:
     return list(reader.read), lost
 
 
-def entries_since(token: int, index: int) -> tuple[list[tuple], int]:
-    """(the log entries of the run of ``token`` from its ``index``-th on, the index after them);
-    what a reader off the caller's path takes while the run goes on."""
+def entries_since(token: int, index: int, limit: int = MAX_LOG) -> tuple[list[tuple], int]:
+    """(at most ``limit`` log entries of the run of ``token`` from its ``index``-th on, the
+    index after them); what a reader off the caller's path takes while the run goes on."""
     begin = _observers.get(token)
     if begin is None:
         return [], index
     log = _log
-    end = len(log)  # the hook appends meanwhile: take what is there now, the rest next time
+    end = min(len(log), begin + index + limit)  # the hook appends meanwhile: the rest next time
     return log[begin + index : end], end - begin
 
 
@@ -140,7 +154,11 @@ class LogReader:
     def feed(self, entries: list[tuple]) -> list[str]:
         """Take ``entries``; returns the paths first read among them."""
         fresh = []
-        for path, mode, flags in entries:
+        for entry in entries:
+            if entry.__class__ is not tuple:  # a plain read, logged as its path alone
+                path, mode, flags = entry, "r", None
+            else:
+                path, mode, flags = entry
             if path == _CWD:
                 self.cwd = mode
                 continue

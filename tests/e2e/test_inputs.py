@@ -299,11 +299,15 @@ def test_files_beyond_the_seal_budget_are_hashed_in_the_background_while_the_run
     for i in range(4):
         (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
     code = """
-import time
+import threading, time
 import reprokit
 import reprokit._record.api
 import reprokit._record.inputs as budget
 budget.OBSERVED_HASH_FILES = budget.OBSERVED_LIST_FILES = 1  # the seal hashes one, lists one
+
+# Another thread, as PyTorch's or a BLAS pool's: the hasher keeps out of single-threaded
+# processes.
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
 
 @reprokit.track
 def train():
@@ -325,6 +329,33 @@ train()
     }
     assert "observed_limits" not in section  # nothing beyond any budget
     assert not any(r.get("changed_during_run") for r in section["observed"])
+
+
+def test_a_single_threaded_program_gets_no_hashing_thread_and_its_seal_hashes_what_it_read(
+    data_repo,
+):
+    for i in range(4):
+        (data_repo / "data" / f"part{i}.csv").write_text(f"{i},1\n")
+    code = """
+import threading, time
+import reprokit
+import reprokit._record.api
+
+@reprokit.track
+def train():
+    total = sum(len(open(f"data/part{i}.csv").read()) for i in range(4))
+    time.sleep(0.6)  # two of the hasher's rounds, had it started
+    assert threading.active_count() == 1, threading.enumerate()
+    assert reprokit._record.api.current_run()._inputs._hasher._thread is None
+    return total
+
+train()
+"""
+    m = record(data_repo, code)
+    digests = {r["path"]: r.get("sha256") for r in m.data["inputs"]["observed"]}
+    assert digests == {
+        f"data/part{i}.csv": hashlib.sha256(f"{i},1\n".encode()).hexdigest() for i in range(4)
+    }
 
 
 def test_an_observed_file_changed_during_the_run_is_flagged(data_repo):
@@ -454,12 +485,13 @@ def test_a_replay_that_only_reads_its_inputs_is_not_blamed(data_repo):
 def test_a_run_killed_while_its_inputs_are_hashed_seals_no_digest(data_repo):
     (data_repo / "data" / "big.bin").write_bytes(os.urandom(8 << 20))
     code = """
-import os, signal, time
+import os, signal, threading, time
 import reprokit
 import reprokit._record.api
 import reprokit._record.inputs as budget
 
 budget._Hasher.CHUNK = 4096  # slow hashing: the kill lands in the middle of it
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # (as PyTorch's)
 
 @reprokit.track
 def train():
@@ -483,12 +515,13 @@ def test_a_run_terminated_while_its_inputs_are_hashed_seals_only_true_digests(da
     blob = os.urandom(8 << 20)
     (data_repo / "data" / "big.bin").write_bytes(blob)
     code = """
-import os, signal, time
+import os, signal, threading, time
 import reprokit
 import reprokit._record.api
 import reprokit._record.inputs as budget
 
 budget._Hasher.CHUNK = 4096  # slow hashing: the signal lands in the middle of it
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # (as PyTorch's)
 
 @reprokit.track
 def train():
