@@ -73,7 +73,8 @@ _ARM_IMPLEMENTERS = {
 }
 
 _MEMORY_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-_CUDA_VERSION_RE = re.compile(r"CUDA(?:\s+Driver)?\s+Version\s*:\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
+# Compiled at first use (re's own cache): most processes never parse nvidia-smi's banner.
+_CUDA_VERSION = r"CUDA(?:\s+Driver)?\s+Version\s*:\s*(\d+(?:\.\d+)*)"
 
 
 def capture_hardware() -> dict[str, Any]:
@@ -250,7 +251,7 @@ def parse_nvidia_smi_xml(text: str) -> list[dict[str, Any]]:
 
 def cuda_version_from_smi_header(text: str) -> str | None:
     """The driver's CUDA version ("13.0") from plain ``nvidia-smi`` (or ``--version``) output."""
-    match = _CUDA_VERSION_RE.search(text)
+    match = re.search(_CUDA_VERSION, text, re.IGNORECASE)
     return match.group(1) if match else None
 
 
@@ -400,6 +401,9 @@ def _gpus_from_smi(smi: str) -> list[dict[str, Any]] | str:
 
 def _gpus_from_nvml(library: str = NVML_LIBRARY) -> list[dict[str, Any]]:
     """GPU dicts from NVML; raises (OSError, RuntimeError) when there is no library or driver."""
+    if library == NVML_LIBRARY and sys.platform == "linux" and not os.path.exists("/dev/nvidiactl"):
+        # No NVIDIA driver device: NVML cannot answer (and importing ctypes costs ~1.3 ms).
+        raise OSError("no /dev/nvidiactl")
     import ctypes
 
     nvml = ctypes.CDLL(library)

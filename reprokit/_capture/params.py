@@ -20,6 +20,7 @@ _MAX_REPR = 200
 _MAX_DEPTH = 64  # nesting kept; deeper values are recorded by type
 _MAX_INT_BITS = 256  # larger ints are recorded by type: YAML and JSON readers choke on them
 _MAX_ITEMS = 10_000  # items of one list, dict or set kept
+_I63 = 1 << 63  # ints recorded as they are without the general path
 _CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
 
 
@@ -208,6 +209,14 @@ def record_params(values: Mapping[str, Any] | Any) -> Params:
         return out
     for key, value in items:
         name = str(_key(key, "", out))
+        kind = type(value)
+        if kind is float or kind is bool or value is None or (kind is int and -_I63 < value < _I63):
+            # Most params: a plain number, as _plain records it (redacted under a secret name).
+            if kind is not bool and value is not None and is_secret_name(_leaf_name(name)):
+                out.redacted.append(name)
+                value = REDACTED
+            out.values[name] = value
+            continue
         try:
             _, subtype = config_to_mapping(value)
         except Exception:

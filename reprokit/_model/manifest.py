@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from reprokit._model.errors import ManifestError
 from reprokit._model.yaml import SCHEMA, SECTIONS, dump, dump_section, render
+
+TYPE_CHECKING = False  # typing and pathlib cost ~4 ms at import: recording a run needs neither
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 __all__ = [
     "SCHEMA",
@@ -119,6 +122,8 @@ class Manifest:
     def load(cls, path: Path, head: bool = False) -> Manifest:
         """Read a manifest file. ``head=True`` parses only ``run`` and ``code`` (what a listing
         shows): the environment section makes up most of a manifest's parsing time."""
+        from pathlib import Path
+
         try:
             if os.path.getsize(path) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", path)

@@ -94,8 +94,20 @@ _VALUE_HINTS_LOWER = ("bearer", "authorization", "passw", "passphrase", "secret"
                       "access", "client_secret")  # fmt: skip
 
 
+_NAMES_SEEN: dict[str, bool] = {}  # name -> is_secret_name: the same names recur every run
+
+
 def is_secret_name(name: str) -> bool:
     """True when a setting called ``name`` probably holds a credential."""
+    known = _NAMES_SEEN.get(name)
+    if known is None:
+        known = _is_secret_name(name)
+        if len(_NAMES_SEEN) < 4096:
+            _NAMES_SEEN[name] = known
+    return known
+
+
+def _is_secret_name(name: str) -> bool:
     lowered = name.lower()
     if not any(h in lowered for h in _NAME_HINTS):
         return False

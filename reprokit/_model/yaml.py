@@ -36,11 +36,9 @@ def _plain_ok(text: str) -> bool:
     global _PLAIN
     if _PLAIN is None:
         _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@+\-]*\Z")
-    return (
-        _PLAIN.match(text) is not None
-        and text.lower() not in _RESERVED
-        and not text.lower().startswith((".inf", ".nan"))
-    )
+    # (".inf" and ".nan" cannot match: a plain scalar starts with a letter, "_" or "/"; the
+    # reserved words are five letters at most.)
+    return _PLAIN.match(text) is not None and (len(text) > 5 or text.lower() not in _RESERVED)
 
 
 def _printable(ch: str) -> bool:
@@ -79,6 +77,15 @@ def _quoted(text: str) -> str:
 
 def scalar(value: Any) -> str:
     """One scalar as YAML text."""
+    kind = type(value)
+    if kind is str:
+        return value if _plain_ok(value) else _quoted(value)
+    if kind is float:
+        text = repr(value)
+        if "." in text and text[-1] != "n":  # not inf, nan: written below
+            return text
+    elif kind is int:
+        return str(value)
     if value is None:
         return "null"
     if value is True:
@@ -134,8 +141,13 @@ def _emit(value: Any, indent: int, out: list[str]) -> None:
     pad = " " * indent
     if isinstance(value, dict):
         for key, item in value.items():
-            k = _key(key)
-            if isinstance(item, dict) and item:
+            k = _KEYS.get(key) if type(key) is str else None
+            if k is None:
+                k = _key(key)
+            kind = type(item)
+            if kind is int or kind is float or (kind is str and "\n" not in item):
+                out.append(f"{pad}{k}: {scalar(item)}\n")  # most values: no block to write
+            elif isinstance(item, dict) and item:
                 out.append(f"{pad}{k}:\n")
                 _emit(item, indent + 2, out)
             elif isinstance(item, (list, tuple)) and item:

@@ -666,7 +666,7 @@ class InputLog:
         artifacts: reprokit read them to hash them) are not inputs."""
         self.stop()
         self.settle()
-        store_root = str(store.root)
+        store_root = store.folder
         self._keep_listings(store)
         declared_paths = {r["path"] for r in self.declared} | set(outputs)
         candidates = self._observed_candidates(root, store_root, declared_paths)

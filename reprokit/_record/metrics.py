@@ -23,22 +23,25 @@ if TYPE_CHECKING:
 FLUSH_POINTS = 1000
 FLUSH_S = 0.5
 
-_names: dict[Any, str] = {}  # metric name -> its JSON text (names repeat on every step)
+_heads: dict[Any, str] = {}  # metric name -> its line's start (names repeat on every step)
 
 
 def lines(points: list[tuple[Any, Any, Any, float]]) -> str:
     """The JSON lines of ``points`` (name, step, value, ts), as ``json.dumps`` writes them."""
     out: list[str] = []
     add = out.append
+    heads = _heads
     for name, step, value, ts in points:
-        jname = _names.get(name)
-        if jname is None:
-            jname = _names[name] = json.dumps(name)
+        head = heads.get(name)
+        if head is None:
+            head = '{"name": ' + json.dumps(name) + ', "step": '
+            if len(heads) < 4096:
+                heads[name] = head
         if type(step) is not int:
             step = json.dumps(step, default=str)  # odd steps (numpy ints, text) as json writes them
         if type(value) is float and value - value != 0.0:
             value = _Text(json.dumps(value))  # NaN, Infinity, -Infinity
-        add(f'{{"name": {jname}, "step": {step}, "value": {value!r}, "ts": {ts!r}}}\n')
+        add(f'{head}{step}, "value": {value!r}, "ts": {ts!r}}}\n')
     return "".join(out)
 
 

@@ -215,10 +215,9 @@ def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any]
             return out
         except Exception:
             return None
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) > 0
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    ):
-        return nums.keep([float(v) for v in value], keep)
+    if isinstance(value, (list, tuple)) and len(value) > 0:
+        if all(type(v) is float for v in value):  # weights as plain floats: the common case
+            return nums.keep(list(value), keep)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return nums.keep([float(v) for v in value], keep)
     return None

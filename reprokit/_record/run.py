@@ -132,6 +132,7 @@ class Run:
         self._metrics: dict[str, list[Any]] = {}
         self._pending: list[tuple[Any, Any, Any, float]] = []  # metric points not yet written
         self._ckpt_fh: Any = None
+        self._written: dict[str, tuple[int, str]] = {}  # stream -> (size, sha256) as written
         self._ckpt_count = 0
         self._numbers_kept = 0
         self._artifacts: list[dict[str, Any]] = []
@@ -294,6 +295,9 @@ class Run:
         try:
             with self.store.open_stream(self._dir, "console.log") as fh:
                 fh.write(text)
+            done = fh.written()
+            if done is not None:
+                self._written["console.log"] = done
         except OSError as exc:
             warn(f"the command's console output is not kept: {exc.strerror or exc}")
             return
@@ -372,7 +376,7 @@ class Run:
         if self._entry.get("kind") not in ("replay", "command"):
             # A replay's verdict and a command's wrapper read records and outputs, not data:
             # the files the program itself opens are seen in its own process.
-            self._inputs.start(str(self.store.root))
+            self._inputs.start(self.store.folder)
         pending, self._inputs.pending = self._inputs.pending, []
         for path in pending:
             try:
@@ -628,9 +632,13 @@ class Run:
         finally:
             if held:
                 self._lock.release()
-        for fh in (self._metrics_fh, self._ckpt_fh):
+        streams = (("metrics.jsonl", self._metrics_fh), ("checkpoints.jsonl", self._ckpt_fh))
+        for name, fh in streams:
             if fh is not None:
                 fh.close()
+                done = fh.written()
+                if done is not None:
+                    self._written[name] = done
         self._metrics_fh = self._ckpt_fh = None
 
         root = self._code.root
@@ -725,7 +733,7 @@ class Run:
         if self._param_sources:
             run["param_sources"] = dict(sorted(self._param_sources.items()))
         sections["outputs"] = outputs
-        sections["digests"] = digest_folder(self._dir)  # type: ignore[arg-type]
+        sections["digests"] = digest_folder(self._dir, self._written)  # type: ignore[arg-type]
         code_text = CAPTURE.code_text(self._code_cache)
         for digest, blob in self._code.blobs.items():
             self.store.put_object(digest, blob)  # a no-op once the store has it
@@ -737,7 +745,7 @@ class Run:
         rank = self._rank
         if rank is not None and rank.rank != 0:
             self.store.seal_shard(self.id, rank.rank, render(sections, cached))
-            STATE.last_store_root = str(self.store.root)
+            STATE.last_store_root = self.store.folder
             return  # a shard is part of rank 0's run: not a run of its own to list
         self.store.seal(self.id, render(sections, cached))
         STATE.last_store_root = self.store.address

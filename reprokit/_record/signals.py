@@ -13,6 +13,9 @@ kernel ends the process at once.
 
 from __future__ import annotations
 
+# The C module itself on the per-run path: signal.signal and getsignal wrap every handler they
+# return in an enum (a few microseconds each, eight calls a run).
+import _signal  # type: ignore[import-not-found]
 import os
 import signal
 import threading
@@ -55,9 +58,9 @@ def watch_sigterm() -> None:
     if _watched or threading.current_thread() is not threading.main_thread():
         return
     try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        if _signal.getsignal(_signal.SIGTERM) != _signal.SIG_DFL:
             return
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        _signal.signal(_signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, AttributeError):  # no SIGTERM here (Windows) or not allowed
         return
     _watched.append(True)
@@ -69,8 +72,8 @@ def unwatch_sigterm() -> None:
     if not _watched or threading.current_thread() is not threading.main_thread():
         return
     try:
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _signal.getsignal(_signal.SIGTERM) is _on_sigterm:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     except (ValueError, OSError, AttributeError):
         return
     _watched.clear()
@@ -121,6 +124,9 @@ def forget_after_fork() -> None:
     unblock_after_fork()
 
 
+_DEFERRED = (int(signal.SIGINT), int(getattr(signal, "SIGTERM", signal.SIGINT)))
+
+
 class DeferSignals:
     """Hold SIGINT and SIGTERM back while a run is sealed, then deliver them.
 
@@ -138,9 +144,9 @@ class DeferSignals:
     def __enter__(self) -> DeferSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _DEFERRED:
             try:
-                self.saved[sig] = signal.signal(sig, self._hold)
+                self.saved[sig] = _signal.signal(sig, self._hold)
             except (ValueError, OSError):
                 pass
         return self
@@ -152,7 +158,7 @@ class DeferSignals:
         if not self.saved:
             return
         for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
         for sig in dict.fromkeys(self.pending):  # each held signal once, in arrival order
             os.kill(os.getpid(), sig)
 

@@ -53,10 +53,11 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None) -> bool:
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -71,6 +72,12 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None) -> bool:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _write_excl(path: str, data: bytes) -> bool:

@@ -61,8 +61,18 @@ def referenced_objects(manifest: Manifest) -> list[str]:
 
 
 def files_under(folder: str | os.PathLike[str]) -> list[str]:
-    """Every file below ``folder`` (strings; sorted)."""
+    """Every file below ``folder`` (strings; sorted), as ``os.walk`` finds them: a link to a
+    folder is neither followed nor listed, a folder that cannot be read is skipped."""
     out: list[str] = []
-    for dirpath, _dirs, files in os.walk(folder):
-        out.extend(os.path.join(dirpath, name) for name in files)
+    todo = [os.fspath(folder)]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as it:
+                for entry in it:
+                    if not entry.is_dir():
+                        out.append(entry.path)
+                    elif not entry.is_symlink():
+                        todo.append(entry.path)
+        except OSError:
+            continue
     return sorted(out)

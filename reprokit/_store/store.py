@@ -52,7 +52,7 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't n
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-    from typing import Any, TextIO
+    from typing import Any, BinaryIO
 
 # What a run appends to while it is recorded (console.log: a command's output, `reprokit run`).
 STREAMS = ("metrics.jsonl", "checkpoints.jsonl", "console.log")
@@ -63,7 +63,7 @@ _GENESIS = GENESIS
 # the manifest came first; still read).
 VOID = "0" * 64
 _files_under = files_under
-_SAFE_REF = re.compile(r"^[A-Za-z0-9._~-]+$")
+_SAFE_REF = r"^[A-Za-z0-9._~-]+$"  # compiled at first use (re's own cache)
 _OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -292,14 +292,14 @@ class Store:
             raise StoreError(f"{folder} is not a run folder of store {self._root}", folder)
         return real
 
-    def open_stream(self, folder: str, name: str) -> TextIO:
+    def open_stream(self, folder: str, name: str) -> Stream:
         """A line file of an unsealed run's ``folder`` (its run folder, or a rank's shard
         folder): ``metrics.jsonl``, ``checkpoints.jsonl`` or ``console.log``, opened for
         appending. Raises OSError (the caller stops recording, never the user's program)."""
         if name not in STREAMS:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
         path = os.path.join(self._unsealed(folder), name)
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115
+        return Stream(open(path, "ab"))  # noqa: SIM115
 
     def keep_copy(self, folder: str, source: str | os.PathLike[str], rel: str) -> str:
         """Copy a file or folder into the unsealed run ``folder``'s ``artifacts/`` under
@@ -838,7 +838,7 @@ class Store:
         name, at, which = ref.rpartition("@") if ref else ("", "", "")
         if at and name:
             return self._by_name(ref, name, which)
-        if not ref or not _SAFE_REF.match(ref) or ref in (".", ".."):
+        if not ref or not re.match(_SAFE_REF, ref) or ref in (".", ".."):
             raise RunNotFound(ref, self.root) if ref else RunNotFound("", self.root)
         ids = self.run_ids()
         if ref == "latest":
@@ -1147,13 +1147,66 @@ def _rel(path: str, folder: str | os.PathLike[str]) -> str:
     return os.path.relpath(path, folder).replace(os.sep, "/")
 
 
-def digest_folder(folder: str | os.PathLike[str]) -> dict[str, str]:
-    """sha256 of every file in a run folder, by relative POSIX path (manifest excluded)."""
+class Stream:
+    """A run's line file, written as UTF-8 text and hashed as it is written: the seal takes its
+    digest from here instead of reading the file back (``digest_folder``'s ``written``)."""
+
+    __slots__ = ("_fh", "_sha", "size")
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._sha: Any = hashlib.sha256()
+        self.size = fh.tell()
+        if self.size:  # appending to what is there: hashed from the file at the seal
+            self._sha = None
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._fh.write(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        self.size += len(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def written(self) -> tuple[int, str] | None:
+        """(bytes written, their sha256), or None when the file held more than this wrote."""
+        return None if self._sha is None else (self.size, self._sha.hexdigest())
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def digest_folder(
+    folder: str | os.PathLike[str], written: dict[str, tuple[int, str]] | None = None
+) -> dict[str, str]:
+    """sha256 of every file in a run folder, by relative POSIX path (manifest excluded).
+
+    ``written``: (size, sha256) of files this process wrote whole through a :class:`Stream`:
+    such a file is not read again while its size is still that one (a file another writer
+    changed meanwhile is read and hashed as it is)."""
     out = {}
+    known = written or {}
     for path in _files_under(folder):
         rel = _rel(path, folder)
-        if rel != MANIFEST:
-            out[rel] = sha256_file(path)[0]
+        if rel == MANIFEST:
+            continue
+        mine = known.get(rel)
+        if mine is not None:
+            try:
+                if os.stat(path).st_size == mine[0]:
+                    out[rel] = mine[1]
+                    continue
+            except OSError:
+                pass
+        out[rel] = sha256_file(path)[0]
     return dict(sorted(out.items()))
 
 

@@ -69,6 +69,25 @@ ids["c"] = record("c")
     assert "OMP_NUM_THREADS" not in ms["c"].environment["variables"]
 
 
+def test_a_protocol_variable_set_between_runs_is_read_by_the_next_run(tmp_path):
+    # What the parent told the process (REPROKIT_*) is read once while os.environ stays as it
+    # was: setting or removing a variable between runs is seen by the next run.
+    _, ms, out = record(tmp_path, """
+from reprokit._model.protocol import ChildProtocol
+ids["a"] = record("a")
+os.environ["REPROKIT_SEED"] = "4242"
+ids["b"] = record("b")
+told = ChildProtocol.from_env()
+told.seed = 7  # a copy: the next reader still sees the environment's value
+print("seed", ChildProtocol.from_env().seed)
+del os.environ["REPROKIT_SEED"]
+ids["c"] = record("c")
+""")  # fmt: skip
+    assert "seed 4242" in out
+    assert ms["b"].seeds["seed"] == 4242
+    assert ms["a"].seeds["seed"] != 4242 and ms["c"].seeds["seed"] != 4242
+
+
 def tiny_wheel(folder: Path) -> Path:
     """A wheel of distribution ``tinydist`` 1.0 (module ``tinymod``), made by hand."""
     files = {
