@@ -43,15 +43,16 @@ if TYPE_CHECKING:
         def list(self, prefix: str) -> list[str]: ...
 
 
-def write_once(path: str, data: bytes, tmp_dir: str | None = None) -> bool:
+def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0o644) -> bool:
     """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
 
-    Temp file in ``tmp_dir`` (same filesystem; default: beside ``path``), fsync, then a hard link
-    as the create-if-absent commit (O_EXCL where links are not supported).
+    Temp file in ``tmp_dir`` (same filesystem; default: beside ``path``), created with ``mode``,
+    fsync, then a hard link as the create-if-absent commit (O_EXCL where links are not
+    supported).
     """
     folder = tmp_dir or os.path.dirname(path)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
             _write_all(fd, data)
@@ -65,7 +66,7 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None) -> bool:
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
-            return _write_excl(path, data)
+            return _write_excl(path, data, mode)
         return True
     finally:
         try:
@@ -80,9 +81,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_excl(path: str, data: bytes) -> bool:
+def _write_excl(path: str, data: bytes, mode: int = 0o644) -> bool:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         return False
     with os.fdopen(fd, "wb") as fh:

@@ -299,7 +299,10 @@ class Store:
         if name not in STREAMS:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
         path = os.path.join(self._unsealed(folder), name)
-        return Stream(open(path, "ab"))  # noqa: SIM115
+        # Created read-only (this process writes through its descriptor): the seal has nothing
+        # to change on it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o444)
+        return Stream(os.fdopen(fd, "ab"))
 
     def keep_copy(self, folder: str, source: str | os.PathLike[str], rel: str) -> str:
         """Copy a file or folder into the unsealed run ``folder``'s ``artifacts/`` under
@@ -461,14 +464,18 @@ class Store:
             return _path(self.shard_path(m.id, rank))
         return self.runs / m.id
 
-    def put_if_absent(self, path: str | os.PathLike[str], data: bytes) -> bool:
+    def put_if_absent(
+        self, path: str | os.PathLike[str], data: bytes, read_only: bool = False
+    ) -> bool:
         """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
 
         Temp file in the store's tmp folder (same filesystem), fsync, then a hard link as the
-        create-if-absent commit (O_EXCL where links are not supported).
+        create-if-absent commit (O_EXCL where links are not supported); ``read_only``: created
+        read-only (mode 0444).
         """
         path = os.fspath(path)
-        return write_once(path, data, self._tmp if os.path.isdir(self._tmp) else None)
+        tmp = self._tmp if os.path.isdir(self._tmp) else None
+        return write_once(path, data, tmp, 0o444 if read_only else 0o644)
 
     def put_object(self, digest: str, content: bytes | str | os.PathLike[str]) -> None:
         """Keep a blob under its sha256 (no-op when the store already has it)."""
@@ -526,7 +533,7 @@ class Store:
         """Write ``folder/name`` (fsync'd, create-if-absent), append its ledger line ``label``,
         make the folder's files read-only; a ledger that cannot be written undoes the commit."""
         path = os.path.join(folder, name)
-        if not self.put_if_absent(path, data):
+        if not self.put_if_absent(path, data, read_only=True):
             raise StoreError(taken, folder)
         try:
             self._append_ledger([(label, hashlib.sha256(data).hexdigest())], sync=False)
@@ -538,11 +545,7 @@ class Store:
             except OSError:
                 pass
             raise
-        for p in _files_under(folder):
-            try:
-                os.chmod(p, 0o444)
-            except OSError:
-                pass
+        _read_only(folder)
 
     def journal_end(self, run_id: str, last: bool = False) -> None:
         """Note in this process's journal that ``run_id`` is finished (sealed or dropped).
@@ -1208,6 +1211,16 @@ def digest_folder(
                 pass
         out[rel] = sha256_file(path)[0]
     return dict(sorted(out.items()))
+
+
+def _read_only(folder: str) -> None:
+    """Make every file below ``folder`` read-only (those created so are left as they are)."""
+    for path in _files_under(folder):
+        try:
+            if os.stat(path).st_mode & 0o222:
+                os.chmod(path, 0o444)
+        except OSError:
+            pass
 
 
 def _not_copied(path: str) -> bool:
