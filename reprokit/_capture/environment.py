@@ -165,9 +165,31 @@ _ENV_SEEN: dict | None = None
 _ENV_GENERATION = 0
 
 
+_HELD: list = []  # inside ``one_look()``: the paths_key of that moment
+
+
+class one_look:
+    """While inside, ``paths_key`` answers what it found at its first call: a run's seal asks
+    twice (the distributions, the environment) and gets one snapshot of sys.path's folders."""
+
+    def __enter__(self) -> None:
+        _HELD.append(None)
+
+    def __exit__(self, *exc: object) -> None:
+        _HELD.pop()
+
+
 def paths_key() -> tuple:
     """sys.path with each entry's mtime: changes when an entry is added or removed and when a
     distribution is installed into or removed from one of its folders."""
+    if _HELD:
+        if _HELD[-1] is None:
+            _HELD[-1] = _paths_key()
+        return _HELD[-1]
+    return _paths_key()
+
+
+def _paths_key() -> tuple:
     out: list[tuple[str, int | None]] = []
     for entry in sys.path:
         try:

@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 
-from reprokit._capture.environment import imported_distributions
+from reprokit._capture.environment import imported_distributions, one_look
 from reprokit._capture.params import Params, record_params
 from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.numbers import KEPT
@@ -737,11 +737,9 @@ class Run:
         code_text = CAPTURE.code_text(self._code_cache)
         for digest, blob in self._code.blobs.items():
             self.store.put_object(digest, blob)  # a no-op once the store has it
-        cached = {
-            "code": code_text,
-            "environment": CAPTURE.environment_text(imported_distributions()),
-            "hardware": CAPTURE.hardware(),
-        }
+        with one_look():  # one look at sys.path's folders for both
+            environment = CAPTURE.environment_text(imported_distributions())
+        cached = {"code": code_text, "environment": environment, "hardware": CAPTURE.hardware()}
         rank = self._rank
         if rank is not None and rank.rank != 0:
             self.store.seal_shard(self.id, rank.rank, render(sections, cached))
