@@ -21,7 +21,8 @@ Figures, each against the issue's budget (printed with PASS/FAIL, never asserted
    replaced: what the hook adds is the difference). Shown beside: the loop in a process where
    reprokit is never imported, and
    in a process with a do-nothing Python audit hook (CPython's fixed cost of any hook: the
-   floor under reprokit's). Interleaved processes, median of ``--procs`` each.
+   floor under reprokit's). Interleaved processes, each pinned to the same CPU (Linux), median
+   of ``--procs`` each.
    Budget: <= 2 %.
 4. the audit hook on a loop that opens no file (arithmetic and ``json.dumps``): same protocol.
    Budget: nothing measurable (within the spread between processes of the same mode).
@@ -231,6 +232,13 @@ def figure_rerecord(tmp: Path, data: Path, rounds: int) -> dict[str, float]:
     }
 
 
+def _pin() -> None:
+    """Each loop process on one CPU, the same for all (Linux): a process that migrates between
+    CPUs mid-loop varies by several percent, more than the hook costs."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+
+
 def run_loops(tmp: Path, work: str, procs: int) -> dict[str, list[tuple[float, float, float]]]:
     """(loop CPU seconds, the main thread's, seal seconds) of ``procs`` processes per mode,
     interleaved."""
@@ -244,8 +252,9 @@ def run_loops(tmp: Path, work: str, procs: int) -> dict[str, list[tuple[float, f
             folder = str(tmp / ("npy" if work == "npload" else "flat"))
             args = [sys.executable, str(script), mode, folder, work, str(tmp / "store")]
             proc = subprocess.run(
-                args, cwd=tmp, env=child_env(), capture_output=True, text=True, check=True
-            )
+                args, cwd=tmp, env=child_env(), capture_output=True, text=True, check=True,
+                preexec_fn=_pin,
+            )  # fmt: skip
             loop_s, thread_s, seal_s = map(float, proc.stdout.split())
             out[mode].append((loop_s, thread_s, seal_s))
     return out
