@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from reprokit._model.memo import BoundedMemo
+
 REDACTED = "<redacted>"
 
 # Names of settings whose values are credentials. Matched case-insensitively on the whole name,
@@ -94,17 +96,9 @@ _VALUE_HINTS_LOWER = ("bearer", "authorization", "passw", "passphrase", "secret"
                       "access", "client_secret")  # fmt: skip
 
 
-_NAMES_SEEN: dict[str, bool] = {}  # name -> is_secret_name: the same names recur every run
-
-
 def is_secret_name(name: str) -> bool:
     """True when a setting called ``name`` probably holds a credential."""
-    known = _NAMES_SEEN.get(name)
-    if known is None:
-        known = _is_secret_name(name)
-        if len(_NAMES_SEEN) < 4096:
-            _NAMES_SEEN[name] = known
-    return known
+    return _SECRET_NAMES[name]  # the same names recur on every run
 
 
 def _is_secret_name(name: str) -> bool:
@@ -115,6 +109,9 @@ def _is_secret_name(name: str) -> bool:
     if _re("key").search(name) and not _re("not_key").search(name):
         return True
     return bool(_re("name").search(name)) and not _re("not_name").search(name)
+
+
+_SECRET_NAMES = BoundedMemo(_is_secret_name)
 
 
 def is_secret_value(value: object) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from reprokit._model.memo import BoundedMemo
+
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from typing import Any
@@ -121,17 +123,12 @@ def _literal_ok(text: str) -> bool:
     )
 
 
-_KEYS: dict[str, str] = {}  # str key -> its YAML text: the same keys recur in every manifest
+_KEYS = BoundedMemo(scalar)  # str key -> its YAML text: the same keys recur in every manifest
 
 
 def _key(key: Any) -> str:
     if type(key) is str:
-        text = _KEYS.get(key)
-        if text is None:
-            text = scalar(key)
-            if len(_KEYS) < 4096:
-                _KEYS[key] = text
-        return text
+        return _KEYS[key]
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         raise TypeError(f"cannot write a {type(key).__name__} key as YAML")
     return scalar(key)

@@ -16,6 +16,8 @@ import os
 import threading
 import weakref
 
+from reprokit._model.memo import BoundedMemo
+
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from typing import Any
@@ -23,7 +25,12 @@ if TYPE_CHECKING:
 FLUSH_POINTS = 1000
 FLUSH_S = 0.5
 
-_heads: dict[Any, str] = {}  # metric name -> its line's start (names repeat on every step)
+
+def _head(name: Any) -> str:
+    return '{"name": ' + json.dumps(name) + ', "step": '
+
+
+_heads = BoundedMemo(_head)  # metric name -> its line's start (names repeat on every step)
 
 
 def lines(points: list[tuple[Any, Any, Any, float]]) -> str:
@@ -32,11 +39,7 @@ def lines(points: list[tuple[Any, Any, Any, float]]) -> str:
     add = out.append
     heads = _heads
     for name, step, value, ts in points:
-        head = heads.get(name)
-        if head is None:
-            head = '{"name": ' + json.dumps(name) + ', "step": '
-            if len(heads) < 4096:
-                heads[name] = head
+        head = heads[name]
         if type(step) is not int:
             step = json.dumps(step, default=str)  # odd steps (numpy ints, text) as json writes them
         if type(value) is float and value - value != 0.0:
