@@ -10,7 +10,7 @@ from _thread import get_ident
 
 from reprokit._model.errors import ReprokitError, warn
 from reprokit._model.loader import WrappedLoader
-from reprokit._model.protocol import ChildProtocol
+from reprokit._model.protocol import ChildProtocol, getenv
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def check_seed(seed: Any) -> int:
 def hash_state() -> dict[str, Any]:
     """PYTHONHASHSEED as set, and whether str/bytes hashing is randomized in this process."""
     return {
-        "pythonhashseed": os.environ.get("PYTHONHASHSEED"),
+        "pythonhashseed": getenv("PYTHONHASHSEED"),
         "hash_randomization": bool(sys.flags.hash_randomization),
     }
 
@@ -62,7 +62,9 @@ def silence_hash_warning() -> None:
 
 def _warn_hash_randomization() -> None:
     global _hash_warned
-    value = os.environ.get("PYTHONHASHSEED")
+    if _hash_warned:
+        return
+    value = getenv("PYTHONHASHSEED")
     if _hash_warned or not sys.flags.hash_randomization or value not in (None, "random"):
         return
     _hash_warned = True
@@ -202,7 +204,7 @@ def _set_deterministic(on: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"requested": on}
     torch = sys.modules.get("torch")
     if on:
-        if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if getenv("CUBLAS_WORKSPACE_CONFIG") is None:
             cuda_up = False
             if torch is not None:
                 try:
@@ -240,7 +242,7 @@ def _set_deterministic(on: bool) -> dict[str, Any]:
     tf_state = _tf_determinism_state()
     if tf_state is not None:
         out["tensorflow"] = {"op_determinism": tf_state}
-    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    cublas = getenv("CUBLAS_WORKSPACE_CONFIG")
     if cublas is not None:
         out["cublas_workspace_config"] = cublas
         if _cublas_late:
@@ -281,8 +283,8 @@ def _tf_determinism_state() -> bool | None:
 def _thread_settings(torch: Any) -> dict[str, Any]:
     """Thread counts change reduction order in BLAS/OpenMP kernels, so float results too."""
     threads: dict[str, Any] = {
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        "OMP_NUM_THREADS": getenv("OMP_NUM_THREADS"),
+        "MKL_NUM_THREADS": getenv("MKL_NUM_THREADS"),
     }
     if torch is not None:
         try:

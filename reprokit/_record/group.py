@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
+from reprokit._model.protocol import getenv
+
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -90,9 +92,15 @@ def _hostname() -> str:
         return platform.node()
 
 
+# Each launcher below sets one of these in every rank it starts.
+_MARKERS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
+
+
 def detect(environ: Mapping[str, str] | None = None) -> RankInfo | None:
     """This process's rank, world size and job from its launcher's variables; None when no
     launcher started it as one rank of several."""
+    if environ is None and not any(map(getenv, _MARKERS)):
+        return None  # no launcher's variable at all: the common case, in a few dict lookups
     env = os.environ if environ is None else environ
 
     def info(

@@ -745,7 +745,7 @@ class Run:
             self.store.seal_shard(self.id, rank.rank, render(sections, cached))
             STATE.last_store_root = self.store.folder
             return  # a shard is part of rank 0's run: not a run of its own to list
-        self.store.seal(self.id, render(sections, cached))
+        self.store.seal(self.id, render(sections, cached), list(sections["digests"]))
         STATE.last_store_root = self.store.address
         if self._group is not None and "sealed" in STATE.sweep:
             STATE.sweep["sealed"].append(self.id)

@@ -511,7 +511,7 @@ class Store:
         """Where the object named ``digest`` lives."""
         return _path(self._object_str(digest))
 
-    def seal(self, run_id: str, manifest_text: str) -> str:
+    def seal(self, run_id: str, manifest_text: str, files: list[str] | None = None) -> str:
         """Commit a run: its manifest (create-if-absent), its ledger line, read-only files.
 
         The manifest is the commit point and the run's one fsync on the caller's path; the ledger
@@ -520,16 +520,27 @@ class Store:
         between the two leaves a sealed manifest that its journal names as unfinished: the next
         process that records into the store, and ``verify``, append the missing line
         (:meth:`heal_ledger`), so no crash is ever shown as tampering.
+
+        ``files``: the run folder's files besides the manifest, by relative path, when the caller
+        has just listed them (the manifest's digests): they are not listed again.
         """
 
         folder = os.path.join(self._runs, run_id)
         data = manifest_text.encode("utf-8")
-        self._commit(folder, MANIFEST, run_id, data, f"run {run_id} is already sealed")
+        self._commit(folder, MANIFEST, run_id, data, f"run {run_id} is already sealed", files)
         if self._remote is not None:
             self._send(run_id)
         return folder
 
-    def _commit(self, folder: str, name: str, label: str, data: bytes, taken: str) -> None:
+    def _commit(
+        self,
+        folder: str,
+        name: str,
+        label: str,
+        data: bytes,
+        taken: str,
+        files: list[str] | None = None,
+    ) -> None:
         """Write ``folder/name`` (fsync'd, create-if-absent), append its ledger line ``label``,
         make the folder's files read-only; a ledger that cannot be written undoes the commit."""
         path = os.path.join(folder, name)
@@ -545,7 +556,7 @@ class Store:
             except OSError:
                 pass
             raise
-        _read_only(folder)
+        _read_only(folder, files)
 
     def journal_end(self, run_id: str, last: bool = False) -> None:
         """Note in this process's journal that ``run_id`` is finished (sealed or dropped).
@@ -1213,9 +1224,11 @@ def digest_folder(
     return dict(sorted(out.items()))
 
 
-def _read_only(folder: str) -> None:
-    """Make every file below ``folder`` read-only (those created so are left as they are)."""
-    for path in _files_under(folder):
+def _read_only(folder: str, files: list[str] | None = None) -> None:
+    """Make every file below ``folder`` (or its ``files``, relative paths) read-only; those
+    created so are left as they are."""
+    paths = _files_under(folder) if files is None else [os.path.join(folder, f) for f in files]
+    for path in paths:
         try:
             if os.stat(path).st_mode & 0o222:
                 os.chmod(path, 0o444)
