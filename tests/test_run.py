@@ -205,6 +205,27 @@ def test_run_context_records_metrics_artifacts_and_checkpoints(store, tmp_path):
     assert reprokit.verify(m.id, store=store).intact
 
 
+def test_a_stream_another_writer_appended_to_is_hashed_as_it_is_at_the_seal(store):
+    # The seal takes a stream's digest from what the run wrote, unless the file's size says
+    # someone else wrote to it too: then it reads the file, so the manifest never vouches for
+    # bytes that are not there.
+    import hashlib
+
+    with reprokit.run("exp", store=store) as r:
+        r.log_metric("loss", 0.5)
+        r.flush_metrics()
+        path = Path(store) / "runs" / r.id / "metrics.jsonl"
+        path.chmod(0o644)
+        with open(path, "a") as fh:
+            fh.write('{"name": "extra"}\n')
+        r.log_metric("loss", 0.25)
+    m = only_run(store)
+    data = (Path(store) / "runs" / m.id / "metrics.jsonl").read_bytes()
+    assert b'"extra"' in data
+    assert m.digests["metrics.jsonl"] == hashlib.sha256(data).hexdigest()
+    assert reprokit.verify(m.id, store=store).intact
+
+
 def test_run_context_reraises_and_seals_failed(store):
     with pytest.raises(RuntimeError, match="nan loss"), reprokit.run("exp", store=store):
         raise RuntimeError("nan loss")
