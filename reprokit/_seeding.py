@@ -62,10 +62,10 @@ def silence_hash_warning() -> None:
 
 def _warn_hash_randomization() -> None:
     global _hash_warned
-    if _hash_warned:
+    if _hash_warned or not sys.flags.hash_randomization:
         return
     value = getenv("PYTHONHASHSEED")
-    if _hash_warned or not sys.flags.hash_randomization or value not in (None, "random"):
+    if value not in (None, "random"):
         return
     _hash_warned = True
     shown = "unset" if value is None else "=random"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from _thread import get_ident
 
 from reprokit._capture import unavailable
 from reprokit._model.redact import REDACTED, is_secret_name, is_secret_value, strip_url_credentials
@@ -165,28 +166,33 @@ _ENV_SEEN: dict | None = None
 _ENV_GENERATION = 0
 
 
-_HELD: list = []  # inside ``one_look()``: the paths_key of that moment
+_HELD: dict[int, tuple | None] = {}  # thread -> inside ``one_look()``: its paths_key then
 
 
 class one_look:
-    """While inside, ``paths_key`` answers what it found at its first call: a run's seal asks
-    twice (the distributions, the environment) and gets one snapshot of sys.path's folders."""
+    """While inside, ``paths_key`` answers this thread what it found at its first call: a run's
+    seal asks twice (the distributions, the environment) and gets one snapshot of sys.path's
+    folders."""
 
     def __enter__(self) -> None:
-        _HELD.append(None)
+        _HELD[get_ident()] = None
 
     def __exit__(self, *exc: object) -> None:
-        _HELD.pop()
+        _HELD.pop(get_ident(), None)
 
 
 def paths_key() -> tuple:
     """sys.path with each entry's mtime: changes when an entry is added or removed and when a
     distribution is installed into or removed from one of its folders."""
-    if _HELD:
-        if _HELD[-1] is None:
-            _HELD[-1] = _paths_key()
-        return _HELD[-1]
-    return _paths_key()
+    if not _HELD:
+        return _paths_key()
+    me = get_ident()
+    if me not in _HELD:
+        return _paths_key()
+    key = _HELD[me]
+    if key is None:
+        key = _HELD[me] = _paths_key()
+    return key
 
 
 def _paths_key() -> tuple:

@@ -299,18 +299,6 @@ def plan(
     raise NotReplayable(m.id, f"runs of kind {kind!r} cannot be re-executed")
 
 
-def recorded_param(params: Mapping[str, Any], name: str) -> Any:
-    """The recorded value of ``name``, a top-level param or a dotted path into one (Hydra)."""
-    if name in params:
-        return params[name]
-    value: Any = params
-    for part in name.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def with_flags(m: Manifest, argv: list[str], changed: Mapping[str, Any]) -> list[str]:
     """``argv`` with the flags of the ``changed`` params set to their new values."""
     entry = m.run.get("entry") or {}

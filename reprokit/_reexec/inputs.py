@@ -193,16 +193,21 @@ def modified_inputs(
     return out
 
 
+def _naming_files(text: str, change: dict[str, Any]) -> str:
+    """A cause line with the first files of a folder input that changed, when known."""
+    files = change.get("files")
+    return f"{text} ({', '.join(files[:5])})" if files else text
+
+
 def modified_causes(modified: list[dict[str, Any]]) -> list[str]:
     """Likely-cause lines for inputs the re-executed program wrote into."""
     lines = []
     for c in modified:
-        text = (
+        text = _naming_files(
             f"the replayed program modified its input {c['path']}: sha256 "
-            f"{short(c['before_sha256'])} → {short(c['after_sha256'])}"
+            f"{short(c['before_sha256'])} → {short(c['after_sha256'])}",
+            c,
         )
-        if c.get("files"):
-            text += " (" + ", ".join(c["files"][:5]) + ")"
         lines.append(f"{text}; it is no longer the recorded data: restore it before replaying")
     return lines
 
@@ -299,11 +304,12 @@ def input_causes(changed: list[dict[str, Any]]) -> list[str]:
     """Likely-cause lines for inputs that changed since the recording."""
     causes = []
     for c in changed:
-        text = (
-            f"input {c['path']} changed: sha256 {short(c['recorded_sha256'])} → "
-            f"{short(c['now_sha256'])}, size {_size(c['recorded_size'])} → {_size(c['now_size'])}"
+        causes.append(
+            _naming_files(
+                f"input {c['path']} changed: sha256 {short(c['recorded_sha256'])} → "
+                f"{short(c['now_sha256'])}, size {_size(c['recorded_size'])} → "
+                f"{_size(c['now_size'])}",
+                c,
+            )
         )
-        if c.get("files"):
-            text += " (" + ", ".join(c["files"][:5]) + ")"
-        causes.append(text)
     return causes

@@ -123,15 +123,15 @@ class RunQuery:
 _MISSING = object()
 
 
-def lookup(params: Mapping[str, Any], key: str) -> Any:
+def lookup(params: Mapping[str, Any], key: str, default: Any = _MISSING) -> Any:
     """The param ``key``: a top-level name, else a dotted path into nested params
-    (``opt.lr``); a sentinel when absent."""
+    (``opt.lr``, Hydra's); ``default`` (a sentinel unless given) when absent."""
     if key in params:
         return params[key]
     node: Any = params
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
+            return default
         node = node[part]
     return node
 

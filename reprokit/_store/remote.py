@@ -279,8 +279,7 @@ class Remote:
             return  # verify reports the missing object
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # Kept as received, even if it does not match its name: verify says so.
-        if write_once(path, data, self._local("tmp")):
-            os.chmod(path, 0o444)
+        write_once(path, data, self._local("tmp"), 0o444)
 
 
 def _path(text: str) -> Any:

@@ -492,11 +492,7 @@ class Store:
 
         if hashlib.sha256(data).hexdigest() != digest:
             raise StoreError(f"object content does not match its name {digest}", target)
-        if self.put_if_absent(target, data):
-            try:
-                os.chmod(target, 0o444)
-            except OSError:
-                pass
+        self.put_if_absent(target, data, read_only=True)
 
     def _object_str(self, digest: str) -> str:
         if not _OBJECT.match(digest):

@@ -42,7 +42,6 @@ from reprokit._reexec.execute import (
     execute,
     moved_outputs,
     plan,
-    recorded_param,
     recorded_root,
     relocated_values,
     reruns_script,
@@ -59,6 +58,7 @@ from reprokit._reexec.inputs import (
 from reprokit._reexec.sandbox import available as sandbox_available
 from reprokit._reexec.sandbox import can_place
 from reprokit._reexec.source import check_source_dir, in_place_source, rebuild_source
+from reprokit._store.query import lookup
 from reprokit._store.store import Store
 
 
@@ -803,7 +803,7 @@ def replay(
             if (m.run.get("entry") or {}).get("kind") == "function":
                 run_params = relocated_values(replay_params, tree_was, source)
         changed = {
-            k: {"recorded": recorded_param(m.params, k), "replayed": v}
+            k: {"recorded": lookup(m.params, k, None), "replayed": v}
             for k, v in replay_params.items()
             if k not in m.params or m.params[k] != v
         }

@@ -482,45 +482,15 @@ def test_a_replay_that_only_reads_its_inputs_is_not_blamed(data_repo):
     )
 
 
-def test_a_run_killed_while_its_inputs_are_hashed_seals_no_digest(data_repo):
-    (data_repo / "data" / "big.bin").write_bytes(os.urandom(8 << 20))
-    code = """
+# A run reads an 8 MiB file, waits until the background hasher (slowed to 4 KiB chunks) has
+# taken the open from the log, then sends itself {signal}: it lands mid-hash.
+SIGNALLED_WHILE_HASHING = """
 import os, signal, threading, time
 import reprokit
 import reprokit._record.api
 import reprokit._record.inputs as budget
 
-budget._Hasher.CHUNK = 4096  # slow hashing: the kill lands in the middle of it
-threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # (as PyTorch's)
-
-@reprokit.track
-def train():
-    with open("data/big.bin", "rb") as fh:
-        fh.read()
-    hasher = reprokit._record.api.current_run()._inputs._hasher
-    deadline = time.monotonic() + 60
-    while hasher._index == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)  # until the background thread has taken the open from the log
-    os.kill(os.getpid(), signal.SIGKILL)
-
-train()
-"""
-    proc = run_python(data_repo, code)
-    assert proc.returncode == -9, proc.stderr
-    (entry,) = Store.at(data_repo / ".reprokit").entries()
-    assert entry.state == "incomplete" and entry.manifest is None
-
-
-def test_a_run_terminated_while_its_inputs_are_hashed_seals_only_true_digests(data_repo):
-    blob = os.urandom(8 << 20)
-    (data_repo / "data" / "big.bin").write_bytes(blob)
-    code = """
-import os, signal, threading, time
-import reprokit
-import reprokit._record.api
-import reprokit._record.inputs as budget
-
-budget._Hasher.CHUNK = 4096  # slow hashing: the signal lands in the middle of it
+budget._Hasher.CHUNK = 4096
 threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # (as PyTorch's)
 
 @reprokit.track
@@ -531,12 +501,25 @@ def train():
     deadline = time.monotonic() + 60
     while hasher._index == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.{signal})
     time.sleep(60)
 
 train()
 """
-    proc = run_python(data_repo, code)
+
+
+def test_a_run_killed_while_its_inputs_are_hashed_seals_no_digest(data_repo):
+    (data_repo / "data" / "big.bin").write_bytes(os.urandom(8 << 20))
+    proc = run_python(data_repo, SIGNALLED_WHILE_HASHING.format(signal="SIGKILL"))
+    assert proc.returncode == -9, proc.stderr
+    (entry,) = Store.at(data_repo / ".reprokit").entries()
+    assert entry.state == "incomplete" and entry.manifest is None
+
+
+def test_a_run_terminated_while_its_inputs_are_hashed_seals_only_true_digests(data_repo):
+    blob = os.urandom(8 << 20)
+    (data_repo / "data" / "big.bin").write_bytes(blob)
+    proc = run_python(data_repo, SIGNALLED_WHILE_HASHING.format(signal="SIGTERM"))
     assert proc.returncode != 0
     m = reprokit.load("latest", store=data_repo / ".reprokit")
     (rec,) = [r for r in m.data["inputs"]["observed"] if r["path"] == "data/big.bin"]
