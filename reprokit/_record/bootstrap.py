@@ -9,10 +9,14 @@ The start-up hook (``startup/sitecustomize.py``, on a PYTHONPATH only that progr
   parsed, with its types, and which flag set each value, so a replay can change one;
 - lists the program's own files (the entry script and the modules imported from under the
   working folder) when it ends;
+- lists the files the program read (``reprokit._record.observe``'s audit hook), and those its
+  forked workers (a DataLoader's, a fork pool's) read, each worker in a file of its own beside
+  the report, so the parent records them as the run's observed inputs;
 
 and reports all of it to the parent as one file named by the parent/child protocol. The
 parent writes the manifest: this process only says what happened in it. Nothing here raises
-into the program, and nothing runs in the program's own child processes.
+into the program, and in the program's own child processes nothing runs but the read log of
+its forked workers.
 
 A launcher (torchrun, ``accelerate launch``) is not the program: its Python children are, one
 per rank. In a launcher the hook does nothing but hand itself on: its children get it, each
@@ -33,6 +37,7 @@ import sys
 from reprokit._capture.modules import own_module_files
 from reprokit._model.loader import WrappedLoader
 from reprokit._model.protocol import ChildProtocol, variable
+from reprokit._record import observe
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't need it
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startup")
 _report: dict[str, Any] = {}
 _where: list[str] = []  # [report path]
 _pid: list[int] = []
+_observing: list[int] = []  # [observe token] while this process observes its reads
 
 
 def bootstrap_env(env: dict[str, str], report: str, program: dict[str, Any] | None = None) -> None:
@@ -88,7 +94,7 @@ def read_report(path: str) -> dict[str, Any] | None:
     if report is None or not report.get("launcher"):
         return report
     try:
-        names = sorted(os.listdir(path + ".workers"))
+        names = sorted(n for n in os.listdir(path + ".workers") if ".reads-" not in n)
     except OSError:
         names = []
     workers = [w for w in (_load(os.path.join(path + ".workers", n)) for n in names) if w]
@@ -106,6 +112,8 @@ def read_report(path: str) -> dict[str, Any] | None:
     merged["ranks"] = [w["rank"] for w in workers if isinstance(w.get("rank"), int)]
     merged["exited"] = bool(report.get("exited")) and all(w.get("exited") for w in workers)
     merged["modules"] = sorted({m for w in workers for m in w.get("modules") or []})
+    merged["read"] = list(dict.fromkeys(p for w in workers for p in w.get("read") or []))
+    merged["reads_lost"] = sum(int(w.get("reads_lost") or 0) for w in workers)
     return merged
 
 
@@ -133,6 +141,9 @@ def start() -> None:
         _report["pid"] = os.getpid()
         _report["cwd"] = os.getcwd()
         _report["python"] = sys.executable
+        _observing[:] = [observe.start()]
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_observe_in_worker)
         seed = told.seed_override if told.seed_override is not None else told.seed
         if seed is not None:
             _seed_args[:] = [seed, told.deterministic]
@@ -230,6 +241,64 @@ def _write() -> None:
             pass
 
 
+def _observe_in_worker() -> None:
+    """In a forked child of the program (a DataLoader worker, a fork pool's): observe its reads
+    too, and leave them beside the report when it ends — by ``atexit``, or by multiprocessing's
+    own exit path (its processes end with ``os._exit``, after their finalizers)."""
+    try:
+        if not _where:
+            return
+        _observing[:] = [observe.start()]
+        me = os.getpid()
+        import atexit
+
+        atexit.register(_worker_exit, me)
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            # A multiprocessing child clears the finalizers it inherited once forked; the
+            # after-fork hooks run after that, and register the one that writes.
+            util.register_after_fork(_worker_exit, lambda _: util.Finalize(
+                None, _worker_exit, args=(me,), exitpriority=0))  # fmt: skip
+    except Exception:  # noqa: S110 - never into the program's fork
+        pass
+
+
+def _worker_exit(pid: Any) -> None:
+    """Write what this forked worker read to ``<report>.reads-<pid>``; once, never raises."""
+    if pid != os.getpid() or not _observing or not _where:
+        return
+    import marshal
+
+    try:
+        read, lost = observe.stop(_observing.pop())
+        with open(f"{_where[0]}.reads-{pid}", "wb") as fh:
+            fh.write(marshal.dumps([[p for p in read if isinstance(p, str)], lost]))
+    except Exception:  # noqa: S110 - a worker's end is not the place to fail
+        pass
+
+
+def program_reads(path: str, report: dict[str, Any] | None) -> tuple[list[str], int]:
+    """(the files the program read — it, a launcher's workers, and their forked workers —,
+    opens that could not be logged), from ``report`` (``read_report``'s) and the files forked
+    workers left beside the report ``path``."""
+    import glob
+    import marshal
+
+    read: dict[str, None] = dict.fromkeys(p for p in (report or {}).get("read") or [])
+    lost = int((report or {}).get("reads_lost") or 0)
+    left = glob.glob(glob.escape(path) + ".reads-*")
+    left += glob.glob(os.path.join(glob.escape(path + ".workers"), "*.reads-*"))
+    for name in sorted(left):
+        try:
+            with open(name, "rb") as fh:
+                paths, missed = marshal.loads(fh.read())
+            read.update(dict.fromkeys(p for p in paths if isinstance(p, str)))
+            lost += int(missed)
+        except (OSError, ValueError, TypeError, EOFError):
+            continue
+    return list(read), lost
+
+
 def _plain(value: Any) -> Any:
     """``value`` with only what marshal writes and the parent may read: plain data."""
     if value is None or type(value) in (bool, int, float, str):
@@ -261,6 +330,8 @@ def _at_exit() -> None:
         entry = os.path.join(start, entry) if isinstance(entry, str) and entry else None
         _report["entry_file"] = entry if entry and os.path.isfile(entry) else None
         _report["modules"] = sorted(set(own_module_files(_report.get("cwd") or os.getcwd())))
+        if _observing:
+            _report["read"], _report["reads_lost"] = observe.stop(_observing.pop())
         _report["exited"] = True
     except Exception as exc:
         _report["error"] = f"{type(exc).__name__}: {exc}"

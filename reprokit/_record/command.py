@@ -28,7 +28,7 @@ from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_argv
 from reprokit._model.report import Report, json_name
 from reprokit._record import observe
-from reprokit._record.bootstrap import bootstrap_env, read_report
+from reprokit._record.bootstrap import bootstrap_env, program_reads, read_report
 from reprokit._record.console import DEFAULT_LIMIT, ConsoleTee
 from reprokit._record.outputs import describe_declared
 from reprokit._record.run import Run
@@ -116,6 +116,7 @@ def record_command(
     if tee is not None:
         # Through a pipe, a Python child would buffer its prints: the user watches it live.
         env.setdefault("PYTHONUNBUFFERED", "1")
+    started_ns = time.time_ns()
     try:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -133,6 +134,8 @@ def record_command(
         if tee is not None:
             tee.wait(PIPE_GRACE_S)
         report = read_report(report_path) if report_path is not None else None
+        if report_path is not None:
+            r.add_observed_inputs(*program_reads(report_path, report), since_ns=started_ns)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

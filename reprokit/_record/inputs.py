@@ -646,6 +646,14 @@ class InputLog:
                 self._hasher = _Hasher(self._token, self.cache, skip)
                 observe.when_read(self._token, self._hasher.start)
 
+    def add_observed(self, paths: Iterable[str], lost: int, since_ns: int) -> None:
+        """Files another process of the run read (a ``reprokit run`` program and its workers,
+        as they reported them), observing from ``since_ns`` (wall clock)."""
+        self.observed_paths = list(dict.fromkeys([*self.observed_paths, *paths]))
+        self.dropped += lost
+        if not self._since:
+            self._since = since_ns - CLOCK_SLACK_NS
+
     def stop(self) -> None:
         if self._token is not None:
             if self._hasher is not None:

@@ -352,6 +352,11 @@ class Run:
             self._artifacts.append(record)
         return record
 
+    def add_observed_inputs(self, paths: list[str], lost: int, since_ns: int) -> None:
+        """Files the run's program read in processes of its own (``reprokit run``), recorded
+        at the seal as observed inputs, like the reads of this process."""
+        self._inputs.add_observed(paths, lost, since_ns)
+
     def log_input(
         self,
         path: str | os.PathLike[str],

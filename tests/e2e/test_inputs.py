@@ -533,3 +533,95 @@ def test_a_replay_of_many_runs_that_modified_an_input_is_exit_2(data_repo):
     (result,) = [r for r in json.loads(proc.stdout)["runs"] if r["run"] == m.id]
     assert result["verdict"] == "identical"
     assert result["inputs_problem"].startswith("the replayed program modified its input")
+
+
+# -- `reprokit run` of a script that never imports reprokit ---------------------------------------
+
+# Driven by a flag; reads every file of data/ (gitignored) in the process itself, or in forked
+# pool workers (a DataLoader's workers are forked the same way).
+READS_DATA = """
+import argparse, multiprocessing, os
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--workers", type=int, default=0)
+args = parser.parse_args()
+
+def load(name):
+    with open(os.path.join("data", name)) as fh:
+        return sum(int(v) for v in fh.read().replace(",", " ").split())
+
+names = sorted(os.listdir("data"))
+if args.workers:
+    pool = multiprocessing.get_context("fork").Pool(args.workers)
+    total = sum(pool.map(load, names, chunksize=1))
+    pool.close()
+    pool.join()
+else:
+    total = sum(map(load, names))
+os.makedirs("out", exist_ok=True)
+with open("out/total.txt", "w") as fh:
+    fh.write(str(total))
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_command_records_what_its_program_and_forked_workers_read(data_repo, workers):
+    (data_repo / "data" / "extra.csv").write_text("5,6\n")
+    (data_repo / "reads.py").write_text(READS_DATA)
+    git(data_repo, "add", "reads.py")
+    git(data_repo, "commit", "-qm", "reads")
+    args = ("--", sys.executable, "reads.py", "--workers", str(workers))
+    proc = cli(data_repo, "run", "--seed", "0", "--output", "out", *args)
+    assert proc.returncode == 0, proc.stderr
+    m = reprokit.load("latest", store=data_repo / ".reprokit")
+    observed = {r["path"]: r.get("sha256") for r in m.data["inputs"]["observed"]}
+    assert observed == {
+        "data/train.csv": hashlib.sha256(b"1,2\n3,4\n").hexdigest(),
+        "data/extra.csv": hashlib.sha256(b"5,6\n").hexdigest(),
+    }
+    assert not any(r.get("changed_during_run") for r in m.data["inputs"]["observed"])
+    # The data unchanged: identical (before, the rebuilt tree lacked data/: "different").
+    rep = cli(data_repo, "replay", m.id, "--json")
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    assert json.loads(rep.stdout)["verdict"] == "identical"
+    (data_repo / "data" / "extra.csv").write_text("5,7\n")
+    rep = cli(data_repo, "replay", m.id)
+    assert rep.returncode == 1 and "input data/extra.csv changed" in rep.stdout, rep.stdout
+    shutil.rmtree(data_repo / "data")
+    rep = cli(data_repo, "replay", m.id)
+    assert rep.returncode == 2 and "data/extra.csv" in rep.stderr, rep.stdout + rep.stderr
+
+
+LOADER = """
+import os, sys, torch
+from torch.utils.data import DataLoader, Dataset
+
+class Files(Dataset):
+    names = sorted(os.listdir("data"))
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, i):
+        with open(os.path.join("data", self.names[i])) as fh:
+            return torch.tensor([float(v) for v in fh.read().replace(",", " ").split()]).sum()
+
+total = sum(float(b.sum()) for b in DataLoader(Files(), batch_size=1, num_workers=2))
+os.makedirs("out", exist_ok=True)
+with open("out/total.txt", "w") as fh:
+    fh.write(str(total))
+"""
+
+
+@pytest.mark.torch
+def test_a_run_command_records_what_its_dataloader_workers_read(data_repo):
+    (data_repo / "data" / "extra.csv").write_text("5,6\n")
+    (data_repo / "loader.py").write_text(LOADER)
+    git(data_repo, "add", "loader.py")
+    git(data_repo, "commit", "-qm", "loader")
+    proc = cli(data_repo, "run", "--output", "out", "--", sys.executable, "loader.py", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    m = reprokit.load("latest", store=data_repo / ".reprokit")
+    assert {r["path"] for r in m.data["inputs"]["observed"]} == {"data/train.csv", "data/extra.csv"}
+    rep = cli(data_repo, "replay", m.id, "--json", timeout=300)
+    assert rep.returncode == 0 and json.loads(rep.stdout)["verdict"] == "identical", rep.stderr
