@@ -31,7 +31,8 @@ _log: list[tuple] = []
 _lost = 0
 _installed = False
 _observers: dict[int, int] = {}  # token -> where in the log its run began
-_paused: set[int] = set()  # threads whose opens are reprokit's own (hashing outputs)
+# thread -> depth: threads whose opens are reprokit's own (capture, sealing, hashing outputs)
+_paused: dict[int, int] = {}
 _wakers: dict[int, Any] = {}  # token -> called once, at its run's first file read
 
 
@@ -208,11 +209,15 @@ def forget_after_fork() -> None:
 
 
 class paused:
-    """While inside, files this thread opens are reprokit's own reads (hashing a command's
-    declared outputs, say), not the run's inputs."""
+    """While inside, files this thread opens are reprokit's own reads (capturing and sealing a
+    run, hashing a command's declared outputs), not the run's inputs. Nests."""
 
     def __enter__(self) -> None:
-        _paused.add(get_ident())
+        me = get_ident()
+        _paused[me] = _paused.get(me, 0) + 1
 
     def __exit__(self, *exc: object) -> None:
-        _paused.discard(get_ident())
+        me = get_ident()
+        depth = _paused.pop(me, 1) - 1
+        if depth:
+            _paused[me] = depth

@@ -19,7 +19,7 @@ from reprokit._model.numbers import KEPT
 from reprokit._model.protocol import ChildProtocol
 from reprokit._model.redact import redact_text
 from reprokit._model.yaml import render
-from reprokit._record import group, lineage, metrics, signals
+from reprokit._record import group, lineage, metrics, observe, signals
 from reprokit._record.inputs import InputLog
 from reprokit._record.outputs import (
     INLINE_CHECKPOINT,
@@ -464,7 +464,8 @@ class Run:
         self._seed_override = sweep.get("seed", told.seed_override) if top else None
         self._ordinal = STATE.next_ordinal(self.name)
         try:
-            self._seed_and_capture()
+            with observe.paused():  # capture's own reads (git, caches) are not the run's inputs
+                self._seed_and_capture()
             self._recording = True
             # The run's duration is the user's code; capture time is recorded on its own.
             now = time.perf_counter()
@@ -569,7 +570,7 @@ class Run:
             return
         self._recording = False
         # Sealing is a critical section: a second Ctrl-C or a SIGTERM waits until it is done.
-        with signals.DeferSignals():
+        with signals.DeferSignals(), observe.paused():  # (the seal's reads are reprokit's own)
             try:
                 self._seal(status, error, result, has_result, exit_code)
             except Exception as exc:

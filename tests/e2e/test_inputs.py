@@ -411,7 +411,9 @@ def test_a_recorded_command_replays_with_the_inputs_its_tracked_calls_read(data_
     assert proc.returncode == 0, proc.stderr
     store = Store(data_repo / ".reprokit")
     [command] = [e.manifest for e in store.entries() if e.manifest.run["parent"] is None]
-    assert command.run["entry"]["kind"] == "command" and not command.inputs
+    assert command.run["entry"]["kind"] == "command"
+    # The program's reads, its tracked call's and reprokit's own not among them (git, caches).
+    assert [r["path"] for r in command.inputs] == ["data/train.csv"]
     proc = cli(data_repo, "replay", command.id)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "linked into the rebuilt tree: data" in proc.stderr
