@@ -73,6 +73,39 @@ def test_a_sigkill_loses_at_most_the_bounded_tail(tmp_path):
     assert len(steps) >= n - metrics.FLUSH_POINTS
 
 
+CHECKPOINTER = """
+import time
+import reprokit
+
+with reprokit.run("c"):
+    reprokit.checkpoint("weights", [0.5] * 64)
+    reprokit.checkpoint("loss", 0.25)
+    print("recorded", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_checkpoints_reach_the_disk_as_they_are_recorded(tmp_path):
+    # A checkpoint is handed to the kernel when it is recorded (no buffer in the process): a
+    # SIGKILL right after keeps both.
+    import subprocess
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "ckpt.py").write_text(CHECKPOINTER)
+    proc = subprocess.Popen([sys.executable, "ckpt.py"], cwd=repo, env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "recorded", proc.stderr.read()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    (path,) = (repo / ".reprokit" / "runs").glob("*/checkpoints.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(c["index"], c["name"]) for c in lines] == [(0, "weights"), (1, "loss")]
+    assert lines[0]["values"] == [0.5] * 64
+
+
 def test_sigterm_writes_every_buffered_point_before_the_run_is_sealed(tmp_path):
     repo, proc = start(tmp_path, 10)
     proc.send_signal(signal.SIGTERM)

@@ -58,6 +58,42 @@ def test_sealed_files_are_read_only_and_verify(repo):
     assert reprokit.verify(rid, store=store.root).intact
 
 
+def test_every_file_of_a_sealed_run_is_read_only_its_streams_and_copied_artifacts_too(repo):
+    # The streams are created read-only and not looked at again; a copied artifact is written
+    # writable by the copy and made read-only at the seal.
+    (repo / "out.txt").write_text("result\n")
+    (repo / "job2.py").write_text(
+        "import reprokit\n"
+        "with reprokit.run('a') as run:\n"
+        "    reprokit.log_metric('loss', 0.5)\n"
+        "    reprokit.checkpoint('w', [0.1, 0.2])\n"
+        "    run.log_artifact('out.txt', copy=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "job2.py"], cwd=repo, env=clean_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    store = Store(repo / ".reprokit")
+    rid = store.resolve("latest")
+    files = sorted(p for p in (store.runs / rid).rglob("*") if p.is_file())
+    names = {p.relative_to(store.runs / rid).as_posix() for p in files}
+    assert {"metrics.jsonl", "checkpoints.jsonl", "manifest.yaml"} <= names
+    assert any(n.startswith("artifacts/") for n in names), names
+    for f in files:
+        assert not os.stat(f).st_mode & 0o222, f
+    assert reprokit.verify(rid, store=store.root).intact
+
+
+def test_digest_folder_names_files_alike_with_or_without_a_trailing_separator(tmp_path):
+    from reprokit._store.store import digest_folder
+
+    (tmp_path / "run" / "artifacts" / "sub").mkdir(parents=True)
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "run" / "artifacts" / "sub" / "a.bin").write_bytes(b"\0" * 10)
+    plain = digest_folder(str(tmp_path / "run"))
+    assert list(plain) == ["artifacts/sub/a.bin", "metrics.jsonl"]
+    assert digest_folder(str(tmp_path / "run") + os.sep) == plain
+
+
 def test_resolve_by_full_id_prefix_suffix_and_latest(repo):
     store = record(repo, 3)
     ids = store.run_ids()

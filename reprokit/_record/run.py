@@ -240,7 +240,6 @@ class Run:
             if self._metrics_fh is None:
                 self._metrics_fh = self.store.open_stream(self._dir, "metrics.jsonl")
             self._metrics_fh.write(metrics.lines(pending))
-            self._metrics_fh.flush()
         except OSError as exc:
             self._lose(exc)
 
@@ -593,28 +592,20 @@ class Run:
     # -- forks: a child never seals, edits or signals its parent's runs --------------------------
 
     def hold_for_fork(self) -> None:
-        """Before a fork: no half-written line in a buffer the child would copy and flush."""
+        """Before a fork: the buffered metric points go to the file (the streams themselves
+        buffer nothing), so the child copies no points it would never write."""
         self._lock.acquire()
         if self._pending:
             self._write_metrics()
-        for fh in (self._metrics_fh, self._ckpt_fh):
-            if fh is not None:
-                try:
-                    fh.flush()
-                except (OSError, ValueError):  # full disk; closed by a failed write
-                    pass
 
     def release_after_fork(self) -> None:
         self._lock.release()
 
     def leave_to_parent(self) -> None:
         """In a forked child: this run belongs to the parent; let go of the child's handles to
-        it without closing them here (closing flushes; the at-fork handler does no I/O)."""
+        it (the copied descriptors stay open, unused: the at-fork handler does no I/O)."""
         self._forked_away = True
         self._recording = False
-        for fh in (self._metrics_fh, self._ckpt_fh):
-            if fh is not None:
-                _inherited.append(fh)  # flushed before the fork, under the run's lock
         self._metrics_fh = self._ckpt_fh = None
         self._pending = []  # (empty: buffered points are written before the fork)
         self._lock = threading.Lock()
@@ -751,7 +742,9 @@ class Run:
             self.store.seal_shard(self.id, rank.rank, render(sections, cached))
             STATE.last_store_root = self.store.folder
             return  # a shard is part of rank 0's run: not a run of its own to list
-        self.store.seal(self.id, render(sections, cached), list(sections["digests"]))
+        # (The streams this run wrote were created read-only: only other files need a look.)
+        others = [f for f in sections["digests"] if f not in self._written]
+        self.store.seal(self.id, render(sections, cached), others)
         STATE.last_store_root = self.store.address
         if self._group is not None and "sealed" in STATE.sweep:
             STATE.sweep["sealed"].append(self.id)
@@ -777,7 +770,6 @@ class Run:
 
 
 _held: list[Run] = []
-_inherited: list[Any] = []  # in a forked child: the parent's runs' file objects, left alone
 
 
 def _before_fork() -> None:

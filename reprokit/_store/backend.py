@@ -55,7 +55,7 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -75,7 +75,7 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0
             pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -87,7 +87,7 @@ def _write_excl(path: str, data: bytes, mode: int = 0o644) -> bool:
     except FileExistsError:
         return False
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -42,7 +42,7 @@ from reprokit._model.errors import (
 )
 from reprokit._model.manifest import Manifest, made_by_reprokit, top_level
 from reprokit._model.protocol import ChildProtocol
-from reprokit._store.backend import check_url, is_url, local_root, write_once
+from reprokit._store.backend import check_url, is_url, local_root, write_all, write_once
 from reprokit._store.layout import GENESIS, MANIFEST, files_under, referenced_objects
 from reprokit._store.layout import chain as _chain
 from reprokit._store.remote import REMOTE_LEDGER, Remote
@@ -52,7 +52,7 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; annotations alone don't n
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-    from typing import Any, BinaryIO
+    from typing import Any
 
 # What a run appends to while it is recorded (console.log: a command's output, `reprokit run`).
 STREAMS = ("metrics.jsonl", "checkpoints.jsonl", "console.log")
@@ -300,9 +300,13 @@ class Store:
             raise StoreError(f"{name!r} is not a stream of a run (one of {', '.join(STREAMS)})")
         path = os.path.join(self._unsealed(folder), name)
         # Created read-only (this process writes through its descriptor): the seal has nothing
-        # to change on it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o444)
-        return Stream(os.fdopen(fd, "ab"))
+        # to change on it. A file already there is appended to.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return Stream(os.open(path, flags | os.O_EXCL, 0o444), 0)
+        except FileExistsError:
+            fd = os.open(path, flags, 0o444)
+            return Stream(fd, os.fstat(fd).st_size)
 
     def keep_copy(self, folder: str, source: str | os.PathLike[str], rel: str) -> str:
         """Copy a file or folder into the unsealed run ``folder``'s ``artifacts/`` under
@@ -517,8 +521,9 @@ class Store:
         process that records into the store, and ``verify``, append the missing line
         (:meth:`heal_ledger`), so no crash is ever shown as tampering.
 
-        ``files``: the run folder's files besides the manifest, by relative path, when the caller
-        has just listed them (the manifest's digests): they are not listed again.
+        ``files``: the run folder's files besides the manifest that may still be writable, by
+        relative path, when the caller has just listed them (the manifest's digests, less the
+        files it created read-only): the folder is not listed again.
         """
 
         folder = os.path.join(self._runs, run_id)
@@ -1061,7 +1066,7 @@ class Store:
 
 def _verify_folder(label: str, folder: Path, commit: str, digests: Any) -> None:
     expected = dict(digests)
-    present = {_rel(p, folder): p for p in _files_under(folder)}
+    present = _files_by_rel(folder)
     present.pop(commit, None)
     for rel in sorted(set(present) | set(expected)):
         if rel not in expected:
@@ -1157,31 +1162,47 @@ def _rel(path: str, folder: str | os.PathLike[str]) -> str:
     return os.path.relpath(path, folder).replace(os.sep, "/")
 
 
+def _files_by_rel(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """Every file below ``folder``, by relative POSIX path (sorted): ``_files_under``'s paths
+    start with the folder's own, so the relative path is what follows it."""
+    top = os.fspath(folder)
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    out = {}
+    for path in _files_under(top):
+        rel = path[len(prefix) :] if path.startswith(prefix) else _rel(path, top)
+        out[rel if os.sep == "/" else rel.replace(os.sep, "/")] = path
+    return out
+
+
 class Stream:
-    """A run's line file, written as UTF-8 text and hashed as it is written: the seal takes its
-    digest from here instead of reading the file back (``digest_folder``'s ``written``)."""
+    """A run's line file, written as UTF-8 text straight to its descriptor (no buffer: what a
+    write hands the kernel survives the process being killed) and hashed as it is written: the
+    seal takes its digest from here instead of reading the file back (``digest_folder``'s
+    ``written``)."""
 
-    __slots__ = ("_fh", "_sha", "size")
+    __slots__ = ("_fd", "_sha", "size")
 
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._sha: Any = hashlib.sha256()
-        self.size = fh.tell()
-        if self.size:  # appending to what is there: hashed from the file at the seal
-            self._sha = None
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd: int | None = fd
+        self._sha: Any = hashlib.sha256() if size == 0 else None
+        self.size = size  # (appending to what was there: hashed from the file at the seal)
 
     def write(self, text: str) -> None:
+        if self._fd is None:
+            raise ValueError("write to a closed stream")
         data = text.encode("utf-8")
-        self._fh.write(data)
+        write_all(self._fd, data)
         if self._sha is not None:
             self._sha.update(data)
         self.size += len(data)
 
     def flush(self) -> None:
-        self._fh.flush()
+        """(Nothing is buffered: each write reached the kernel.)"""
 
     def close(self) -> None:
-        self._fh.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def written(self) -> tuple[int, str] | None:
         """(bytes written, their sha256), or None when the file held more than this wrote."""
@@ -1204,8 +1225,7 @@ def digest_folder(
     changed meanwhile is read and hashed as it is)."""
     out = {}
     known = written or {}
-    for path in _files_under(folder):
-        rel = _rel(path, folder)
+    for rel, path in _files_by_rel(folder).items():
         if rel == MANIFEST:
             continue
         mine = known.get(rel)
