@@ -293,6 +293,28 @@ def test_golden_none_is_sha256_of_version_and_tag() -> None:
     assert fingerprint(None) == hashlib.sha256(b"reprokit-fp-1\0N").hexdigest()
 
 
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 4095, 4096, 4097, 10_000])
+def test_a_list_of_floats_is_its_floats_encoded_one_by_one(n: int) -> None:
+    # Lists of plain floats are packed a block at a time: the bytes must be the definition's,
+    # a type tag and eight big-endian bytes per float, whatever the length.
+    specials = [-0.0, 0.0, float("inf"), float("-inf"), float("nan"), 5e-324, 1e308]
+    values = [specials[i % 7] if i % 3 == 0 else i * 0.1 - 7 for i in range(n)]
+    body = b"".join(b"f" + struct.pack(">d", v) for v in values)
+    expected = hashlib.sha256(b"reprokit-fp-1\0l" + n.to_bytes(8, "big") + body).hexdigest()
+    assert fingerprint(values) == expected
+    assert fingerprint(tuple(values)) != expected  # a tuple is tagged as one
+
+
+def test_a_list_with_other_numbers_among_its_floats_encodes_each_by_its_kind() -> None:
+    class Weight(float):
+        pass
+
+    plain = [0.5, 1.5]
+    assert fingerprint([0.5, Weight(1.5)]) == fingerprint(plain)  # a float subclass is a float
+    assert fingerprint([0.5, np.float64(1.5)]) != fingerprint(plain)  # numpy keeps its dtype
+    assert fingerprint([0.5, 1]) != fingerprint([0.5, 1.0])
+
+
 # --- across processes -----------------------------------------------------------------------
 
 _CHILD = """

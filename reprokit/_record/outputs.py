@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 SMALL_VALUE_BYTES = 4096
 INLINE_CHECKPOINT = nums.INLINE  # numbers kept inline in a record, for divergence sizes
+_FLOAT = {float}
 
 
 def safe_rel(rel: str) -> str:
@@ -216,7 +217,7 @@ def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any]
         except Exception:
             return None
     if isinstance(value, (list, tuple)) and len(value) > 0:
-        if all(type(v) is float for v in value):  # weights as plain floats: the common case
+        if set(map(type, value)) == _FLOAT:  # weights as plain floats: the common case
             return nums.keep(list(value), keep)
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             return nums.keep([float(v) for v in value], keep)

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 
 import pytest
 
@@ -43,6 +46,11 @@ def replay(repo, m, *args: str, jitter: str):
 def test_numbers_pack_and_summaries_bound_a_difference():
     values = [0.1 * i - 3 for i in range(1000)]
     assert numbers.unpack(numbers.pack(values)) == values
+    for n in (0, 1, 65, 3000, 70_000):  # windows sized to the data: zlib's defaults read them
+        some = [1.0 / (i + 1) for i in range(n)]
+        assert numbers.unpack(numbers.pack(some)) == some
+        raw = zlib.decompress(base64.b64decode(numbers.pack(some)))
+        assert raw == struct.pack(f"<{n}d", *some)
     kept = numbers.keep(values)
     assert "packed" in kept and kept["stats"]["count"] == 1000
     assert "packed" not in numbers.keep(values, limit=10)
