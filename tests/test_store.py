@@ -83,6 +83,30 @@ def test_every_file_of_a_sealed_run_is_read_only_its_streams_and_copied_artifact
     assert reprokit.verify(rid, store=store.root).intact
 
 
+def test_runs_seal_through_a_named_temp_file_where_the_unnamed_one_cannot_be_linked(repo):
+    # A manifest is written to an unnamed file (O_TMPFILE) and linked in through /proc: a
+    # process that sees no /proc (here: bubblewrap mounts an empty one) takes the named temp
+    # file instead, and leaves none behind.
+    from reprokit._reexec.sandbox import available
+
+    bwrap, why = available()
+    if bwrap is None:
+        pytest.skip(f"no bubblewrap here: {why}")
+    (repo / "job.py").write_text(RECORD)
+    argv = [bwrap, "--bind", "/", "/", "--dev", "/dev", "--tmpfs", "/proc",
+            sys.executable, "job.py", "2"]  # fmt: skip
+    proc = subprocess.run(argv, cwd=repo, env=clean_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    store = Store(repo / ".reprokit")
+    assert len(store.run_ids()) == 2
+    for rid in store.run_ids():
+        assert reprokit.verify(rid, store=store.root).intact
+    assert list((store.root / "tmp").iterdir()) == []
+    record(repo)  # and with /proc: the unnamed file
+    assert len(store.run_ids()) == 3 and list((store.root / "tmp").iterdir()) == []
+    assert reprokit.verify("latest", store=store.root).intact
+
+
 def test_digest_folder_names_files_alike_with_or_without_a_trailing_separator(tmp_path):
     from reprokit._store.store import digest_folder
 

@@ -46,11 +46,15 @@ if TYPE_CHECKING:
 def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0o644) -> bool:
     """Write ``data`` to ``path`` atomically unless it exists; True if this call wrote it.
 
-    Temp file in ``tmp_dir`` (same filesystem; default: beside ``path``), created with ``mode``,
-    fsync, then a hard link as the create-if-absent commit (O_EXCL where links are not
-    supported).
+    An unnamed file (Linux's O_TMPFILE) or else a temp file in ``tmp_dir`` (same filesystem;
+    default: beside ``path``), created with ``mode``, fsync, then a hard link as the
+    create-if-absent commit (O_EXCL where links are not supported).
     """
     folder = tmp_dir or os.path.dirname(path)
+    if folder not in _NO_UNNAMED:
+        done = _write_unnamed(path, data, folder, mode)
+        if done is not None:
+            return done
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -73,6 +77,44 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0
             os.unlink(tmp)
         except OSError:
             pass
+
+
+_NO_UNNAMED: set[str] = set()  # folders where an unnamed file cannot be made or linked
+_ROOT: list[int] = []  # "/" opened once: a dir fd makes os.link call linkat(AT_SYMLINK_FOLLOW)
+
+
+def _write_unnamed(path: str, data: bytes, folder: str, mode: int) -> bool | None:
+    """``write_once`` through an unnamed file in ``folder``, linked in as ``path`` once it is
+    written and fsync'd: no temp name to make and remove, nothing left behind by a crash.
+    None where this OS, file system or process cannot (the caller uses a named temp file)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or os.link not in os.supports_dir_fd:
+        _NO_UNNAMED.add(folder)
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError:
+        _NO_UNNAMED.add(folder)  # (a file system without O_TMPFILE: NFS, some FUSE mounts)
+        return None
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+        try:
+            if not _ROOT:
+                _ROOT.append(os.open("/", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
+            # The descriptor's /proc link, followed: the file itself gets the name.
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=_ROOT[0])
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.EBADF:  # the program closed every descriptor: open "/" again
+                _ROOT.clear()
+            else:  # no /proc, or a file system that refuses the link
+                _NO_UNNAMED.add(folder)
+            return None
+        return True
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
