@@ -170,14 +170,17 @@ def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:
             seeded["keras"] = _failed(exc)
     random.seed(seed)
     seeded["python"] = {"seed": seed, "version": sys.version.split()[0]}
-    # (library, the attribute that shows it is really loaded, how to seed it)
-    for name, marker, seeder in (
-        ("numpy", "random", lambda s, m: _seed_numpy(s, m.random)),
-        ("torch", "manual_seed", _seed_torch),
-        ("tensorflow", "random", _seed_tensorflow),
-        ("cupy", "random", _seed_cupy),
+    # (library, the module whose presence shows it is loaded, the attribute that shows it is
+    # complete, how to seed it). numpy 2 loads numpy.random on first use: a program that has
+    # not used it yet is not made to load it (milliseconds, e.g. under PyTorch, which imports
+    # numpy); the import hook seeds it when it loads.
+    for name, loaded, marker, seeder in (
+        ("numpy", "numpy.random", "seed", _seed_numpy),
+        ("torch", "torch", "manual_seed", _seed_torch),
+        ("tensorflow", "tensorflow", "random", _seed_tensorflow),
+        ("cupy", "cupy", "random", _seed_cupy),
     ):
-        module = sys.modules.get(name)
+        module = sys.modules.get(loaded)
         if module is None or not hasattr(module, marker):
             continue
         try:
@@ -296,8 +299,9 @@ def _thread_settings(torch: Any) -> dict[str, Any]:
 
 # -- seeding libraries imported after seed_everything ---------------------------------------
 
-# Top-level modules whose import completing means "seed this library now".
-_WATCHED = frozenset({"numpy", "torch", "tensorflow", "keras", "cupy"})
+# Modules whose import completing means "seed this library now" (numpy's RNG: numpy.random,
+# which numpy 2 loads on first use, numpy 1 with numpy itself).
+_WATCHED = frozenset({"numpy.random", "torch", "tensorflow", "keras", "cupy"})
 _late: dict[str, dict[str, Any]] = {}
 _hook_deterministic: list[bool] = [False]
 # Threads inside seed_everything: an import it causes (keras may import tensorflow) is seeded
@@ -329,11 +333,9 @@ def _seed_on_import(lib: str) -> None:
         if module is None:
             return
         try:
-            if lib == "numpy":
-                # numpy 2 loads numpy.random lazily; numpy itself is complete by now.
-                import numpy.random
-
-                entry = _seed_numpy(seed, numpy.random)
+            if lib == "numpy.random":
+                entry = _seed_numpy(seed, module)
+                lib = "numpy"
             elif lib == "torch":
                 entry = _seed_torch(seed, module)
             elif lib == "tensorflow":

@@ -72,6 +72,29 @@ def test_numpy_imported_after_seed_everything_gets_the_seed() -> None:
     assert out["late"] == {"numpy": {"seed": 123, "version": out["version"], "at": "import"}}
 
 
+def test_numpy_loaded_before_but_its_rng_unused_is_seeded_when_the_rng_loads() -> None:
+    # numpy 2 loads numpy.random on first use. A program that imported numpy (PyTorch does)
+    # but not its RNG is not made to load it by seed_everything: the hook seeds it when the
+    # program first uses it, with the same numbers as seeding it up front.
+    out = _run_child(
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from reprokit._seeding import late_seeded, seed_everything\n"
+        "lazy = 'numpy.random' not in sys.modules\n"
+        "state = seed_everything(123)\n"
+        "loaded_by_seeding = 'numpy.random' in sys.modules\n"
+        "print(json.dumps({'lazy': lazy, 'loaded_by_seeding': loaded_by_seeding,"
+        " 'seeded': sorted(state['seeded']), 'rand': np.random.rand(),"
+        " 'late': sorted(late_seeded())}))\n"
+    )
+    if not out["lazy"]:
+        pytest.skip("this numpy loads numpy.random with numpy itself")
+    assert out["loaded_by_seeding"] is False
+    assert out["seeded"] == ["python"]
+    assert out["rand"] == NUMPY_RAND_AFTER_SEED_123
+    assert out["late"] == ["numpy"]
+
+
 def test_the_hook_uses_the_newest_seed() -> None:
     out = _run_child(
         "import json\n"
@@ -90,6 +113,7 @@ def test_reset_then_reseed_without_new_imports_records_nothing() -> None:
         "from reprokit._seeding import late_seeded, reset_late_seeded, seed_everything\n"
         "seed_everything(123)\n"
         "import numpy\n"
+        "numpy.random.rand()\n"
         "before = sorted(late_seeded())\n"
         "reset_late_seeded()\n"
         "seed_everything(7)\n"

@@ -272,15 +272,19 @@ def test_the_seeded_program_gets_the_numbers_seed_everything_gives(git_project: 
 def test_a_library_that_imports_random_while_loading_is_seeded_once_loaded(
     git_project: Path,
 ) -> None:
-    # Stands in for torch/numpy importing `random` from inside their own import.
-    (git_project / "numpy").mkdir()
+    # Stands in for torch/numpy importing `random` from inside their own import (numpy's RNG
+    # is its numpy.random submodule, loaded here with numpy as numpy 1 does).
+    (git_project / "numpy" / "random").mkdir(parents=True)
     (git_project / "numpy" / "__init__.py").write_text(
-        "import random\n"
-        "class _Random:\n"
-        "    def seed(self, s):\n"
-        "        self.seeded_with = s\n"
-        "random = _Random()\n"
+        "import random as _stdlib_random\n"
         "__version__ = 'stand-in'\n"
+        "from . import random\n"
+    )
+    (git_project / "numpy" / "random" / "__init__.py").write_text(
+        "seeded_with = None\n"
+        "def seed(s):\n"
+        "    global seeded_with\n"
+        "    seeded_with = s\n"
     )
     (git_project / "uses.py").write_text("import numpy\nprint(numpy.random.seeded_with)\n")
     out = cli(git_project, "run", "--seed", "9", "--", sys.executable, "uses.py")
