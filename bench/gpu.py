@@ -11,6 +11,11 @@ Builds a throwaway git repository and measures / checks, each against a baseline
    program with ``deterministic=True`` (expected: deterministic).
 
 It prints what it found and never asserts: figures depend on the machine (bench/README.md).
+
+``python bench/gpu.py --cpu`` runs step 1 alone with PyTorch on the CPU (no GPU needed): what a
+process that imports torch pays for one tracked run. Besides the whole-process figure (which
+torch's own import time, varying by tens of milliseconds, makes noisy), each process reports
+the time from torch's import to its end, which is what reprokit adds without that noise.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _common
+from _common import child_env
 
 PY = sys.executable
 
@@ -52,15 +60,20 @@ print(train())
 """
 
 PLAIN = """\
+import time
 import torch
-torch.zeros(1, device="cuda")
+t0 = time.perf_counter()
+torch.zeros(1, device=DEVICE)
 print(1)
+print(time.perf_counter() - t0)
 """
 
 TRACKED = """\
+import time
 import torch
+t0 = time.perf_counter()
 import reprokit
-torch.zeros(1, device="cuda")
+torch.zeros(1, device=DEVICE)
 
 
 @reprokit.track
@@ -69,11 +82,12 @@ def f(x=1):
 
 
 print(f())
+print(time.perf_counter() - t0)
 """
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROKIT_")}
+    env = child_env()  # (bytecode cached in a temp folder, as an installed package has it)
     env.update(
         GIT_AUTHOR_NAME="b",
         GIT_AUTHOR_EMAIL="b@example.com",
@@ -89,36 +103,61 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, env=_env(), check=True, capture_output=True)
 
 
-def _timed(cmd: list[str], cwd: Path) -> float:
+def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, seconds after torch's import as the process measured them)."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=_env(), check=True, capture_output=True)
-    return time.perf_counter() - t0
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-400:]}")
+    return wall, float(proc.stdout.strip().splitlines()[-1])
+
+
+def _peak(cmd: list[str], cwd: Path) -> float:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss / 1024
 
 
 def main() -> int:
     import torch
 
-    if not torch.cuda.is_available():
-        print("no CUDA device: nothing to check here")
+    cpu = "--cpu" in sys.argv[1:]
+    if not cpu and not torch.cuda.is_available():
+        print("no CUDA device: nothing to check here (--cpu measures step 1 with torch on the CPU)")
         return 2
+    device = "cpu" if cpu else "cuda"
     repo = Path(tempfile.mkdtemp(prefix="reprokit-gpu-"))
+    _common.PYCACHE = tempfile.mkdtemp(prefix="reprokit-gpu-pycache-")
     _git(repo, "init", "-q", "-b", "main")
     for name, text in (("train.py", TRAIN), ("plain.py", PLAIN), ("tracked.py", TRACKED)):
-        (repo / name).write_text(text)
+        (repo / name).write_text(text.replace("DEVICE", repr(device)))
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "bench")
 
-    print("[1] whole process, torch imported and CUDA initialised (median of interleaved pairs)")
+    what = "on the CPU" if cpu else "and CUDA initialised"
+    print(f"[1] whole process, torch imported {what} (median of interleaved pairs)")
     _timed([PY, "plain.py"], repo)  # warm caches
     _timed([PY, "tracked.py"], repo)
     plain, tracked = [], []
     for _ in range(int(os.environ.get("GPU_BENCH_PAIRS", "8"))):
         plain.append(_timed([PY, "plain.py"], repo))
         tracked.append(_timed([PY, "tracked.py"], repo))
-    mp, mt = statistics.median(plain), statistics.median(tracked)
+    mp, mt = statistics.median(p[0] for p in plain), statistics.median(t[0] for t in tracked)
+    ip, it = statistics.median(p[1] for p in plain), statistics.median(t[1] for t in tracked)
     print(
         f"    untracked {mp * 1000:.0f} ms, tracked {mt * 1000:.0f} ms: +{(mt - mp) * 1000:.0f} ms"
     )
+    print(
+        f"    after torch's import: untracked {ip * 1000:.1f} ms, tracked {it * 1000:.1f} ms: "
+        f"+{(it - ip) * 1000:.1f} ms (import reprokit, the run, its seal)"
+    )
+    pp = statistics.median(_peak([PY, "plain.py"], repo) for _ in range(3))
+    pt = statistics.median(_peak([PY, "tracked.py"], repo) for _ in range(3))
+    print(f"    peak memory: untracked {pp:.1f} MiB, tracked {pt:.1f} MiB: +{pt - pp:.1f} MiB")
+    if cpu:
+        return 0
     code = (
         "import time, torch; from reprokit._capture.hardware import capture_hardware;"
         "t=time.perf_counter(); hw=capture_hardware(); d=time.perf_counter()-t;"
