@@ -170,10 +170,26 @@ def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:
             seeded["keras"] = _failed(exc)
     random.seed(seed)
     seeded["python"] = {"seed": seed, "version": sys.version.split()[0]}
+    _seed_libraries(seed, seeded)
+    if "jax" in sys.modules:
+        seeded["jax"] = dict(JAX_NOTE)
+    _warn_hash_randomization()
+    state: dict[str, Any] = {"seed": seed, "seeded": seeded, **hash_state()}
+    state["deterministic"] = _set_deterministic(deterministic)
+    # Deterministic mode can load more (torch.use_deterministic_algorithms imports parts of
+    # torch that load numpy.random): seeded here, inside seed_everything, like the rest.
+    _seed_libraries(seed, seeded)
+    return state
+
+
+def _seed_libraries(seed: int, seeded: dict[str, Any]) -> None:
+    """Seed each loaded library not in ``seeded`` yet, and note it there.
+
+    numpy's RNG counts as loaded with numpy.random: numpy 2 loads it on first use, and a
+    program that has not used it yet is not made to load it (milliseconds, e.g. under PyTorch,
+    which imports numpy); the import hook seeds it when it loads."""
     # (library, the module whose presence shows it is loaded, the attribute that shows it is
-    # complete, how to seed it). numpy 2 loads numpy.random on first use: a program that has
-    # not used it yet is not made to load it (milliseconds, e.g. under PyTorch, which imports
-    # numpy); the import hook seeds it when it loads.
+    # complete, how to seed it)
     for name, loaded, marker, seeder in (
         ("numpy", "numpy.random", "seed", _seed_numpy),
         ("torch", "torch", "manual_seed", _seed_torch),
@@ -181,7 +197,7 @@ def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:
         ("cupy", "cupy", "random", _seed_cupy),
     ):
         module = sys.modules.get(loaded)
-        if module is None or not hasattr(module, marker):
+        if name in seeded or module is None or not hasattr(module, marker):
             continue
         try:
             seeded[name] = seeder(seed, module)
@@ -189,12 +205,6 @@ def _seed_all(seed: int, deterministic: bool) -> dict[str, Any]:
                 seeded["torch.cuda"] = {"seed": seed, "devices": module.cuda.device_count()}
         except Exception as exc:
             seeded[name] = _failed(exc)
-    if "jax" in sys.modules:
-        seeded["jax"] = dict(JAX_NOTE)
-    _warn_hash_randomization()
-    state: dict[str, Any] = {"seed": seed, "seeded": seeded, **hash_state()}
-    state["deterministic"] = _set_deterministic(deterministic)
-    return state
 
 
 _cublas_warned = False

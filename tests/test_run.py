@@ -370,7 +370,10 @@ def test_numpy_is_seeded_when_imported(store):
     value = train()
     np.random.seed(3)
     assert value == float(np.random.rand())
-    assert "numpy" in only_run(store).seeds["seeded"]
+    # Seeded as the run started, or as the function first loaded numpy's RNG (numpy 2 loads
+    # numpy.random on first use: which one depends on what this process ran before).
+    seeds = only_run(store).seeds
+    assert "numpy" in {**seeds["seeded"], **(seeds.get("seeded_on_import") or {})}
 
 
 def test_manifest_records_environment_and_hardware(store):

@@ -226,6 +226,17 @@ def environment_drift(
 _SETS = ("blas",)
 
 
+def _seeded_libraries(seeds: Mapping[str, Any]) -> set[str]:
+    """The libraries a run seeded, at its start or as they loaded during it (where numpy's
+    RNG lands depends on when the program first loads it)."""
+    out: set[str] = set()
+    for key in ("seeded", "seeded_on_import"):
+        section = seeds.get(key)
+        if isinstance(section, Mapping):
+            out.update(str(k) for k in section)
+    return out
+
+
 def _as_set(key: str, value: Any) -> Any:
     if key not in _SETS or not isinstance(value, list):
         return value
@@ -539,8 +550,8 @@ def explain(
                 )
             )
         div = (outputs.get("checkpoints") or {}).get("first_divergence")
-        seeds_a = set((a.seeds.get("seeded") or {}).keys())
-        seeds_b = set((b.seeds.get("seeded") or {}).keys()) if b else seeds_a
+        seeds_a = _seeded_libraries(a.seeds)
+        seeds_b = _seeded_libraries(b.seeds) if b else seeds_a
         if div is not None and not params_changed and seeds_a == seeds_b:
             where = f"checkpoint {div['index']} ({div.get('name')})"
             causes.append(

@@ -95,6 +95,22 @@ def test_numpy_loaded_before_but_its_rng_unused_is_seeded_when_the_rng_loads() -
     assert out["late"] == ["numpy"]
 
 
+@pytest.mark.torch
+def test_deterministic_mode_loading_numpys_rng_under_torch_still_seeds_it() -> None:
+    # torch imports numpy without its RNG; torch.use_deterministic_algorithms then loads parts
+    # of torch that load numpy.random, inside seed_everything: it is seeded there all the same.
+    pytest.importorskip("torch")
+    out = _run_child(
+        "import json, sys\n"
+        "import torch, numpy as np\n"
+        "from reprokit._seeding import seed_everything\n"
+        "state = seed_everything(123, deterministic=True)\n"
+        "print(json.dumps({'seeded': sorted(state['seeded']), 'rand': np.random.rand()}))\n"
+    )
+    assert out["rand"] == NUMPY_RAND_AFTER_SEED_123
+    assert "numpy" in out["seeded"] and "torch" in out["seeded"]
+
+
 def test_the_hook_uses_the_newest_seed() -> None:
     out = _run_child(
         "import json\n"

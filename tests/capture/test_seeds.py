@@ -54,6 +54,7 @@ def test_seed_everything_gives_numpy_legacy_rng_the_golden_value() -> None:
 
 
 def test_seed_everything_reports_python_and_numpy_seeded() -> None:
+    assert np.random.RandomState  # numpy's RNG loaded (numpy 2 loads it on first use)
     state = seed_everything(42)
     assert state["seed"] == 42
     assert state["seeded"]["python"]["seed"] == 42

@@ -31,6 +31,29 @@ with reprokit.run("train", params={"steps": steps}):
     assert not any("RNG not under the seed's control" in c for c in causes)
 
 
+def test_numpy_seeded_at_start_or_as_it_loads_is_the_same_seeding(repo):
+    # Whether numpy's RNG is seeded with the run's start or as the program first loads it
+    # depends on import order (numpy 2 loads numpy.random on first use): recorded one way and
+    # replayed the other, the seeds are the same, and the real cause is named.
+    code = """
+import os, numpy, reprokit
+if os.environ.get("EARLY"):
+    import numpy.random  # the RNG loaded before the run: seeded as the run starts
+with reprokit.run("train", seed=0):
+    reprokit.checkpoint("a", 1.0)
+    w = numpy.random.default_rng().random()  # unseeded, and the RNG loaded here if not before
+    reprokit.checkpoint("w", w)
+    reprokit.log_metric("w", w)
+"""
+    assert run_python(repo, code, env=clean_env(EARLY="1")).returncode == 0
+    m = reprokit.load("latest", store=repo / ".reprokit")
+    rep = cli(repo, "replay", m.id, "--json", env=clean_env())
+    assert rep.returncode == 1, rep.stderr
+    causes = json.loads(rep.stdout)["causes"]
+    assert not any("seeded libraries differ" in c for c in causes), causes
+    assert any(c.startswith("an RNG not under the seed's control") for c in causes), causes
+
+
 def test_an_output_that_embeds_the_replay_folder_is_named_as_the_cause(repo):
     (repo / "gpt.py").write_text(
         "import os\nos.makedirs('out', exist_ok=True)\n"
