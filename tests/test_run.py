@@ -442,3 +442,54 @@ def test_a_nested_run_without_a_store_seals_beside_its_parent(tmp_path):
     assert len(ids) == 2
     child = next(reprokit.load(i, store=elsewhere) for i in ids if i != outer.id)
     assert child.run["parent"] == outer.id and child.name == "inner"
+
+
+def test_an_abandoned_run_closes_its_streams_and_leaves_no_folder(tmp_path: Path) -> None:
+    # A run's streams are plain descriptors: dropping the run must close them (nothing else
+    # would), and its folder goes.
+    import os
+
+    from reprokit._record.run import Run
+
+    def open_in(folder: Path) -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(str(folder)):
+                found.append(target)
+        return found
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd here")
+    store = tmp_path / "store"
+    r = Run("dropped", store=str(store)).start()
+    r.log_metric("loss", 0.5)
+    r.flush_metrics()
+    r.checkpoint("w", [0.5, 0.25])
+    assert r.dir is not None
+    run_dir = r.dir
+    assert len(open_in(run_dir)) == 2  # metrics.jsonl and checkpoints.jsonl
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r.abandon()
+    assert open_in(run_dir) == []
+    assert Store(store).run_ids() == [] and not run_dir.exists()
+
+
+def test_a_stream_closed_keeping_its_descriptor_takes_no_more_writes(tmp_path: Path) -> None:
+    import os
+
+    from reprokit._store.store import Stream
+
+    fd = os.open(tmp_path / "s.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    s = Stream(fd, 0)
+    s.write("a\n")
+    s.close(keep_descriptor=True)
+    with pytest.raises(ValueError):
+        s.write("b\n")
+    assert os.fstat(fd).st_size == 2  # still open: no other file can be given its number
+    os.close(fd)
+    assert s.written() == (2, __import__("hashlib").sha256(b"a\n").hexdigest())

@@ -317,6 +317,10 @@ class Run:
         """
         self._lost = f"{exc.strerror or exc} while streaming to the run folder"
         self._recording = False
+        self._close_streams()
+
+    def _close_streams(self) -> None:
+        """(Lock held.) Close the run's streams (their descriptors: nothing is buffered)."""
         for fh in (self._metrics_fh, self._ckpt_fh):
             if fh is not None:
                 try:
@@ -558,6 +562,11 @@ class Run:
         lost = self._lost
         if lost is not None and self.store is not None and self.id is not None:
             self._lost = None
+            if self._lock.acquire(timeout=0.5):  # (abandoned: its streams may still be open)
+                try:
+                    self._close_streams()
+                finally:
+                    self._lock.release()
             try:
                 self.store.discard(self.id)
             except Exception:
@@ -632,7 +641,10 @@ class Run:
         streams = (("metrics.jsonl", self._metrics_fh), ("checkpoints.jsonl", self._ckpt_fh))
         for name, fh in streams:
             if fh is not None:
-                fh.close()
+                # Not held: a thread may be in the middle of a write, and a descriptor closed
+                # under it could be reused by the next file opened: it stays open (the digest
+                # reads the file if its size is not what was counted).
+                fh.close(keep_descriptor=not held)
                 done = fh.written()
                 if done is not None:
                     self._written[name] = done

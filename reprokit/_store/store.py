@@ -1199,9 +1199,11 @@ class Stream:
     def flush(self) -> None:
         """(Nothing is buffered: each write reached the kernel.)"""
 
-    def close(self) -> None:
+    def close(self, keep_descriptor: bool = False) -> None:
+        """No more writes; ``keep_descriptor``: leave the descriptor open (a thread still in a
+        write keeps writing to this file, never to another one opened under its number)."""
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None and not keep_descriptor:
             os.close(fd)
 
     def written(self) -> tuple[int, str] | None:

@@ -276,15 +276,10 @@ def test_a_library_that_imports_random_while_loading_is_seeded_once_loaded(
     # is its numpy.random submodule, loaded here with numpy as numpy 1 does).
     (git_project / "numpy" / "random").mkdir(parents=True)
     (git_project / "numpy" / "__init__.py").write_text(
-        "import random as _stdlib_random\n"
-        "__version__ = 'stand-in'\n"
-        "from . import random\n"
+        "import random as _stdlib_random\n__version__ = 'stand-in'\nfrom . import random\n"
     )
     (git_project / "numpy" / "random" / "__init__.py").write_text(
-        "seeded_with = None\n"
-        "def seed(s):\n"
-        "    global seeded_with\n"
-        "    seeded_with = s\n"
+        "seeded_with = None\ndef seed(s):\n    global seeded_with\n    seeded_with = s\n"
     )
     (git_project / "uses.py").write_text("import numpy\nprint(numpy.random.seeded_with)\n")
     out = cli(git_project, "run", "--seed", "9", "--", sys.executable, "uses.py")
