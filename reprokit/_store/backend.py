@@ -80,7 +80,9 @@ def write_once(path: str, data: bytes, tmp_dir: str | None = None, mode: int = 0
 
 
 _NO_UNNAMED: set[str] = set()  # folders where an unnamed file cannot be made or linked
-_ROOT: list[int] = []  # "/" opened once: a dir fd makes os.link call linkat(AT_SYMLINK_FOLLOW)
+# "/" opened once: given a dir fd, os.link calls linkat(AT_SYMLINK_FOLLOW), which follows the
+# /proc link (the kernel ignores the dir fd for an absolute path: one closed later does no harm)
+_ROOT: list[int] = []
 
 
 def _write_unnamed(path: str, data: bytes, folder: str, mode: int) -> bool | None:
@@ -106,11 +108,8 @@ def _write_unnamed(path: str, data: bytes, folder: str, mode: int) -> bool | Non
             os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=_ROOT[0])
         except FileExistsError:
             return False
-        except OSError as exc:
-            if exc.errno == errno.EBADF:  # the program closed every descriptor: open "/" again
-                _ROOT.clear()
-            else:  # no /proc, or a file system that refuses the link
-                _NO_UNNAMED.add(folder)
+        except OSError:  # no /proc, or a file system or policy that refuses the link
+            _NO_UNNAMED.add(folder)
             return None
         return True
     finally:
