@@ -45,6 +45,25 @@ def test_run_ids_sort_by_start_time_and_are_unique():
     assert len({new_run_id(1_700_000_000) for _ in range(200)}) == 200
 
 
+def test_ids_from_the_clock_sort_in_the_order_one_process_made_them(repo):
+    # Runs a millisecond apart or less (a fast sweep) share the id's millisecond: their
+    # suffixes still sort in order, so "latest", NAME@N and ls never swap them.
+    ids = [new_run_id() for _ in range(3000)]
+    assert ids == sorted(ids) and len(set(ids)) == 3000
+    proc = run_python(
+        repo,
+        "import reprokit\n"
+        "for i in range(40):\n"
+        "    with reprokit.run(f'r{i}', seed=i):\n"
+        "        pass\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    store = Store(repo / ".reprokit")
+    names = [store.load(rid).run["name"] for rid in store.run_ids()]
+    assert names == [f"r{i}" for i in range(40)]
+    assert store.load("latest").run["name"] == "r39"
+
+
 def test_store_writes_a_gitignore_so_the_tree_stays_clean(repo):
     record(repo)
     assert git(repo, "status", "--porcelain").splitlines() == ["?? job.py"]

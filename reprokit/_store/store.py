@@ -68,10 +68,29 @@ _OBJECT = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def new_run_id(now: float | None = None) -> str:
-    """A run id sortable by start time and unique across processes: time + random suffix."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{stamp}-{int(now * 1000) % 1000:03d}-{os.urandom(3).hex()}"
+    """A run id sortable by start time and unique across processes: time + random suffix.
+
+    The ids one process makes from the clock also sort in the order it made them: runs a
+    millisecond apart or less (a fast sweep) share the millisecond and take suffixes above
+    the last one, so "latest" and ``ls`` never swap them."""
+    rand = int.from_bytes(os.urandom(3), "big")
+    if now is None:
+        with _ID_LOCK:
+            ms = int(time.time() * 1000)
+            last_ms, last_suffix = _LAST_ID[0]
+            if ms <= last_ms:  # the same millisecond (or the clock stepped back)
+                ms, rand = last_ms, last_suffix + 1 + rand % 4096
+                if rand > 0xFFFFFF:
+                    ms, rand = last_ms + 1, rand % 4096
+            _LAST_ID[0] = (ms, rand)
+    else:
+        ms = int(now * 1000)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ms // 1000))
+    return f"{stamp}-{ms % 1000:03d}-{rand:06x}"
+
+
+_ID_LOCK = threading.Lock()
+_LAST_ID = [(0, 0)]  # (millisecond, suffix) of the last id this process made from the clock
 
 
 def default_store_path(start: str | os.PathLike[str] | None = None) -> str:
@@ -157,9 +176,10 @@ def _forget_after_fork() -> None:
 
     Lock-free and without I/O: the locks are replaced, not taken, and the inherited journal
     objects are parked, not released (releasing one would close, so flush, it here)."""
-    global _LEDGER_LOCK, _JOURNAL_LOCK
+    global _LEDGER_LOCK, _JOURNAL_LOCK, _ID_LOCK
     _LEDGER_LOCK = threading.Lock()
     _JOURNAL_LOCK = threading.Lock()
+    _ID_LOCK = threading.Lock()  # (a thread of the parent may have held it: the child's is free)
     _inherited.extend(_journals.values())
     _journals.clear()
     _journal_pid.clear()
