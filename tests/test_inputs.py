@@ -279,3 +279,50 @@ def test_a_folder_reached_through_file_links_is_walked_again_at_seal(tmp_path):
     (rec,) = reprokit.load("latest", store=store).inputs
     assert rec["changed_during_run"] == ["link.bin"]
     assert rec["sha256"] == first["sha256"] != rec["sha256_at_seal"]
+
+
+RACING_READER = """
+import os, sys, threading
+import reprokit
+
+sys.setswitchinterval(1e-6)  # threads switch as often as they can: the race shows at once
+
+def reader():  # another thread of the program reading a file all the time
+    while True:
+        os.close(os.open(sys.executable, os.O_RDONLY))
+
+threading.Thread(target=reader, daemon=True).start()
+
+@reprokit.track
+def inner(i):
+    return i
+
+@reprokit.track
+def outer(i):
+    return inner(i)
+
+for i in range(int(sys.argv[1])):
+    outer(i)
+print("done")
+"""
+
+
+def test_runs_end_cleanly_while_another_thread_starts_their_hasher(tmp_path: Path) -> None:
+    # The background hasher starts at a run's first file read, in whichever thread reads:
+    # here another thread of the program, reading all the time, often at the very moment the
+    # main thread ends the run. Ending a run must never raise into the program.
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_env, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "race.py").write_text(RACING_READER)
+    # Four at once: on a busy CPU a new thread takes longer to run its first line, which is
+    # when the race can be lost.
+    procs = [subprocess.Popen([sys.executable, "race.py", "300"], cwd=repo, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip() == "done", err[-2000:]

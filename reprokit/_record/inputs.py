@@ -534,8 +534,15 @@ class _Hasher:
 
     def finish(self) -> dict[str, tuple[list[int], str, int]]:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        thread = self._thread
+        if thread is not None:
+            try:
+                thread.join()
+            except RuntimeError:
+                # Not started yet: another thread's first read is starting it at this moment
+                # (start runs in whichever thread opens a file first). Once started it sees
+                # the stop and ends at once, having hashed nothing.
+                pass
         return self.digests
 
 
