@@ -128,3 +128,15 @@ def cli(
         text=True,
         timeout=timeout,
     )
+
+
+# Two tracked functions, one calling the other: a nested run per call (program text).
+NESTED_RUNS = """
+@reprokit.track
+def inner(i):
+    return i
+
+@reprokit.track
+def outer(i):
+    return inner(i)
+"""

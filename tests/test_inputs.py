@@ -14,6 +14,7 @@ from reprokit._model.redact import is_secret_file
 from reprokit._record import observe
 from reprokit._record.inputs import describe_input, file_digest, folder_listing, parse_listing
 from reprokit._store.statcache import StatCache
+from tests.conftest import NESTED_RUNS
 
 HOUR_NS = 3600 * 10**9
 
@@ -281,7 +282,8 @@ def test_a_folder_reached_through_file_links_is_walked_again_at_seal(tmp_path):
     assert rec["sha256"] == first["sha256"] != rec["sha256_at_seal"]
 
 
-RACING_READER = """
+RACING_READER = (
+    """
 import os, sys, threading
 import reprokit
 
@@ -292,19 +294,14 @@ def reader():  # another thread of the program reading a file all the time
         os.close(os.open(sys.executable, os.O_RDONLY))
 
 threading.Thread(target=reader, daemon=True).start()
-
-@reprokit.track
-def inner(i):
-    return i
-
-@reprokit.track
-def outer(i):
-    return inner(i)
-
+"""
+    + NESTED_RUNS
+    + """
 for i in range(int(sys.argv[1])):
     outer(i)
 print("done")
 """
+)
 
 
 def test_runs_end_cleanly_while_another_thread_starts_their_hasher(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 import reprokit
 from reprokit._store.store import Store
-from tests.conftest import clean_env, cli, make_repo, run_python
+from tests.conftest import NESTED_RUNS, clean_env, cli, make_repo, run_python
 
 pytestmark = pytest.mark.stress
 
@@ -372,7 +372,8 @@ def test_a_full_disk_while_logging_metrics_does_not_break_training(tmp_path):
 
 # Nested tracked runs in a loop, and an observer thread that sends SIGTERM at the moment the
 # store's ledger is locked by a sealing run (so the signal lands mid-seal every time, not by luck).
-SEAL_RACE = """
+SEAL_RACE = (
+    """
 import fcntl, os, signal, threading
 import reprokit
 
@@ -391,20 +392,15 @@ def observer():
             return
         finally:
             os.close(fd)
-
-@reprokit.track
-def inner(i):
-    return i
-
-@reprokit.track
-def outer(i):
-    return inner(i)
-
+"""
+    + NESTED_RUNS
+    + """
 outer(-1)
 threading.Thread(target=observer, daemon=True).start()
 for i in range(100000):
     outer(i)
 """
+)
 
 
 def test_sigterm_while_a_nested_run_is_sealing_still_terminates(tmp_path, env):
