@@ -29,6 +29,12 @@ _FLOAT = {float}
 _BLOCK = 4096  # floats packed per call
 
 
+def plain_floats(values: list[Any] | tuple[Any, ...]) -> bool:
+    """True for a non-empty list or tuple of plain floats only (not ints, bools, subclasses):
+    weights as Python numbers, the case fingerprints and kept numbers take at once."""
+    return bool(values) and set(map(type, values)) == _FLOAT
+
+
 def _floats(sink: Any, values: list[float] | tuple[float, ...]) -> None:
     """``b"f" + 8 big-endian bytes`` per float into ``sink``, as ``encode`` writes one float,
     packed a block at a time: every ninth byte a tag, the packed doubles in between."""
@@ -125,7 +131,7 @@ class _Encoder:
         try:
             if isinstance(obj, (list, tuple)):
                 self._len(b"l" if isinstance(obj, list) else b"t", len(obj))
-                if obj and set(map(type, obj)) == _FLOAT:
+                if plain_floats(obj):
                     # Weights as a list of floats: the bytes encode() writes item by item, at once.
                     _floats(self.sink, obj)
                     return

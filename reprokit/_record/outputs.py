@@ -8,7 +8,7 @@ import os
 
 from reprokit._capture.params import record_params
 from reprokit._model import numbers as nums
-from reprokit._model.digest import fingerprint_exact, sha256_stream
+from reprokit._model.digest import fingerprint_exact, plain_floats, sha256_stream
 from reprokit._model.yaml import dump
 from reprokit._record.file_numbers import numbers_in_file
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 SMALL_VALUE_BYTES = 4096
 INLINE_CHECKPOINT = nums.INLINE  # numbers kept inline in a record, for divergence sizes
-_FLOAT = {float}
 
 
 def safe_rel(rel: str) -> str:
@@ -217,7 +216,7 @@ def numeric_summary(value: Any, keep: int = INLINE_CHECKPOINT) -> dict[str, Any]
         except Exception:
             return None
     if isinstance(value, (list, tuple)) and len(value) > 0:
-        if set(map(type, value)) == _FLOAT:  # weights as plain floats: the common case
+        if plain_floats(value):  # weights as plain floats: the common case
             return nums.keep(list(value), keep)
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             return nums.keep([float(v) for v in value], keep)

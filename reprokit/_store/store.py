@@ -1216,9 +1216,6 @@ class Stream:
             self._sha.update(data)
         self.size += len(data)
 
-    def flush(self) -> None:
-        """(Nothing is buffered: each write reached the kernel.)"""
-
     def close(self, keep_descriptor: bool = False) -> None:
         """No more writes; ``keep_descriptor``: leave the descriptor open (a thread still in a
         write keeps writing to this file, never to another one opened under its number)."""
