@@ -1,5 +1,5 @@
 """What the benchmarks share: the child processes' environment, git in a temp repository, and
-removing a temp folder that holds a store's read-only files."""
+removing a temp folder that holds a store's read-only files, one child's wall time and peak memory."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 PYCACHE: str | None = None  # set by a bench's main(): a bytecode cache in its temp folder
@@ -53,3 +54,17 @@ def git(repo: Path, *args: str) -> None:
         stdout=subprocess.DEVNULL,
         env=child_env(),
     )  # fmt: skip
+
+
+def wall_and_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one child process, from wait4()."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[-2:])} failed: {err.strip()[-800:]}")
+    return wall, usage.ru_maxrss / 1024

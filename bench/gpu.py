@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import _common
-from _common import child_env
+from _common import child_env, wall_and_rss
 
 PY = sys.executable
 
@@ -113,13 +113,6 @@ def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return wall, float(proc.stdout.strip().splitlines()[-1])
 
 
-def _peak(cmd: list[str], cwd: Path) -> float:
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss / 1024
-
-
 def main() -> int:
     import torch
 
@@ -153,8 +146,8 @@ def main() -> int:
         f"    after torch's import: untracked {ip * 1000:.1f} ms, tracked {it * 1000:.1f} ms: "
         f"+{(it - ip) * 1000:.1f} ms (import reprokit, the run, its seal)"
     )
-    pp = statistics.median(_peak([PY, "plain.py"], repo) for _ in range(3))
-    pt = statistics.median(_peak([PY, "tracked.py"], repo) for _ in range(3))
+    pp = statistics.median(wall_and_rss([PY, "plain.py"], repo, _env())[1] for _ in range(3))
+    pt = statistics.median(wall_and_rss([PY, "tracked.py"], repo, _env())[1] for _ in range(3))
     print(f"    peak memory: untracked {pp:.1f} MiB, tracked {pt:.1f} MiB: +{pt - pp:.1f} MiB")
     if cpu:
         return 0

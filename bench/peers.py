@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import _common
-from _common import child_env, git, rmtree
+from _common import child_env, git, rmtree, wall_and_rss
 
 PY = sys.executable
 TOOLS = ("reprokit", "sacred", "wandb", "mlflow")
@@ -317,20 +317,6 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[-3:])} failed: {proc.stderr.strip()[-800:]}")
     return proc.stdout
-
-
-def wall_and_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one child process, from wait4()."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[-2:])} failed: {err.strip()[-800:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def fsync_latency(folder: Path, tag: str, n: int = 30) -> float:
