@@ -188,6 +188,8 @@ def test_torchrun_job_is_one_run_with_a_shard_per_rank(torch_repo, n):
     assert [s.manifest.run["rank"]["rank"] for s in shards] == list(range(1, n))
     assert {s.manifest.seeds["seed"] for s in shards} <= {m.seeds["seed"]}  # one agreed seed
     assert store.verify(row["id"])["shards"] == n - 1
+    whole = cli(torch_repo, "verify", "--all")  # the shards' ledger lines are the runs' ranks
+    assert whole.returncode == 0 and whole.stdout.startswith("intact"), whole.stdout + whole.stderr
     ls = cli(torch_repo, "ls")
     assert f"{n}/{n} ranks" in ls.stdout
     show = cli(torch_repo, "show", row["id"])
@@ -255,3 +257,23 @@ def test_a_command_run_of_torchrun_holds_the_job_and_replays_it(torch_repo):
     assert rep.returncode == 0, rep.stdout + rep.stderr
     labels = [r.get("child") for r in json.loads(rep.stdout)["runs"]]
     assert labels == [None, "train", "train/rank 1"]
+
+
+@pytest.mark.torch
+def test_verify_all_names_a_deleted_rank_shard(torch_repo, tmp_path):
+    import os
+    import shutil
+    import stat
+
+    proc = launch(torch_repo, 2)
+    assert proc.returncode == 0, proc.stderr
+    copy = tmp_path / "store"
+    shutil.copytree(torch_repo / ".reprokit", copy)
+    rid = newest(torch_repo)["id"]
+    shard = copy / "shards" / rid / "rank-1"
+    for p in [shard, *shard.iterdir()]:
+        os.chmod(p, os.stat(p).st_mode | stat.S_IWUSR)
+    shutil.rmtree(shard)
+    out = cli(torch_repo, "--store", str(copy), "verify", "--all")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"rank 1 of run {rid}" in out.stderr and "missing" in out.stderr

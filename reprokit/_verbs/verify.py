@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit._model.errors import TamperedError
 from reprokit._model.report import Report
-from reprokit._store.store import VOID, Store
+from reprokit._store.store import SHARD, VOID, Store
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,18 @@ def verify_store(
                 path="ledger",
             )
     for rid, line in vouched.items():
-        if rid not in ids:
+        run_id, shard, rank = rid.partition("/rank-")
+        if shard:
+            # A rank's shard of a multi-rank run (its content: the run's own verify, below).
+            if not rank.isdigit() or not os.path.exists(
+                os.path.join(st.shard_path(run_id, int(rank)), SHARD)
+            ):
+                raise TamperedError(
+                    f"rank {rank} of run {run_id} (ledger line {line}) is missing from the "
+                    "store (deleted?)",
+                    rid,
+                )
+        elif rid not in ids:
             raise TamperedError(
                 f"run {rid} (ledger line {line}) is missing from the store (deleted?)", rid
             )
@@ -113,7 +125,7 @@ def verify_store(
     return StoreVerifyReport(
         store=str(st.root),
         intact=True,
-        runs=len(vouched),
+        runs=sum(1 for rid in vouched if "/rank-" not in rid),
         ledger_lines=len(entries),
         ledger_head=last,
         head_checked=head,
