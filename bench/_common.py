@@ -1,5 +1,6 @@
-"""What the benchmarks share: the child processes' environment, git in a temp repository, and
-removing a temp folder that holds a store's read-only files, one child's wall time and peak memory."""
+"""What the benchmarks share: the child processes' environment, git in a temp repository,
+removing a temp folder that holds a store's read-only files, and one child's wall time and peak
+memory."""
 
 from __future__ import annotations
 
